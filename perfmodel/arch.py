@@ -116,11 +116,15 @@ class Arch:
             ("total", self.n_params_total),
         ]
         width = max(len(label) for label, _ in rows)
-        lines = [f"{self.name or 'arch'}: d={self.d_model} layers={self.n_layer} heads={self.n_head}/{self.n_kv_head}"
-                 f" d_head={self.d_head} d_ff={self.d_ff} vocab={self.vocab}"]
+        lines = [
+            f"{self.name or 'arch'}: d={self.d_model} layers={self.n_layer} heads={self.n_head}/{self.n_kv_head}"
+            f" d_head={self.d_head} d_ff={self.d_ff} vocab={self.vocab}"
+        ]
         lines += [f"  {label:<{width}}  {count:>15,d}" for label, count in rows]
-        lines.append(f"  r = MLP/attention = {self.mlp_attn_ratio:.3f}   GQA = {self.gqa_group}   "
-                     f"x = d/sqrt(N) = {self.hidden_size_factor:.4f}")
+        lines.append(
+            f"  r = MLP/attention = {self.mlp_attn_ratio:.3f}   GQA = {self.gqa_group}   "
+            f"x = d/sqrt(N) = {self.hidden_size_factor:.4f}"
+        )
         return "\n".join(lines)
 
     # ---- config.json ----

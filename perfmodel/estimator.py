@@ -102,7 +102,12 @@ def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration)
     attn = decode_attention(shape, n_seqs)
     # KV length at decode step k (k = 0 .. steps-1) is input_len + 1 + k: the prompt plus the tokens so far.
     attn_s, attn_compute_s = sum_max_affine(
-        input_len + 1, steps, attn.flops_per_kv / flop_rate, 0.0, attn.bytes_per_kv / byte_rate, attn.bytes_fixed / byte_rate
+        input_len + 1,
+        steps,
+        attn.flops_per_kv / flop_rate,
+        0.0,
+        attn.bytes_per_kv / byte_rate,
+        attn.bytes_fixed / byte_rate,
     )
     decode["attention"] = attn_s + steps * attn.kernels * cal.kernel_launch_overhead_s
     decode_compute_s = decode_compute_s + attn_compute_s
@@ -137,7 +142,9 @@ def estimate(
     prefill_ops, decode_ops, prefill_s, decode_s, prefill_c, decode_c = _wave(
         archs, concurrency, input_len, output_len, gpu, cal
     )
-    _, _, last_prefill_s, last_decode_s, _, _ = _wave(archs, np.maximum(remainder, 1.0), input_len, output_len, gpu, cal)
+    _, _, last_prefill_s, last_decode_s, _, _ = _wave(
+        archs, np.maximum(remainder, 1.0), input_len, output_len, gpu, cal
+    )
     total_s = full_waves * (prefill_s + decode_s) + np.where(remainder > 0, last_prefill_s + last_decode_s, 0.0)
     steps = np.maximum(output_len - 1, 1)
 
