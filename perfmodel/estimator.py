@@ -33,7 +33,7 @@ def sum_max_affine(first, count, a1, b1, a2, b2):
     first, count = np.asarray(first, dtype=np.float64), np.asarray(count, dtype=np.float64)
     last = first + count - 1
     slope_gap, offset_gap = np.subtract(a1, a2), np.subtract(b1, b2)  # line1 - line2 = slope_gap·l + offset_gap
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         crossing = -offset_gap / slope_gap
     # Number of integer l in [first, last] where line 1 is at least line 2.
     rising = np.clip(last - np.ceil(crossing) + 1, 0, count)  # slope_gap > 0: l >= crossing

@@ -72,9 +72,9 @@ def dense_ops(shape, tokens, lm_head_tokens) -> dict[str, Op]:
             bytes=L * B * (hq * dh * d + tokens * (hq * dh + d)),
             kernels=L,
         ),
-        "mlp": Op(  # gate+up GEMM, SiLU·mul, down GEMM
+        "mlp": Op(  # gate+up GEMM [d -> 2·d_ff], SiLU·mul [2·d_ff -> d_ff], down GEMM [d_ff -> d]
             flops=L * 2.0 * tokens * 3 * d * dff,
-            bytes=L * B * (3 * d * dff + tokens * (d + 2 * dff + 2 * dff + dff + d)),
+            bytes=L * B * (3 * d * dff + tokens * ((d + 2 * dff) + (2 * dff + dff) + (dff + d))),
             kernels=3 * L,
         ),
         "norms": Op(  # two RMSNorms per layer + the final one (a few FLOPs per element)
