@@ -1,0 +1,101 @@
+"""`archscale predict`: tokens/s, TTFT, TPOT, memory and bounds of architectures on a GPU, no GPU needed."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from harness.cli_args import positive_int, positive_int_list
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="predict serving throughput of architectures (presets or config.json) on a GPU",
+        description=__doc__,
+    )
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="preset name or path to a config.json")
+    p.add_argument("--gpu", required=True, help="GPU name (see `archscale gpus`)")
+    p.add_argument("--batch-size", type=positive_int_list, required=True, help="e.g. 128 or 1,8,64,256")
+    p.add_argument("--input-len", type=positive_int, required=True, help="prompt tokens per request")
+    p.add_argument("--output-len", type=positive_int, required=True, help="generated tokens per request")
+    p.add_argument("--engine", default="torch", choices=("torch", "vllm", "sglang"))
+    p.add_argument("--json", action="store_true", help="JSON: one object, or a list for several points")
+    p.add_argument("--breakdown", action="store_true", help="also print the per-operator time breakdown")
+    p.set_defaults(run=run)
+
+
+def format_predictions(rows: list[dict]) -> str:
+    from harness.tables import format_table, humanize_bytes, humanize_count, humanize_seconds
+
+    header = ("config", "batch", "out tok/s", "total tok/s", "TTFT", "TPOT", "memory", "max seqs", "prefill",
+              "decode", "N", "r", "GQA")  # fmt: skip
+    body = [
+        (
+            r["config"],
+            r["batch_size"],
+            f"{r['output_tokens_per_s']:,.0f}",
+            f"{r['total_tokens_per_s']:,.0f}",
+            humanize_seconds(r["ttft_s"]),
+            humanize_seconds(r["tpot_s"]),
+            humanize_bytes(r["peak_memory_bytes"]),
+            f"{r['max_concurrent_seqs']}" + ("*" if r["capacity_limited"] else ""),
+            r["prefill_bound"],
+            r["decode_bound"],
+            humanize_count(r["n_params_non_embedding"]),
+            f"{r['mlp_attn_ratio']:.2f}",
+            r["gqa_group"],
+        )
+        for r in rows
+    ]
+    first = rows[0]
+    lines = [
+        f"{first['gpu']} · {first['engine']} · in {first['input_len']} / out {first['output_len']} tokens"
+        + ("" if first["calibrated"] else " · uncalibrated priors (see perfmodel/data/calibration.toml)"),
+        format_table(header, body),
+    ]
+    if any(r["capacity_limited"] for r in rows):
+        lines.append("* batch exceeds the KV-cache capacity: requests run in waves of 'max seqs' at a time")
+    return "\n".join(lines)
+
+
+def format_breakdown(row: dict) -> str:
+    from harness.tables import format_table, humanize_seconds
+
+    ops = list(row["breakdown"]["prefill_s"])
+    body = [(op, humanize_seconds(row["breakdown"]["prefill_s"][op]), humanize_seconds(row["breakdown"]["decode_s"][op]))
+            for op in ops]  # fmt: skip
+    title = f"{row['config']} batch {row['concurrency']} (one wave): time per operator"
+    return title + "\n" + format_table(("op", "prefill", "decode (all steps)"), body)
+
+
+def run(args) -> int:
+    from perfmodel import get_gpu, predict, resolve_arch
+
+    gpu = get_gpu(args.gpu)
+    archs = [resolve_arch(spec) for spec in args.configs]
+    rows = []
+    for arch in archs:
+        for batch_size in args.batch_size:
+            prediction = predict(
+                arch,
+                gpu,
+                batch_size=batch_size,
+                input_len=args.input_len,
+                output_len=args.output_len,
+                engine=args.engine,
+            )
+            rows.append(prediction.to_dict())
+    if args.json:
+        if not args.breakdown:
+            for row in rows:
+                row.pop("breakdown")
+        json.dump(rows[0] if len(rows) == 1 else rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print(format_predictions(rows))
+    if args.breakdown:
+        for row in rows:
+            print()
+            print(format_breakdown(row))
+    return 0
