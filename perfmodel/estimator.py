@@ -147,6 +147,8 @@ def estimate(
     )
     total_s = full_waves * (prefill_s + decode_s) + np.where(remainder > 0, last_prefill_s + last_decode_s, 0.0)
     steps = np.maximum(output_len - 1, 1)
+    shape = np.broadcast_shapes(np.shape(total_s), np.shape(max_concurrent))  # every field gets the full shape
+    feasible, max_concurrent = np.broadcast_to(feasible, shape), np.broadcast_to(max_concurrent, shape)
 
     def masked(values):
         return np.where(feasible, values, np.nan)
