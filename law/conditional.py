@@ -1,0 +1,205 @@
+"""The conditional scaling law of arXiv 2510.18245 (Section 4): loss given N, D, hidden size d and MLP/attention r.
+
+  x = d / sqrt(N)   (N = non-embedding parameters)
+  multiplicative:  L = (a0 + a1·ln x + a2/x) · (b0 + b1·ln r + b2/r) · L_opt(N, D)
+  additive:        L = (a0 + a1·ln x + a2/x) + (b1·ln r + b2/r) + L_opt(N, D)
+Each factor is U-shaped with its minimum at x* = a2/a1 and r* = b2/b1 when a1, a2 (b1, b2) > 0.
+
+Fitting (Levenberg–Marquardt, scipy.optimize.least_squares(method="lm")): the multiplicative form is only
+defined up to a scale shared by the two factors, so the fit fixes b0 = 1 (the paper's own b0 = 0.387 is the
+same law with the scale moved; optima and predictions are unchanged). When r barely varies in the data, the r
+factor cannot be identified: the fit then holds it constant (b1 = b2 = 0), says so, and reports no r*.
+L_opt is a Chinchilla law (fitted on the same data by default), or given per point.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from law.chinchilla import ChinchillaLaw
+from perfmodel.errors import ArchscaleInputError
+
+FORMS = ("multiplicative", "additive")
+COEFFICIENTS = ("a0", "a1", "a2", "b0", "b1", "b2")
+MIN_R_SPREAD = 0.5  # max(ln r) - min(ln r) below this and the r factor is not identifiable
+PAPER_LAW_PATH = Path(__file__).with_name("data") / "paper_law.json"
+
+
+@dataclass(frozen=True)
+class ConditionalLaw:
+    form: str
+    a0: float
+    a1: float
+    a2: float
+    b0: float
+    b1: float
+    b2: float
+    lopt: ChinchillaLaw | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.form not in FORMS:
+            raise ArchscaleInputError(f"law form must be one of {', '.join(FORMS)}, got '{self.form}'")
+
+    def x_factor(self, x):
+        return self.a0 + self.a1 * np.log(x) + self.a2 / x
+
+    def r_factor(self, r):
+        return self.b0 * (self.form == "multiplicative") + self.b1 * np.log(r) + self.b2 / r
+
+    def architecture_factor(self, x, r):
+        """What the architecture contributes: a ratio to L_opt (multiplicative) or an offset (additive)."""
+        if self.form == "multiplicative":
+            return self.x_factor(x) * self.r_factor(r)
+        return self.x_factor(x) + self.r_factor(r)
+
+    def predict_loss(self, N, D, d, r, lopt_values=None):
+        """Loss for arrays of N (non-embedding), D, d and r; `lopt_values` overrides the law's L_opt(N, D)."""
+        if lopt_values is None:
+            if self.lopt is None:
+                raise ArchscaleInputError("this law has no L_opt(N, D); give L_opt values or a Chinchilla law")
+            lopt_values = self.lopt.predict(N, D)
+        factor = self.architecture_factor(np.asarray(d, dtype=np.float64) / np.sqrt(N), r)
+        return factor * lopt_values if self.form == "multiplicative" else factor + lopt_values
+
+    @property
+    def x_is_u_shaped(self) -> bool:
+        return self.a1 > 0 and self.a2 > 0
+
+    @property
+    def r_is_u_shaped(self) -> bool:
+        return self.b1 > 0 and self.b2 > 0
+
+    @property
+    def x_opt(self) -> float | None:
+        """x* = a2/a1, the minimum of the x factor; None when the factor is monotone (no interior minimum)."""
+        return self.a2 / self.a1 if self.x_is_u_shaped else None
+
+    @property
+    def r_opt(self) -> float | None:
+        return self.b2 / self.b1 if self.r_is_u_shaped else None
+
+    def to_dict(self) -> dict:
+        out = {name: float(getattr(self, name)) for name in COEFFICIENTS}
+        out.update(form=self.form, source=self.source, x_opt=self.x_opt, r_opt=self.r_opt)
+        out["lopt"] = None if self.lopt is None else self.lopt.to_dict()
+        return out
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConditionalLaw:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+            lopt = raw.get("lopt")
+            return cls(
+                form=raw["form"],
+                **{name: float(raw[name]) for name in COEFFICIENTS},
+                lopt=None if lopt is None else ChinchillaLaw(**{k: float(v) for k, v in lopt.items()}),
+                source=str(raw.get("source", path)),
+            )
+        except FileNotFoundError:
+            raise ArchscaleInputError(f"{path}: no such law file") from None
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ArchscaleInputError(f"{path}: not a law saved by `archscale fit conditional` ({exc!r})") from None
+
+
+def paper_law(fit: str = "fit_80M_145M_297M", lopt: ChinchillaLaw | None = None) -> ConditionalLaw:
+    """The paper's multiplicative coefficients (arXiv 2510.18245, Section 4), shipped in law/data/paper_law.json."""
+    raw = json.loads(PAPER_LAW_PATH.read_text())
+    if fit not in raw["fits"]:
+        raise ArchscaleInputError(f"unknown paper fit '{fit}' (known: {', '.join(raw['fits'])})")
+    coefficients = {name: raw["fits"][fit][name] for name in COEFFICIENTS}
+    return ConditionalLaw(form=raw["form"], **coefficients, lopt=lopt, source=f"arXiv 2510.18245 {fit}")
+
+
+@dataclass
+class ConditionalFit:
+    law: ConditionalLaw
+    stderr: dict  # coefficient -> standard error (0 for coefficients held fixed)
+    fixed: tuple[str, ...]
+    mse: float
+    n_points: int
+    r_identifiable: bool
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        law = self.law.to_dict()
+        out = {name: law[name] for name in COEFFICIENTS}
+        out.update(form=self.law.form, mse=self.mse, n_points=self.n_points, x_opt=self.law.x_opt,
+                   r_opt=self.law.r_opt, stderr=self.stderr, fixed=list(self.fixed),
+                   r_identifiable=self.r_identifiable, notes=self.notes)  # fmt: skip
+        return out
+
+    def report(self) -> str:
+        lines = [f"Conditional law ({self.law.form}), Levenberg-Marquardt, {self.n_points} points"]
+        for name in COEFFICIENTS:
+            value = getattr(self.law, name)
+            err = "(fixed)" if name in self.fixed else f"± {self.stderr[name]:.3g}"
+            lines.append(f"  {name} = {value:12.6g}  {err}")
+        x_opt = f"{self.law.x_opt:.4f}" if self.law.x_opt is not None else "none (x factor is monotone)"
+        r_opt = f"{self.law.r_opt:.4f}" if self.law.r_opt is not None else "none"
+        lines.append(f"  x* = a2/a1 = {x_opt}   r* = b2/b1 = {r_opt}")
+        lines.append(f"  MSE(loss) = {self.mse:.3e}")
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def fit_conditional(
+    N, D, d, r, loss, *, form: str = "multiplicative", lopt: ChinchillaLaw | np.ndarray
+) -> ConditionalFit:
+    """Fit the conditional law; `lopt` is a Chinchilla law or one L_opt value per point."""
+    from scipy.optimize import least_squares
+
+    if form not in FORMS:
+        raise ArchscaleInputError(f"--form must be one of {', '.join(FORMS)}, got '{form}'")
+    N, D, d, r, loss = (np.asarray(v, dtype=np.float64) for v in (N, D, d, r, loss))
+    lopt_law = lopt if isinstance(lopt, ChinchillaLaw) else None
+    lopt_values = lopt.predict(N, D) if lopt_law else np.asarray(lopt, dtype=np.float64)
+    x = d / np.sqrt(N)
+    r_identifiable = float(np.ptp(np.log(r))) >= MIN_R_SPREAD
+    fixed = {"b0": 1.0 if form == "multiplicative" else 0.0}
+    notes = []
+    if form == "multiplicative":
+        notes.append("b0 fixed at 1: the two factors share one scale (only their product is identifiable)")
+    if not r_identifiable:
+        fixed.update(b1=0.0, b2=0.0)
+        notes.append(
+            f"r spans only {r.min():.3g}..{r.max():.3g}: the r factor is not identifiable and is held constant"
+        )
+    free = [name for name in COEFFICIENTS if name not in fixed]
+    if np.unique(x).size < 3:
+        raise ArchscaleInputError("the conditional law needs at least 3 distinct values of d/sqrt(N)")
+    if N.size <= len(free):
+        raise ArchscaleInputError(f"the conditional law needs more than {len(free)} points, got {N.size}")
+
+    def make_law(values) -> ConditionalLaw:
+        return ConditionalLaw(form=form, **fixed, **dict(zip(free, map(float, values), strict=True)), lopt=lopt_law,
+                              source="fit")  # fmt: skip
+
+    def residuals(values):
+        return make_law(values).predict_loss(N, D, d, r, lopt_values=lopt_values) - loss
+
+    start = {"a0": 1.0 if form == "multiplicative" else 0.0, "a1": 0.01, "a2": 0.01, "b1": 0.0, "b2": 0.0}
+    result = least_squares(residuals, [start[name] for name in free], method="lm", x_scale="jac", max_nfev=20000)
+    dof = max(N.size - len(free), 1)
+    sigma2 = float(result.fun @ result.fun) / dof
+    jtj = result.jac.T @ result.jac
+    try:
+        covariance = np.linalg.inv(jtj) * sigma2
+        errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    except np.linalg.LinAlgError:
+        errors = np.full(len(free), np.inf)
+    stderr = {name: 0.0 for name in fixed} | dict(zip(free, map(float, errors), strict=True))
+    law = make_law(result.x)
+    for name, is_u, opt in (("x", law.x_is_u_shaped, "x*"), ("r", law.r_is_u_shaped, "r*")):
+        if not is_u and (name == "x" or r_identifiable):
+            notes.append(f"the fitted {name} factor is monotone (not U-shaped): no {opt} inside the data range")
+    return ConditionalFit(law=law, stderr=stderr, fixed=tuple(fixed), mse=float(np.mean(result.fun**2)),
+                          n_points=int(N.size), r_identifiable=r_identifiable, notes=notes)  # fmt: skip
