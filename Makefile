@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The main job (no GPU needed): fit Chinchilla on the shipped Epoch data, then search around Llama-3.2-1B/3B for
+# H200 and A100-80GB at batch 128, in 4096 / out 1024; tables to stdout, JSON + PNG into results/.
+SEARCH_BASELINES := llama-3.2-1b llama-3.2-3b
+SEARCH_GPUS      := h200 a100-80gb
 run: install
-	$(BIN)/archscale predict llama-3.2-1b llama-3.2-3b panda-1b surefire-1b --gpu h200 --batch-size 1,16,128 --input-len 4096 --output-len 1024
+	$(BIN)/archscale fit chinchilla law/data/chinchilla_epoch.csv
+	@for base in $(SEARCH_BASELINES); do for gpu in $(SEARCH_GPUS); do echo; \
+	  $(BIN)/archscale search --baseline $$base --gpu $$gpu --batch-size 128 --input-len 4096 --output-len 1024 \
+	    --save results/search-$$base-$$gpu.json --plot results/search-$$base-$$gpu.png || exit $$?; \
+	done; done
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
