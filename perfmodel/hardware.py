@@ -80,6 +80,20 @@ def get_gpu(name: str) -> Hardware:
     raise ArchscaleInputError(f"unknown GPU '{name}'{hint} (`archscale gpus` lists them)")
 
 
+def gpu_from_device_name(device_name: str) -> Hardware | None:
+    """The datasheet entry for a CUDA device name such as "NVIDIA H100 80GB HBM3", or None if unknown."""
+    name = device_name.upper()
+    if "H200" in name:
+        return get_gpu("h200")
+    if "H100" in name:
+        return get_gpu("h100-pcie" if "PCIE" in name else "h100-sxm")
+    if "A100" in name:
+        return get_gpu("a100-80gb" if "80G" in name else "a100-40gb")
+    if "B200" in name:
+        return get_gpu("b200")
+    return None
+
+
 @cache
 def _calibration_table() -> dict:
     with (DATA_DIR / "calibration.toml").open("rb") as f:
