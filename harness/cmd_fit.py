@@ -63,7 +63,7 @@ def run_conditional(args) -> int:
         fit.law.save(args.out)
         text += f"\nSaved the law to {args.out}"
     if args.plot is not None:
-        from law.plot import plot_conditional_fit
+        from harness.fit_plot import plot_conditional_fit
 
         plot_conditional_fit(columns, fit.law, args.plot)
         text += f"\nWrote {args.plot}"

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.plotting import pyplot, save_figure
+
 IMPL_COLOURS = {"triton": "tab:blue", "sdpa": "tab:orange", "flex": "tab:green"}
 GROUP_STYLES = ("-", "--", ":", "-.")
 
 
 def plot_kernel_bench(rows: list[dict], path: str | Path, *, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ok = [r for r in rows if r.get("status") == "ok"]
     head_dims = sorted({r["head_dim"] for r in ok})
@@ -44,8 +43,4 @@ def plot_kernel_bench(rows: list[dict], path: str | Path, *, title: str = "") ->
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 10), fontsize=7)
     fig.suptitle(f"GQA decode attention: {title}")
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.plotting import pyplot, save_figure
+
 
 def plot_search(result, path: str | Path, *, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     candidates = result.candidates
     loss, tokens_per_s = candidates.predicted_loss, candidates.output_tokens_per_s
@@ -41,8 +40,4 @@ def plot_search(result, path: str | Path, *, title: str = "") -> Path:
     ax.legend(fontsize=7, markerscale=1.0, loc="upper left", ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.plotting import pyplot, save_figure
+
 
 def plot_conditional_fit(columns: dict, law, path: str | Path) -> Path:
-    import matplotlib
+    from matplotlib.ticker import NullFormatter
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     N, D, d, r, loss = (columns[c] for c in ("N", "D", "d", "r", "loss"))
     lopt = law.lopt.predict(N, D)
@@ -28,6 +29,7 @@ def plot_conditional_fit(columns: dict, law, path: str | Path) -> Path:
         grid = np.geomspace(values.min() * 0.8, values.max() * 1.25, 200)
         ax.plot(grid, curve_of(grid), "k-", label=f"fitted {law.form} law")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels collide on a narrow range
         ax.set_xlabel(name)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -38,8 +40,4 @@ def plot_conditional_fit(columns: dict, law, path: str | Path) -> Path:
     ax_x.legend(fontsize=8)
     ax_r.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
