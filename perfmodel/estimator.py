@@ -142,10 +142,12 @@ def estimate(
     prefill_ops, decode_ops, prefill_s, decode_s, prefill_c, decode_c = _wave(
         archs, concurrency, input_len, output_len, gpu, cal
     )
-    _, _, last_prefill_s, last_decode_s, _, _ = _wave(
-        archs, np.maximum(remainder, 1.0), input_len, output_len, gpu, cal
-    )
-    total_s = full_waves * (prefill_s + decode_s) + np.where(remainder > 0, last_prefill_s + last_decode_s, 0.0)
+    total_s = full_waves * (prefill_s + decode_s)
+    if np.any(remainder > 0):  # a last, partial wave (only when the batch exceeds the KV capacity)
+        _, _, last_prefill_s, last_decode_s, _, _ = _wave(
+            archs, np.maximum(remainder, 1.0), input_len, output_len, gpu, cal
+        )
+        total_s = total_s + np.where(remainder > 0, last_prefill_s + last_decode_s, 0.0)
     steps = np.maximum(output_len - 1, 1)
     shape = np.broadcast_shapes(np.shape(total_s), np.shape(max_concurrent))  # every field gets the full shape
     feasible, max_concurrent = np.broadcast_to(feasible, shape), np.broadcast_to(max_concurrent, shape)

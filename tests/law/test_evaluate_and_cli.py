@@ -21,11 +21,25 @@ def test_fit_cli_json_keys(capsys, morph_path, tmp_path):
     assert main(["fit", "chinchilla", str(morph_path), "--json"]) == 0
     assert {"E", "A", "B", "alpha", "beta", "mse", "n_points"} <= set(json.loads(capsys.readouterr().out))
     out = tmp_path / "law.json"
-    assert main(["fit", "conditional", str(morph_path), "--json", "--out", str(out), "--form", "additive"]) == 0
+    plot = tmp_path / "fit.png"
+    argv = [
+        "fit",
+        "conditional",
+        str(morph_path),
+        "--json",
+        "--out",
+        str(out),
+        "--form",
+        "additive",
+        "--plot",
+        str(plot),
+    ]
+    assert main(argv) == 0
     payload = json.loads(capsys.readouterr().out)
     assert {"a0", "a1", "a2", "b0", "b1", "b2", "mse", "x_opt", "r_opt"} <= set(payload)
     assert payload["r_opt"] is None and payload["r_identifiable"] is False  # r is 2.0-2.25 in this data
     assert json.loads(out.read_text())["form"] == "additive"
+    assert plot.stat().st_size > 10_000
     assert main(["fit", "evaluate", str(morph_path)]) == 0
     assert "Spearman" in capsys.readouterr().out
 
