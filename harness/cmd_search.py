@@ -65,23 +65,20 @@ def load_law(path: Path | None):
     return paper_law(lopt=chinchilla), description
 
 
-def result_rows(result, deployment) -> dict:
-    """JSON rows (predict keys + architecture + predicted loss + ratios to the baseline) for each role."""
+def result_rows(result, deployment) -> tuple[dict, dict]:
+    """JSON rows (predict keys + architecture + predicted loss + ratios to the baseline) for the baseline, Panda,
+    Surefire and every frontier point; and the chosen `Arch`s by role."""
     from perfmodel import predict
 
     candidates = result.candidates
+    stem = result.baseline.name or "baseline"
     archs = {
         "baseline": result.baseline,
-        "panda": candidates.arch(result.panda_index, name=f"panda-{result.baseline.name or 'baseline'}"),
-        "surefire": candidates.arch(result.surefire_index, name=f"surefire-{result.baseline.name or 'baseline'}"),
-    }
-    losses = {
-        "baseline": result.baseline_loss,
-        "panda": float(candidates.predicted_loss[result.panda_index]),
-        "surefire": float(candidates.predicted_loss[result.surefire_index]),
+        "panda": candidates.arch(result.panda_index, name=f"panda-{stem}"),
+        "surefire": candidates.arch(result.surefire_index, name=f"surefire-{stem}"),
     }
 
-    def row(arch, loss):
+    def row(arch, loss: float) -> dict:
         prediction = predict(
             arch,
             deployment.gpu,
@@ -90,7 +87,7 @@ def result_rows(result, deployment) -> dict:
             output_len=deployment.output_len,
             engine=deployment.engine,
         ).to_dict()
-        prediction.pop("breakdown", None)
+        prediction.pop("breakdown")
         return {
             **arch_fields(arch),
             **prediction,
@@ -99,16 +96,10 @@ def result_rows(result, deployment) -> dict:
             "throughput_ratio_vs_baseline": prediction["output_tokens_per_s"] / result.baseline_tokens_per_s,
         }
 
-    rows = {role: row(archs[role], losses[role]) for role in ROLES}
-    rows["frontier"] = [
-        {
-            **arch_fields(candidates.arch(i)),
-            "predicted_loss": float(candidates.predicted_loss[i]),
-            "output_tokens_per_s": float(candidates.output_tokens_per_s[i]),
-            "throughput_ratio_vs_baseline": float(candidates.output_tokens_per_s[i]) / result.baseline_tokens_per_s,
-        }
-        for i in result.frontier_indices
-    ]
+    indices = {"panda": result.panda_index, "surefire": result.surefire_index}
+    rows = {"baseline": row(result.baseline, result.baseline_loss)}
+    rows |= {role: row(archs[role], float(candidates.predicted_loss[i])) for role, i in indices.items()}
+    rows["frontier"] = [row(candidates.arch(i), float(candidates.predicted_loss[i])) for i in result.frontier_indices]
     return rows, archs
 
 

@@ -83,6 +83,7 @@ def test_search_cli_json_emitted_configs_round_trip(capsys, tmp_path):
                 "d_model", "n_head", "n_kv_head", "d_ff", "mlp_attn_ratio", "gqa_group"} <= set(row)  # fmt: skip
     assert payload["surefire"]["predicted_loss"] <= payload["loss_target"]
     assert len(payload["frontier"]) >= 2
+    assert set(payload["frontier"][0]) == set(payload["panda"])  # frontier rows carry the same keys
     for role in ("panda", "surefire"):
         emitted = Arch.from_hf_config(tmp_path / "cfg" / f"{role}-llama-3.2-1b" / "config.json")
         assert (emitted.d_model, emitted.n_head, emitted.d_ff) == tuple(
