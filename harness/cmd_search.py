@@ -43,6 +43,8 @@ def add_parser(subparsers) -> None:
         help="GQA groups (query heads per KV head) to consider, e.g. 1,2,4,8 (default 1,2,4,8,16)",
     )
     p.add_argument("--min-kv-heads", type=positive_int, default=2)
+    p.add_argument("--d-multiple", type=positive_int, default=64, help="d_model is a multiple of this (64 or 128)")
+    p.add_argument("--budget-tolerance", type=float, default=0.02, help="allowed |N/N_baseline - 1| (default 0.02)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--save", type=Path, default=None, help="also write the JSON result (with metadata) here")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG of candidates and frontier here")
@@ -197,7 +199,8 @@ def run(args) -> int:
     if args.loss_target is not None and not args.loss_target > 0:
         raise ArchscaleInputError(f"--loss-target must be a positive loss, got {args.loss_target}")
     law, law_description = load_law(args.law)
-    space = SearchSpace(gqa_groups=tuple(args.gqa), min_kv_heads=args.min_kv_heads)
+    space = SearchSpace(gqa_groups=tuple(args.gqa), min_kv_heads=args.min_kv_heads, d_multiple=args.d_multiple,
+                        budget_tolerance=args.budget_tolerance)  # fmt: skip
     result = search(
         baseline, law, deployment, loss_target=args.loss_target, train_tokens=args.train_tokens, space=space
     )

@@ -101,6 +101,8 @@ def test_search_cli_json_emitted_configs_round_trip(capsys, tmp_path):
         (["--loss-target", "-3"], "positive loss"),
         (["--gpu", "h300"], "unknown GPU"),
         (["--law", "missing-law.json"], "no such law file"),
+        (["--budget-tolerance", "1.5"], "budget tolerance must be a fraction"),
+        (["--gqa", "64", "--min-kv-heads", "64"], "no GQA group leaves room"),
     ],
 )
 def test_impossible_or_bad_search_input_is_one_line_exit_2(capsys, extra, message):
@@ -114,7 +116,8 @@ def test_search_with_a_fitted_law_file(capsys, tmp_path):
     law = ConditionalLaw("additive", a0=0.3, a1=0.25, a2=0.025, b0=0.0, b1=0.02, b2=0.03, lopt=LOPT)
     law.save(tmp_path / "law.json")
     argv = ["search", "--baseline", "qwen3-0.6b", "--gpu", "a100-80gb", "--law", str(tmp_path / "law.json"),
-            "--gqa", "1,2,4", "--json"]  # fmt: skip
+            "--gqa", "1,2,4", "--d-multiple", "128", "--json"]  # fmt: skip
     assert main(argv) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["r_opt"] == pytest.approx(1.5) and payload["panda"]["gqa_group"] in (1, 2, 4)
+    assert all(row["d_model"] % 128 == 0 for row in payload["frontier"])
