@@ -117,7 +117,7 @@ def _merge_kernel(
     # Split 0 always holds keys (kv_len >= 1); later splits of short sequences may be empty (lse = -inf,
     # weight exp2(-inf) = 0), so no branch is needed.
     m = tl.load(lse_row)
-    total = 1.0
+    total = tl.full([1], 1.0, dtype=tl.float32)  # a tensor, so its type stays fixed across the loop
     acc = tl.load(out_row + offs_d * stride_pd)
     for split in range(1, num_splits):
         lse = tl.load(lse_row + split * stride_ls)
