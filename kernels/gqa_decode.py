@@ -133,6 +133,19 @@ def _merge_kernel(
     )
 
 
+def kernel_constexprs(dtype: str, *, group: int, head_dim: int, paged: bool, page_size: int) -> dict:
+    """Compile-time constants of `_split_kv_kernel` for a triton dtype name ("fp16", "bf16", "fp32")."""
+    return {
+        "GROUP": group,
+        "HEAD_DIM": head_dim,
+        "BLOCK_H": max(16, triton.next_power_of_2(group)),  # tl.dot needs M >= 16: pad the group, mask the rest
+        "BLOCK_N": 32 if dtype == "fp32" and head_dim > 64 else 64,  # fp32 tiles are twice the bytes
+        "PAGED": paged,
+        "PAGE_SIZE": page_size,
+        "DOT_PRECISION": "ieee" if dtype == "fp32" else "tf32",  # fp32 inputs: no TF32 rounding
+    }
+
+
 def _check_arguments(q, k_cache, v_cache, seq_lens, block_table):
     """Every user mistake raises a ValueError here, before anything is launched."""
     if q.dim() != 3:
@@ -203,16 +216,13 @@ def gqa_decode(q, k_cache, v_cache, seq_lens, *, block_table=None, scale=None, n
         vb, vh, vs, vd = v_cache.stride()
         k_strides, v_strides = (kb, ks, kh, kd), (vb, vs, vh, vd)
         table, table_strides, page_size = seq_lens, (0, 0), 1  # table unused when not paged
-    block_h = max(16, triton.next_power_of_2(group))
-    block_n = 64 if head_dim <= 64 else 32 if q.dtype == torch.float32 else 64
+    torch_to_triton = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+    constexprs = kernel_constexprs(torch_to_triton[q.dtype], group=group, head_dim=head_dim, paged=paged,
+                                   page_size=page_size)  # fmt: skip
     _split_kv_kernel[(batch, num_kv_heads, num_splits)](
         q, k_cache, v_cache, seq_lens, table, partial_out, partial_lse,
         *q.stride(), *k_strides, *v_strides, *table_strides, *partial_out.stride(), *partial_lse.stride(),
-        scale * LOG2E, num_splits,
-        GROUP=group, HEAD_DIM=head_dim, BLOCK_H=block_h, BLOCK_N=block_n,
-        PAGED=paged, PAGE_SIZE=page_size,
-        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",  # fp32 inputs: no TF32 rounding
-        num_warps=4, num_stages=2,
+        scale * LOG2E, num_splits, **constexprs, num_warps=4, num_stages=2,
     )  # fmt: skip
     _merge_kernel[(batch, num_qo_heads)](
         partial_out, partial_lse, out, *partial_out.stride(), *partial_lse.stride(), *out.stride(), num_splits,
