@@ -81,14 +81,7 @@ def result_rows(result, deployment) -> tuple[dict, dict]:
     }
 
     def row(arch, loss: float) -> dict:
-        prediction = predict(
-            arch,
-            deployment.gpu,
-            batch_size=deployment.batch_size,
-            input_len=deployment.input_len,
-            output_len=deployment.output_len,
-            engine=deployment.engine,
-        ).to_dict()
+        prediction = predict(arch, deployment.gpu, engine=deployment.engine, **deployment.workload).to_dict()
         prediction.pop("breakdown")
         return {
             **arch_fields(arch),
@@ -208,13 +201,7 @@ def run(args) -> int:
     rows, archs = result_rows(result, deployment)
     payload = {
         **rows,
-        "deployment": {
-            "gpu": deployment.gpu.name,
-            "engine": deployment.engine,
-            "batch_size": deployment.batch_size,
-            "input_len": deployment.input_len,
-            "output_len": deployment.output_len,
-        },
+        "deployment": {"gpu": deployment.gpu.name, "engine": deployment.engine, **deployment.workload},
         "law": law_description,
         "train_tokens": result.train_tokens,
         "loss_target": result.loss_target,

@@ -68,6 +68,11 @@ class Deployment:
     input_len: int
     output_len: int
 
+    @property
+    def workload(self) -> dict:
+        """The keyword arguments `perfmodel.estimate` and `perfmodel.predict` take for the requests."""
+        return {"batch_size": self.batch_size, "input_len": self.input_len, "output_len": self.output_len}
+
 
 @dataclass
 class Candidates:
@@ -163,14 +168,8 @@ def evaluate_candidates(
     n_params = archs.n_params_non_embedding.astype(np.float64)
     ratio = archs.mlp_attn_ratio
     loss = law.predict_loss(n_params, train_tokens, archs.d_model.astype(np.float64), ratio)
-    result = estimate(
-        archs,
-        deployment.gpu,
-        batch_size=deployment.batch_size,
-        input_len=deployment.input_len,
-        output_len=deployment.output_len,
-        calibration=get_calibration(deployment.gpu.name, deployment.engine),
-    )
+    calibration = get_calibration(deployment.gpu.name, deployment.engine)
+    result = estimate(archs, deployment.gpu, calibration=calibration, **deployment.workload)
     feasible = np.asarray(result.feasible, dtype=bool)
     tokens_per_s = np.where(feasible, result.output_tokens_per_s, np.nan)
     return Candidates(
