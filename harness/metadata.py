@@ -19,13 +19,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def git_revision(repo: Path = REPO_ROOT) -> dict:
-    """{"git_sha": full SHA or None, "git_dirty": bool or None} for the checkout the code runs from."""
+    """{"git_sha": full SHA or None, "git_dirty": bool or None} for the checkout the code runs from
+    (dirty = tracked files outside results/ differ from the commit)."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # Uncommitted code changes make a run dirty; results being written by this very run do not.
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
             cwd=repo,
             capture_output=True,
             text=True,

@@ -59,3 +59,23 @@ def test_run_metadata_has_the_reproducibility_fields():
     for field in ("gpu_name", "driver_version", "cuda_version", "torch_version", "triton_version", "git_sha"):
         assert field in meta
     assert meta["python_version"].count(".") == 2
+
+
+def test_results_being_written_do_not_make_the_run_dirty(tmp_path):
+    import subprocess
+
+    from harness.metadata import git_revision
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "a.jsonl").write_text("{}\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    (tmp_path / "results" / "a.jsonl").write_text("{}\n{}\n")
+    assert git_revision(tmp_path)["git_dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_revision(tmp_path)["git_dirty"] is True
