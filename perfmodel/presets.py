@@ -3,6 +3,12 @@
 Public models: values from each model's config.json on the Hugging Face Hub (meta-llama/Llama-3.2-1B,
 meta-llama/Llama-3.2-3B, Qwen/Qwen2.5-1.5B, Qwen/Qwen3-0.6B). Panda and Surefire: the architectures reported in
 arXiv 2510.18245 (Section 5, Tables of the 1B and 3B searches), with the Llama-3.2 tokenizer and tied embeddings.
+
+Small and tiny shapes for measuring on a CPU (`make sweep`, the tests): not public models, but shapes that vary
+what the paper varies at a roughly fixed budget — hidden size, MLP-to-attention ratio r and the GQA group (odd
+KV-head counts and n_head·d_head != d_model included). The small ones have N = 46–49M non-embedding parameters,
+d_head 64 and the 32,000-token vocabulary of Llama 2 (meta-llama/Llama-2-7b-hf config.json, vocab_size 32000);
+the tiny ones run a whole sweep point in well under a second.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from perfmodel.errors import ArchscaleInputError
 
 _LLAMA3 = {"vocab": 128256, "tie_embeddings": True}
 _QWEN = {"vocab": 151936, "tie_embeddings": True}
+_SMALL = {"vocab": 32000, "tie_embeddings": True}
 
 PRESETS: dict[str, Arch] = {
     arch.name: arch
@@ -27,6 +34,14 @@ PRESETS: dict[str, Arch] = {
         Arch(2560, 16, 36, 4, 64, 6144, **_LLAMA3, name="surefire-1b"),
         Arch(4096, 28, 36, 12, 128, 4096, **_LLAMA3, name="panda-3b"),
         Arch(4096, 28, 42, 6, 128, 4096, **_LLAMA3, name="surefire-3b"),
+        # CPU-sized: d, r and GQA vary at N of about 48M
+        Arch(768, 8, 12, 4, 64, 1920, **_SMALL, name="small-base"),  # r 2.8, GQA 3
+        Arch(1024, 8, 16, 4, 64, 1152, **_SMALL, name="small-wide"),  # r 1.35, GQA 4
+        Arch(512, 8, 8, 2, 64, 3328, **_SMALL, name="small-narrow"),  # r 7.8, GQA 4
+        Arch(768, 8, 12, 12, 64, 1536, **_SMALL, name="small-mha"),  # r 1.5, GQA 1
+        Arch(768, 8, 15, 3, 64, 1792, **_SMALL, name="small-kv3"),  # r 2.3, GQA 5, 3 KV heads
+        Arch(128, 2, 4, 4, 32, 384, vocab=512, tie_embeddings=True, name="tiny-mha"),
+        Arch(128, 2, 8, 2, 32, 256, vocab=512, name="tiny-gqa4"),  # n_head·d_head = 256 != d_model
     )
 }
 

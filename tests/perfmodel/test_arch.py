@@ -183,3 +183,23 @@ def test_param_breakdown_lists_each_part():
     text = PRESETS["llama-3.2-1b"].param_breakdown()
     for part in ("attention", "MLP", "norms", "non-embedding N", "embeddings (tied)", "total", "1,235,814,400"):
         assert part in text
+
+
+@pytest.mark.parametrize(
+    ("name", "d", "hq", "hkv", "dh", "dff", "r_expected", "gqa"),
+    [
+        ("small-base", 768, 12, 4, 64, 1920, 2.81, 3),
+        ("small-wide", 1024, 16, 4, 64, 1152, 1.35, 4),
+        ("small-narrow", 512, 8, 2, 64, 3328, 7.80, 4),
+        ("small-mha", 768, 12, 12, 64, 1536, 1.50, 1),
+        ("small-kv3", 768, 15, 3, 64, 1792, 2.33, 5),
+    ],
+)
+def test_small_cpu_presets_vary_d_r_and_gqa_at_about_48m(name, d, hq, hkv, dh, dff, r_expected, gqa):
+    arch = PRESETS[name]
+    assert (arch.d_model, arch.n_head, arch.n_kv_head, arch.d_head, arch.d_ff) == (d, hq, hkv, dh, dff)
+    per_layer = attention(d, hq, hkv, dh) + 3 * d * dff + 2 * d  # + two RMSNorm gains
+    assert arch.n_params_non_embedding == 8 * per_layer + d  # + the final norm
+    assert 46e6 <= arch.n_params_non_embedding <= 50e6
+    assert arch.mlp_attn_ratio == pytest.approx(r_expected, abs=0.01) and arch.gqa_group == gqa
+    assert arch.n_params_total == arch.n_params_non_embedding + 32000 * d  # tied embeddings

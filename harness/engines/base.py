@@ -1,0 +1,66 @@
+"""The engine protocol: what every serving engine (ours in torch; vLLM and SGLang adapters later) takes and returns.
+
+An engine serves one `Workload` — `batch_size` requests of `input_len` prompt tokens and `output_len` generated
+tokens, all queued at once, exactly as the perfmodel's workload describes it — for one architecture, and returns a
+`Measurement`. Both are plain dataclasses, so they pickle across process boundaries (one process or Ray task per
+point). Engines import their heavy dependencies inside `run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from perfmodel.arch import Arch
+
+
+@dataclass(frozen=True)
+class Workload:
+    batch_size: int
+    input_len: int
+    output_len: int
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to run: device, compute dtype, decode attention backend, KV-cache policy and measurement repeats."""
+
+    device: str = "cpu"  # "cpu" or "cuda"
+    dtype: str = "float32"  # "float32" | "bfloat16" | "float16"
+    attention: str = "torch"  # "torch" (SDPA) | "triton" (kernels.gqa_decode)
+    cuda_graph: bool = True  # decode step in a CUDA graph (CUDA + triton attention only)
+    block_size: int = 16  # tokens per KV-cache page
+    memory_utilization: float = 0.9  # share of device memory the engine may use (vLLM's gpu_memory_utilization)
+    workspace_bytes: int = 2**30  # kept free for activations, graphs and allocator slack
+    repeats: int = 1  # timed runs after one warm-up; medians are reported
+    seed: int = 0
+
+
+@dataclass
+class Measurement:
+    """One served workload. Times in seconds; medians over `repeats` timed runs, per-run values in `runs`.
+
+    ttft_s: prefill time of one full wave (the first token of every request in it); tpot_s: mean decode step time of
+    a full wave; output/total tokens per second over the whole workload (all waves), prompt tokens counted in total.
+    """
+
+    status: str  # "ok" | "oom" | "error"
+    message: str = ""
+    output_tokens_per_s: float | None = None
+    total_tokens_per_s: float | None = None
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    total_time_s: float | None = None
+    peak_memory_bytes: int | None = None
+    concurrency: int | None = None  # sequences served at once (a wave)
+    waves: int | None = None
+    runs: list[dict] = field(default_factory=list)  # per repeat: the same timing keys
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Engine(Protocol):
+    name: str
+
+    def run(self, arch: Arch, workload: Workload, options: EngineOptions) -> Measurement: ...

@@ -1,0 +1,80 @@
+"""Our engine's Llama model computes the right thing: prefill and every decode step against a plain reference
+(full recompute, no cache) over GQA groups 1/3/4, qkv bias, qk-norm, tied and untied embeddings, paged and
+contiguous caches."""
+
+import pytest
+import torch
+from llama_reference import reference_logits
+
+from harness.engines.llama import LlamaModel, LlamaWeights, PagedKVCache
+from perfmodel.arch import Arch
+
+ARCHS = {
+    "mha": Arch(64, 2, 4, 4, 16, 96, 101),
+    "gqa3-qkv-bias": Arch(48, 2, 6, 2, 16, 80, 97, qkv_bias=True),  # n_head·d_head = 96 != d_model
+    "gqa4-qk-norm-tied": Arch(64, 2, 8, 2, 16, 96, 101, qk_norm=True, tie_embeddings=True),
+}
+PROMPT_LEN, DECODE_STEPS, BATCH = 7, 4, 3
+
+
+def shuffled_table(batch, pages_per_seq, num_blocks, seed=0):
+    """Each sequence gets pages scattered over the cache, so a wrong block-table lookup cannot pass."""
+    order = torch.randperm(num_blocks, generator=torch.Generator().manual_seed(seed))
+    return order[: batch * pages_per_seq].view(batch, pages_per_seq).to(torch.int32)
+
+
+def serve(model, arch, tokens, block_size, table):
+    """Prefill then DECODE_STEPS greedy steps; returns per-step logits [steps + 1, B, V] and the token history."""
+    cache = PagedKVCache(arch, int(table.max()) + 1, block_size, torch.float32, "cpu")
+    logits = [model.prefill(tokens, cache, table)]
+    history = tokens.tolist()
+    for step in range(DECODE_STEPS):
+        next_tokens = logits[-1].argmax(-1)
+        for b in range(len(history)):
+            history[b].append(int(next_tokens[b]))
+        positions = torch.full((len(history),), PROMPT_LEN + step)
+        logits.append(model.decode(next_tokens, positions, cache, table, (positions + 1).to(torch.int32),
+                                   max_kv_len=PROMPT_LEN + step + 1))  # fmt: skip
+    return torch.stack(logits), history
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_prefill_and_every_decode_step_match_the_reference(name):
+    arch = ARCHS[name]
+    weights = LlamaWeights.random(arch, torch.float32, "cpu", seed=1)
+    tokens = torch.randint(0, arch.vocab, (BATCH, PROMPT_LEN), generator=torch.Generator().manual_seed(2))
+    pages = -(-(PROMPT_LEN + DECODE_STEPS) // 4)
+    logits, history = serve(LlamaModel(arch, weights), arch, tokens, 4, shuffled_table(BATCH, pages, 3 * BATCH * pages))
+    for b in range(BATCH):
+        for step in range(DECODE_STEPS + 1):  # step 0 = prefill's last position
+            expected = reference_logits(arch, weights, history[b][: PROMPT_LEN + step])
+            torch.testing.assert_close(logits[step, b], expected, atol=2e-5, rtol=1e-4)
+
+
+def test_paged_and_contiguous_caches_give_the_same_tokens():
+    arch = ARCHS["gqa3-qkv-bias"]
+    model = LlamaModel(arch, LlamaWeights.random(arch, torch.float32, "cpu", seed=3))
+    tokens = torch.randint(0, arch.vocab, (BATCH, PROMPT_LEN), generator=torch.Generator().manual_seed(4))
+    length = PROMPT_LEN + DECODE_STEPS
+    contiguous = torch.arange(BATCH, dtype=torch.int32)[:, None]  # one page holding the whole sequence
+    paged_logits, paged_history = serve(model, arch, tokens, 2, shuffled_table(BATCH, -(-length // 2), 40, seed=5))
+    flat_logits, flat_history = serve(model, arch, tokens, length, contiguous)
+    assert paged_history == flat_history
+    torch.testing.assert_close(paged_logits, flat_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_weights_count_matches_the_arch_parameter_count():
+    for arch in ARCHS.values():
+        weights = LlamaWeights.random(arch, torch.float32, "cpu")
+        assert weights.nbytes == arch.n_params_total * 4
+
+
+def test_prefill_in_chunks_equals_one_pass():
+    arch = ARCHS["mha"]
+    weights = LlamaWeights.random(arch, torch.float32, "cpu")
+    tokens = torch.randint(0, arch.vocab, (5, PROMPT_LEN), generator=torch.Generator().manual_seed(6))
+    table = torch.arange(5, dtype=torch.int32)[:, None]
+    one = LlamaModel(arch, weights).prefill(tokens, PagedKVCache(arch, 5, 8, torch.float32, "cpu"), table)
+    chunked_model = LlamaModel(arch, weights, max_prefill_tokens=2 * PROMPT_LEN)  # 2 sequences per chunk
+    chunked = chunked_model.prefill(tokens, PagedKVCache(arch, 5, 8, torch.float32, "cpu"), table)
+    torch.testing.assert_close(chunked, one)
