@@ -3,6 +3,11 @@
 A row is appended with a single write of a complete line, then flushed and fsynced; readers reject a corrupt
 line with the file name and line number instead of silently dropping data. `finished_keys` is what makes
 sweeps and benchmarks resumable: a point whose key is already in the file is not measured again.
+
+A run killed mid-write (SIGKILL, power loss) can leave at most one unterminated last line. `prepare_resume`
+checks every complete line first (a corrupt one is an error and the file is left byte-identical), then sets
+such a torn tail aside into `<file>.torn` and cuts it from the file, so the point is measured again and the
+file stays valid JSONL. A tail that is a whole JSON object missing only its newline is kept and terminated.
 """
 
 from __future__ import annotations
@@ -35,21 +40,62 @@ def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    rows = []
-    with path.open(encoding="utf-8") as lines:
-        for line_number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ArchscaleInputError(
-                    f"{path}:{line_number}: corrupt results line ({exc.msg}); fix or remove that line"
-                ) from None
-            if not isinstance(row, dict):
-                raise ArchscaleInputError(f"{path}:{line_number}: results line is not a JSON object")
-            rows.append(row)
-    return rows
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArchscaleInputError(f"{path}: not UTF-8 text at byte {exc.start}; not a results file") from None
+    except OSError as exc:
+        raise ArchscaleInputError(f"{path}: cannot read ({exc.strerror})") from None
+    return [_parse_line(path, number, line) for number, line in enumerate(text.split("\n"), 1) if line.strip()]
+
+
+def _parse_line(path: Path, line_number: int, line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ArchscaleInputError(
+            f"{path}:{line_number}: corrupt results line ({exc.msg}); fix or remove that line"
+        ) from None
+    if not isinstance(row, dict):
+        raise ArchscaleInputError(f"{path}:{line_number}: results line is not a JSON object")
+    return row
+
+
+def prepare_resume(path: str | Path) -> tuple[list[dict], str | None]:
+    """The rows of `path` and a warning if a torn last line was set aside (see the module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        return [], None
+    data = path.read_bytes()
+    complete, newline, tail = data.rpartition(b"\n")
+    if not newline:  # no newline at all: the whole file is one unterminated line
+        complete, tail = b"", data
+    try:
+        lines = complete.decode("utf-8").split("\n") if complete else []
+    except UnicodeDecodeError as exc:
+        raise ArchscaleInputError(f"{path}: not UTF-8 text at byte {exc.start}; not a results file") from None
+    rows = [_parse_line(path, number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    if not tail.strip():
+        return rows, None
+    try:
+        row = json.loads(tail.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        row = None
+    if isinstance(row, dict):  # whole row, only its newline missing
+        with path.open("ab") as out:
+            out.write(b"\n")
+        return rows + [row], None
+    side = path.with_name(path.name + ".torn")
+    with side.open("ab") as out:
+        out.write(tail + b"\n")
+        out.flush()
+        os.fsync(out.fileno())
+    with path.open("r+b") as out:
+        out.truncate(len(data) - len(tail))
+    return rows, (
+        f"{path}: the last line was cut off by an interrupted run; set aside into {side.name} "
+        f"({len(tail)} bytes) and its point will be measured again"
+    )
 
 
 def finished_keys(path: str | Path, key_fields: tuple[str, ...]) -> set[tuple]:

@@ -1,0 +1,80 @@
+"""Our torch engine serves a workload as the perfmodel describes it and measures it: waves when the KV budget is
+short, medians over repeats, tokens/s consistent with the measured time, clear errors for impossible options."""
+
+import pytest
+
+import harness.engines.torch_engine as torch_engine
+from harness.engines import get_engine
+from harness.engines.base import EngineOptions, Workload
+from perfmodel import PRESETS, ArchscaleInputError
+
+TINY = PRESETS["tiny-gqa4"]
+CPU = EngineOptions(device="cpu", dtype="float32", attention="torch", memory_utilization=0.5, workspace_bytes=2**26)
+
+
+def test_measurement_is_consistent_with_its_own_timings():
+    workload = Workload(batch_size=3, input_len=20, output_len=6)
+    m = get_engine("torch").run(TINY, workload, EngineOptions(**{**CPU.__dict__, "repeats": 3}))
+    assert m.status == "ok" and m.concurrency == 3 and m.waves == 1 and len(m.runs) == 3
+    for run in m.runs:
+        assert run["output_tokens_per_s"] == pytest.approx(3 * 6 / run["total_time_s"])
+        assert run["total_tokens_per_s"] == pytest.approx(3 * 26 / run["total_time_s"])
+        # one prefill and 5 decode steps fit inside the whole time
+        assert 0 < run["ttft_s"] + 5 * run["tpot_s"] <= run["total_time_s"] * 1.001
+    assert min(r["ttft_s"] for r in m.runs) <= m.ttft_s <= max(r["ttft_s"] for r in m.runs)  # a median
+    assert m.peak_memory_bytes >= TINY.n_params_total * 4  # fp32 weights at least
+
+
+def _seq_bytes(workload, block_size=16):
+    pages = -(-(workload.input_len + workload.output_len) // block_size)
+    return 2 * TINY.n_layer * pages * block_size * TINY.n_kv_head * TINY.d_head * 4
+
+
+def test_a_batch_larger_than_the_kv_budget_runs_in_waves(monkeypatch):
+    workload = Workload(batch_size=5, input_len=20, output_len=4)
+    room = TINY.n_params_total * 4 + CPU.workspace_bytes + 2.5 * _seq_bytes(workload)  # weights + 2.5 sequences
+    monkeypatch.setattr(torch_engine, "device_memory_bytes", lambda device: room / CPU.memory_utilization)
+    m = get_engine("torch").run(TINY, workload, CPU)
+    assert m.status == "ok" and m.concurrency == 2 and m.waves == 3  # 2 + 2 + 1
+    assert m.output_tokens_per_s == pytest.approx(5 * 4 / m.total_time_s)
+
+
+def test_not_even_one_sequence_is_an_oom_row_not_a_crash(monkeypatch):
+    monkeypatch.setattr(torch_engine, "device_memory_bytes", lambda device: TINY.n_params_total * 4)
+    m = get_engine("torch").run(TINY, Workload(2, 20, 4), CPU)
+    assert m.status == "oom" and "KV-cache budget" in m.message and m.output_tokens_per_s is None
+
+
+def test_single_output_token_has_no_decode_step():
+    m = get_engine("torch").run(TINY, Workload(2, 16, 1), CPU)
+    assert m.status == "ok" and m.tpot_s == 0.0 and m.ttft_s > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"device": "cuda"}, "no CUDA GPU"),
+        ({"dtype": "int8"}, "dtype must be"),
+        ({"attention": "flash"}, "attention must be"),
+    ],
+)
+def test_impossible_options_are_one_clear_error(options, message):
+    import torch
+
+    if options.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ArchscaleInputError, match=message):
+        get_engine("torch").run(TINY, Workload(1, 8, 2), EngineOptions(**{**CPU.__dict__, **options}))
+
+
+def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ArchscaleInputError, match="TRITON_INTERPRET=1"):
+        get_engine("torch").run(TINY, Workload(1, 8, 2), EngineOptions(**{**CPU.__dict__, "attention": "triton"}))
+
+
+def test_engines_not_built_name_themselves():
+    with pytest.raises(ArchscaleInputError, match="vllm adapter is not built"):
+        get_engine("vllm")
+    with pytest.raises(ArchscaleInputError, match="unknown engine"):
+        get_engine("tensorrt")
