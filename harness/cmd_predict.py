@@ -1,4 +1,5 @@
-"""`archscale predict`: tokens/s, TTFT, TPOT, memory and bounds of architectures on a GPU, no GPU needed."""
+"""`archscale predict`: tokens/s, TTFT, TPOT, memory and bounds of architectures on a GPU (datasheet) or on a
+machine measured by `archscale probe` (--hardware FILE, --gpu local); no GPU needed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import sys
 
 from harness.cli_args import positive_int, positive_int_list
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # kept here so the parser needs no perfmodel import
 
 
 def add_parser(subparsers) -> None:
@@ -15,11 +18,13 @@ def add_parser(subparsers) -> None:
         description=__doc__,
     )
     p.add_argument("configs", nargs="+", metavar="CONFIG", help="preset name or path to a config.json")
-    p.add_argument("--gpu", required=True, help="GPU name (see `archscale gpus`)")
+    p.add_argument("--gpu", help="GPU name (see `archscale gpus`), or `local`: this machine's `archscale probe` entry")
+    p.add_argument("--hardware", metavar="FILE.toml", help="a hardware entry written by `archscale probe`")
     p.add_argument("--batch-size", type=positive_int_list, required=True, help="e.g. 128 or 1,8,64,256")
     p.add_argument("--input-len", type=positive_int, required=True, help="prompt tokens per request")
     p.add_argument("--output-len", type=positive_int, required=True, help="generated tokens per request")
     p.add_argument("--engine", default="torch", choices=("torch", "vllm", "sglang"))
+    p.add_argument("--dtype", choices=tuple(DTYPE_BYTES), help="weights/activations dtype (default: each config's own)")
     p.add_argument("--json", action="store_true", help="JSON: one object, or a list for several points")
     p.add_argument("--breakdown", action="store_true", help="also print the per-operator time breakdown")
     p.set_defaults(run=run)
@@ -49,9 +54,13 @@ def format_predictions(rows: list[dict]) -> str:
         for r in rows
     ]
     first = rows[0]
+    hardware = (
+        f"{first['gpu']} ({first['hardware']}{', measured by archscale probe' if first['hardware_measured'] else ''})"
+    )
+    priors = "the hardware file" if first["calibration_source"] == "hardware entry" else first["calibration_source"]
     lines = [
-        f"{first['gpu']} · {first['engine']} · in {first['input_len']} / out {first['output_len']} tokens"
-        + ("" if first["calibrated"] else " · uncalibrated priors (see perfmodel/data/calibration.toml)"),
+        f"{hardware} · {first['engine']} · in {first['input_len']} / out {first['output_len']} tokens"
+        + ("" if first["calibrated"] else f" · uncalibrated priors (see {priors})"),
         format_table(header, body),
     ]
     if any(r["capacity_limited"] for r in rows):
@@ -70,10 +79,15 @@ def format_breakdown(row: dict) -> str:
 
 
 def run(args) -> int:
-    from perfmodel import get_gpu, predict, resolve_arch
+    from dataclasses import replace
 
-    gpu = get_gpu(args.gpu)
+    from perfmodel import predict, resolve_arch
+    from perfmodel.hardware import resolve_hardware
+
+    gpu = resolve_hardware(args.gpu, args.hardware)
     archs = [resolve_arch(spec) for spec in args.configs]
+    if args.dtype is not None:
+        archs = [replace(arch, dtype_bytes=DTYPE_BYTES[args.dtype]) for arch in archs]
     rows = []
     for arch in archs:
         for batch_size in args.batch_size:

@@ -1,13 +1,15 @@
-"""Run metadata attached to every measured row: GPU, driver, CUDA, library versions, git SHA, command, time.
+"""Run metadata attached to every measured row: GPU, driver, CUDA, CPU, library versions, git SHA, command, time.
 
 Everything heavy (torch, triton, nvidia-ml-py) is imported lazily and optional: on a CPU-only machine the
-GPU fields are None rather than an error, so a dry run or a CPU test still gets honest metadata.
+GPU fields are None rather than an error, so a dry run or a CPU test still gets honest metadata. Only measuring
+commands call `run_metadata` (never `archscale predict`), so importing torch here, lazily, is fine.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import os
 import platform
 import shlex
 import socket
@@ -76,6 +78,35 @@ def gpu_info() -> dict:
     return info
 
 
+def cpu_model() -> str | None:
+    """The CPU's "model name" from /proc/cpuinfo (Linux), else platform.processor(), else None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def cpu_info() -> dict:
+    """CPU model, logical CPU count, the threads torch uses (None without torch) and the platform string."""
+    try:
+        import torch
+
+        threads = torch.get_num_threads()
+    except Exception:  # no torch (or a broken install): the field is None, metadata never fails
+        threads = None
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count_logical": os.cpu_count(),
+        "torch_num_threads": threads,
+        "platform": platform.platform(),
+    }
+
+
 def run_metadata(command: str | list[str] | None = None) -> dict:
     """Everything a reader needs to reproduce or judge a measurement."""
     if command is None:
@@ -84,6 +115,7 @@ def run_metadata(command: str | list[str] | None = None) -> dict:
         command = shlex.join(command)
     return {
         **gpu_info(),
+        **cpu_info(),
         "torch_version": package_version("torch"),
         "triton_version": package_version("triton"),
         "vllm_version": package_version("vllm"),

@@ -168,7 +168,7 @@ def evaluate_candidates(
     n_params = archs.n_params_non_embedding.astype(np.float64)
     ratio = archs.mlp_attn_ratio
     loss = law.predict_loss(n_params, train_tokens, archs.d_model.astype(np.float64), ratio)
-    calibration = get_calibration(deployment.gpu.name, deployment.engine)
+    calibration = get_calibration(deployment.gpu, deployment.engine)
     result = estimate(archs, deployment.gpu, calibration=calibration, **deployment.workload)
     feasible = np.asarray(result.feasible, dtype=bool)
     tokens_per_s = np.where(feasible, result.output_tokens_per_s, np.nan)

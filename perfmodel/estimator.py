@@ -2,7 +2,7 @@
 
 Roofline per operator (operators.py): time = max(FLOPs / (peak·compute_eff), bytes / (bw·memory_eff))
 + kernels · launch_overhead; a forward pass adds the engine's step overhead. The op is compute-bound when the
-first term wins.
+first term wins. peak = `Hardware.peak_flops_per_s(dtype_bytes)`: fp32 for 4-byte architectures, bf16 otherwise.
 
 Workload: `batch_size` requests, each `input_len` prompt tokens and `output_len` generated tokens.
 - Memory: KV capacity = memory·gpu_memory_utilization − weights − workspace. One sequence needs
@@ -75,28 +75,29 @@ class Estimate:
     decode_op_time_s: dict  # op name -> array, all decode steps of one full wave
 
 
-def _roofline(flops, bytes_, kernels, gpu: Hardware, cal: Calibration):
-    compute_s = flops / (gpu.peak_bf16_flops_per_s * cal.compute_efficiency)
+def _roofline(flops, bytes_, kernels, gpu: Hardware, cal: Calibration, peak_flops_per_s):
+    compute_s = flops / (peak_flops_per_s * cal.compute_efficiency)
     memory_s = bytes_ / (gpu.hbm_bandwidth_bytes_per_s * cal.memory_efficiency)
     return np.maximum(compute_s, memory_s) + kernels * cal.kernel_launch_overhead_s, compute_s >= memory_s
 
 
-def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration):
-    """Times of one wave of `n_seqs` sequences: prefill ops, decode ops summed over steps, and bound shares."""
-    flop_rate = gpu.peak_bf16_flops_per_s * cal.compute_efficiency
+def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration, peak_flops_per_s):
+    """Times of one wave of `n_seqs` sequences: prefill ops, decode ops summed over steps, and bound shares.
+    `peak_flops_per_s` is the hardware's peak for each architecture's dtype (a float or an array)."""
+    flop_rate = peak_flops_per_s * cal.compute_efficiency
     byte_rate = gpu.hbm_bandwidth_bytes_per_s * cal.memory_efficiency
     steps = output_len - 1
     prefill, decode = {}, {}
     prefill_compute_s = decode_compute_s = 0.0
     for name, op in dense_ops(shape, n_seqs * input_len, n_seqs).items():
-        prefill[name], compute_bound = _roofline(op.flops, op.bytes, op.kernels, gpu, cal)
+        prefill[name], compute_bound = _roofline(op.flops, op.bytes, op.kernels, gpu, cal, peak_flops_per_s)
         prefill_compute_s = prefill_compute_s + np.where(compute_bound, prefill[name], 0.0)
     attn = prefill_attention(shape, n_seqs, input_len)
-    prefill["attention"], compute_bound = _roofline(attn.flops, attn.bytes, attn.kernels, gpu, cal)
+    prefill["attention"], compute_bound = _roofline(attn.flops, attn.bytes, attn.kernels, gpu, cal, peak_flops_per_s)
     prefill_compute_s = prefill_compute_s + np.where(compute_bound, prefill["attention"], 0.0)
 
     for name, op in dense_ops(shape, n_seqs, n_seqs).items():
-        step_s, compute_bound = _roofline(op.flops, op.bytes, op.kernels, gpu, cal)
+        step_s, compute_bound = _roofline(op.flops, op.bytes, op.kernels, gpu, cal, peak_flops_per_s)
         decode[name] = steps * step_s
         decode_compute_s = decode_compute_s + np.where(compute_bound, decode[name], 0.0)
     attn = decode_attention(shape, n_seqs)
@@ -139,13 +140,14 @@ def estimate(
     full_waves = np.floor(batch_size / concurrency)
     remainder = batch_size - full_waves * concurrency
 
+    peak_flops_per_s = gpu.peak_flops_per_s(archs.dtype_bytes)  # fp32 or bf16 peak per architecture
     prefill_ops, decode_ops, prefill_s, decode_s, prefill_c, decode_c = _wave(
-        archs, concurrency, input_len, output_len, gpu, cal
+        archs, concurrency, input_len, output_len, gpu, cal, peak_flops_per_s
     )
     total_s = full_waves * (prefill_s + decode_s)
     if np.any(remainder > 0):  # a last, partial wave (only when the batch exceeds the KV capacity)
         _, _, last_prefill_s, last_decode_s, _, _ = _wave(
-            archs, np.maximum(remainder, 1.0), input_len, output_len, gpu, cal
+            archs, np.maximum(remainder, 1.0), input_len, output_len, gpu, cal, peak_flops_per_s
         )
         total_s = total_s + np.where(remainder > 0, last_prefill_s + last_decode_s, 0.0)
     steps = np.maximum(output_len - 1, 1)

@@ -1,33 +1,82 @@
-"""GPU datasheet specs (`Hardware`, from data/hardware.toml) and per-(GPU, engine) efficiency factors
-(`Calibration`, from data/calibration.toml). Lookup is forgiving about case and punctuation; an unknown name
-fails with the nearest known names."""
+"""Hardware specs (`Hardware`) and per-(hardware, engine) efficiency factors (`Calibration`).
+
+Datasheet GPUs come from data/hardware.toml; a machine measured by `archscale probe` comes from a hardware file
+in the same format (`load_hardware_file`), with its own efficiency priors in [<name>.calibration.<engine>].
+`resolve_hardware` picks one of them for a command line. Calibration factors come from data/calibration.toml
+(`get_calibration`). Lookup by name is forgiving about case and punctuation; an unknown name fails with the
+nearest known names, and a malformed hardware file fails with one line naming the file and the field.
+"""
 
 from __future__ import annotations
 
 import difflib
+import math
+import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
+
+import numpy as np
 
 from perfmodel.errors import ArchscaleInputError
 
 DATA_DIR = Path(__file__).with_name("data")
 ENGINES = ("torch", "vllm", "sglang")
+PEAK_FIELDS = ("peak_fp32_flops_per_s", "peak_bf16_flops_per_s", "peak_fp16_flops_per_s")
+LOCAL_NAME = "local"  # `--gpu local`: the probe file of this machine
 
 
 @dataclass(frozen=True)
 class Hardware:
-    name: str  # canonical key, e.g. "h100-sxm"
+    name: str  # canonical key, e.g. "h100-sxm" or "local-cpu"
     display_name: str
-    hbm_bandwidth_bytes_per_s: float
-    peak_bf16_flops_per_s: float  # dense
-    peak_fp16_flops_per_s: float  # dense
+    hbm_bandwidth_bytes_per_s: float  # datasheet peak, or the measured copy bandwidth (measured = true)
+    peak_bf16_flops_per_s: float | None  # dense; None when unknown (a probe that ran another dtype)
+    peak_fp16_flops_per_s: float | None  # dense
     memory_bytes: float
-    sm_count: int
+    sm_count: int  # CUDA multiprocessors; for a probed CPU, the threads torch uses
     aliases: tuple[str, ...] = ()
     sources: dict = field(default_factory=dict, compare=False, hash=False)
+    peak_fp32_flops_per_s: float | None = None  # dense, non-tensor-core fp32 (no TF32)
+    measured: bool = False  # figures are rates `archscale probe` reached, not datasheet peaks
+    calibration_priors: dict = field(default_factory=dict, compare=False, hash=False)  # engine -> Calibration kw
+    metadata: dict = field(default_factory=dict, compare=False, hash=False)  # run metadata of the probe
+
+    def peak_flops_per_s(self, dtype_bytes):
+        """The dense peak for a weight/activation width: 4 bytes -> fp32, 2 -> bf16 (fp16 if only that is
+        known: the model cannot tell the two apart), 1 -> bf16 for now. `dtype_bytes` may be a numpy array;
+        the answer is a float when all widths agree, else an array of the same shape."""
+        widths = np.asarray(dtype_bytes)
+        if widths.size == 0:
+            return np.full(widths.shape, np.nan)
+        lowest, highest = int(widths.min()), int(widths.max())
+        if lowest == highest:  # the usual case: one float, no per-element work
+            return self._peak_for_width(lowest)
+        fp32 = self._peak_for_width(4) if highest == 4 else np.nan
+        return np.where(widths == 4, fp32, self._peak_for_width(2))
+
+    def _peak_for_width(self, width: int) -> float:
+        if width == 4:
+            if self.peak_fp32_flops_per_s is None:
+                raise ArchscaleInputError(self._missing_peak("fp32", "peak_fp32_flops_per_s", "float32"))
+            return self.peak_fp32_flops_per_s
+        peak = self.peak_bf16_flops_per_s if self.peak_bf16_flops_per_s is not None else self.peak_fp16_flops_per_s
+        if peak is None:
+            raise ArchscaleInputError(self._missing_peak("bf16", "peak_bf16_flops_per_s", "bfloat16"))
+        return peak
+
+    def _missing_peak(self, label: str, field_name: str, dtype: str) -> str:
+        dtypes = {"peak_fp32_flops_per_s": "float32", "peak_bf16_flops_per_s": "bfloat16",
+                  "peak_fp16_flops_per_s": "float16"}  # fmt: skip
+        known = [dtypes[f] for f in PEAK_FIELDS if getattr(self, f) is not None]
+        fixes = [f"predict with --dtype {' or '.join(known)}"] if known else []
+        fixes.append(f"probe it with `archscale probe --dtype {dtype}`" if self.measured else f"add {field_name}")
+        return (
+            f"{self.display_name} ({self.name}) has no {label} peak ({field_name}) in its hardware entry, "
+            f"needed for a {dtype} architecture: {', or '.join(fixes)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -41,24 +90,168 @@ class Calibration:
     calibrated: bool
 
 
+CALIBRATION_FIELDS = tuple(f.name for f in fields(Calibration))
+
+
 def _normalize(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+# ---- validation shared by the datasheet table and probe files ----
+_REQUIRED_NUMBERS = ("hbm_bandwidth_bytes_per_s", "memory_bytes")
+_KNOWN_KEYS = {"display_name", "aliases", "sources", "measured", "calibration", "metadata", "sm_count",
+               *_REQUIRED_NUMBERS, *PEAK_FIELDS}  # fmt: skip
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive(value, where: str) -> float:
+    if not _is_number(value):
+        raise ArchscaleInputError(f"{where} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ArchscaleInputError(f"{where} must be a positive finite number, got {value!r}")
+    return value
+
+
+def _calibration_priors(raw, where: str) -> dict:
+    if not isinstance(raw, dict):
+        raise ArchscaleInputError(f"{where} must be a table of engines ({', '.join(ENGINES)})")
+    priors = {}
+    for engine, entry in raw.items():
+        at = f"{where}.{engine}"
+        if engine not in ENGINES:
+            raise ArchscaleInputError(f"{at}: unknown engine '{engine}' (known: {', '.join(ENGINES)})")
+        if not isinstance(entry, dict):
+            raise ArchscaleInputError(f"{at} must be a table of {', '.join(CALIBRATION_FIELDS)}")
+        unknown = sorted(set(entry) - set(CALIBRATION_FIELDS))
+        missing = [f for f in CALIBRATION_FIELDS if f not in entry]
+        if unknown or missing:
+            problem = f"unknown key(s) {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"
+            raise ArchscaleInputError(f"{at}: {problem}")
+        if not isinstance(entry["calibrated"], bool):
+            raise ArchscaleInputError(f"{at}.calibrated must be true or false, got {entry['calibrated']!r}")
+        for name in CALIBRATION_FIELDS[:-1]:
+            value = entry[name]
+            if not _is_number(value) or not math.isfinite(value) or value < 0:
+                raise ArchscaleInputError(f"{at}.{name} must be a non-negative number, got {value!r}")
+        for name in ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization"):
+            if not 0 < entry[name] <= 1:
+                raise ArchscaleInputError(f"{at}.{name} must be in (0, 1], got {entry[name]!r}")
+        priors[engine] = dict(entry)
+    return priors
+
+
+def _hardware_from_table(key: str, spec, origin: str) -> Hardware:
+    """A `Hardware` from one TOML table, with one-line errors naming `origin` ([key] in a file)."""
+    where = f"{origin}: [{key}]"
+    if not isinstance(spec, dict):
+        raise ArchscaleInputError(f"{origin}: '{key}' must be a table ([{key}] with the hardware's fields)")
+    unknown = sorted(set(spec) - _KNOWN_KEYS)
+    if unknown:
+        raise ArchscaleInputError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_KNOWN_KEYS))})"
+        )
+    for name in ("display_name", *_REQUIRED_NUMBERS, "sm_count"):
+        if name not in spec:
+            raise ArchscaleInputError(f"{where}: missing required field {name}")
+    if not isinstance(spec["display_name"], str) or not spec["display_name"].strip():
+        raise ArchscaleInputError(f"{where}.display_name must be a non-empty string")
+    numbers = {name: _positive(spec[name], f"{where}.{name}") for name in _REQUIRED_NUMBERS}
+    sm_count = spec["sm_count"]
+    if not isinstance(sm_count, int) or isinstance(sm_count, bool) or sm_count < 1:
+        raise ArchscaleInputError(f"{where}.sm_count must be a positive integer, got {sm_count!r}")
+    peaks = {name: _positive(spec[name], f"{where}.{name}") for name in PEAK_FIELDS if name in spec}
+    if not peaks:
+        raise ArchscaleInputError(f"{where}: missing required field: at least one of {', '.join(PEAK_FIELDS)}")
+    aliases = spec.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise ArchscaleInputError(f"{where}.aliases must be a list of strings")
+    measured = spec.get("measured", False)
+    if not isinstance(measured, bool):
+        raise ArchscaleInputError(f"{where}.measured must be true or false, got {measured!r}")
+    for table in ("sources", "metadata"):
+        if not isinstance(spec.get(table, {}), dict):
+            raise ArchscaleInputError(f"{where}.{table} must be a table")
+    return Hardware(
+        name=key,
+        display_name=spec["display_name"],
+        peak_bf16_flops_per_s=peaks.get("peak_bf16_flops_per_s"),
+        peak_fp16_flops_per_s=peaks.get("peak_fp16_flops_per_s"),
+        peak_fp32_flops_per_s=peaks.get("peak_fp32_flops_per_s"),
+        sm_count=sm_count,
+        aliases=tuple(aliases),
+        sources=dict(spec.get("sources", {})),
+        measured=measured,
+        calibration_priors=_calibration_priors(spec.get("calibration", {}), f"{where}.calibration"),
+        metadata=dict(spec.get("metadata", {})),
+        **numbers,
+    )
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ArchscaleInputError(f"hardware file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ArchscaleInputError(f"hardware file {path} is a directory, not a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:  # its message names the line and column
+        raise ArchscaleInputError(f"{path}: malformed TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchscaleInputError(f"cannot read hardware file {path}: {exc}") from None
+
+
+def load_hardware_file(path: str | Path, name: str | None = None) -> Hardware:
+    """The hardware entry of a TOML file in the format of data/hardware.toml (as `archscale probe` writes it):
+    its only table, or the table `name` when it holds several."""
+    path = Path(path).expanduser()
+    raw = _read_toml(path)
+    if not raw:
+        raise ArchscaleInputError(f"{path}: no hardware table in the file (expected [<name>] with its fields)")
+    if name is None:
+        if len(raw) > 1:
+            raise ArchscaleInputError(f"{path} holds {len(raw)} hardware tables ({', '.join(raw)}): pick one by name")
+        name = next(iter(raw))
+    elif name not in raw:
+        raise ArchscaleInputError(f"{path} has no hardware table [{name}] (it has: {', '.join(raw)})")
+    return _hardware_from_table(name, raw[name], str(path))
+
+
+def default_probe_path() -> Path:
+    """Where `archscale probe` writes this machine's entry: $XDG_CACHE_HOME/archscale/local.toml
+    (~/.cache when XDG_CACHE_HOME is unset or not absolute)."""
+    cache_home = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(cache_home) if cache_home and os.path.isabs(cache_home) else Path.home() / ".cache"
+    return root / "archscale" / "local.toml"
+
+
+def resolve_hardware(gpu: str | None, hardware_file: str | Path | None) -> Hardware:
+    """Exactly one of: a datasheet GPU by name, "local" (the probe file of this machine), or a hardware file."""
+    if gpu is not None and hardware_file is not None:
+        raise ArchscaleInputError("give either --gpu or --hardware, not both")
+    if gpu is None and hardware_file is None:
+        raise ArchscaleInputError(
+            "name the hardware: --gpu NAME (see `archscale gpus`; `local` = this machine's probe) "
+            "or --hardware FILE.toml (written by `archscale probe`)"
+        )
+    if hardware_file is not None:
+        return load_hardware_file(hardware_file)
+    if _normalize(gpu) == LOCAL_NAME:
+        path = default_probe_path()
+        if not path.exists():
+            raise ArchscaleInputError(f"no probe of this machine yet: run `archscale probe` (looked for {path})")
+        return load_hardware_file(path)
+    return get_gpu(gpu)
+
+
+# ---- the datasheet table ----
 @cache
 def _hardware_table() -> dict[str, Hardware]:
-    with (DATA_DIR / "hardware.toml").open("rb") as f:
-        raw = tomllib.load(f)
-    table = {}
-    for key, spec in raw.items():
-        spec = dict(spec)
-        table[key] = Hardware(
-            name=key,
-            aliases=tuple(spec.pop("aliases", ())),
-            sources=spec.pop("sources", {}),
-            **spec,
-        )
-    return table
+    path = DATA_DIR / "hardware.toml"
+    return {key: _hardware_from_table(key, spec, str(path)) for key, spec in _read_toml(path).items()}
 
 
 def list_gpus() -> list[Hardware]:
@@ -100,10 +293,16 @@ def _calibration_table() -> dict:
         return tomllib.load(f)
 
 
-def get_calibration(gpu_name: str, engine: str) -> Calibration:
-    """Calibrated factors for (GPU, engine) if `archscale calibrate` wrote them, else the engine's priors."""
+def get_calibration(gpu: Hardware | str, engine: str) -> Calibration:
+    """Efficiency factors for (hardware, engine): the hardware entry's own priors for the engine (a probed
+    machine carries them), else calibration.toml's [<gpu>.<engine>] (what `archscale calibrate` writes), else
+    the engine's default priors. `gpu` is a `Hardware` or a name (a name alone cannot see a file's priors)."""
     if engine not in ENGINES:
         raise ArchscaleInputError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
+    if isinstance(gpu, Hardware):
+        if engine in gpu.calibration_priors:
+            return Calibration(**gpu.calibration_priors[engine])
+        gpu = gpu.name
     table = _calibration_table()
-    entry = table.get(gpu_name, {}).get(engine) or table["default"][engine]
+    entry = table.get(gpu, {}).get(engine) or table["default"][engine]
     return Calibration(**entry)

@@ -1,7 +1,9 @@
 """`predict`: the estimate for one architecture and one workload, as a `Prediction` with a JSON-ready dict.
 
 It runs the same vectorized code as the search (a batch of one), so the two never disagree, and it turns
-the user-facing failures (weights larger than the GPU, one sequence that does not fit) into one clear error.
+the user-facing failures (weights larger than the GPU, one sequence that does not fit, a dtype whose peak the
+hardware entry lacks) into one clear error. The hardware may be a datasheet GPU or a machine measured by
+`archscale probe`; its own calibration priors, if any, are used.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class Prediction:
         return {
             "config": self.arch.name,
             "gpu": self.gpu.name,
+            "hardware": self.gpu.display_name,
+            "hardware_measured": self.gpu.measured,
+            "dtype_bytes": self.arch.dtype_bytes,
             "engine": self.engine,
             "batch_size": self.batch_size,
             "input_len": self.input_len,
@@ -58,6 +63,9 @@ class Prediction:
             "gqa_group": self.arch.gqa_group,
             "kv_bytes_per_token": self.arch.kv_bytes_per_token,
             "calibrated": self.calibrated,
+            "calibration_source": (
+                "hardware entry" if self.engine in self.gpu.calibration_priors else "perfmodel/data/calibration.toml"
+            ),
             "breakdown": {
                 "prefill_s": {op: float(t[0]) for op, t in e.prefill_op_time_s.items()},
                 "decode_s": {op: float(t[0]) for op, t in e.decode_op_time_s.items()},
@@ -69,7 +77,7 @@ def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, outpu
     for label, value in (("batch size", batch_size), ("input length", input_len), ("output length", output_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ArchscaleInputError(f"{label} must be a positive integer, got {value!r}")
-    calibration = get_calibration(gpu.name, engine)
+    calibration = get_calibration(gpu, engine)  # a probed machine's own priors first
     result = estimate(
         ArchBatch.from_archs([arch]),
         gpu,

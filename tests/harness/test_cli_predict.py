@@ -112,3 +112,69 @@ def test_installed_console_script_runs_without_a_gpu_stack():
     bad = subprocess.run([sys.executable, "-m", "harness", "predict", "x", "--gpu", "h200", "--batch-size", "1",
                           *WORKLOAD], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.startswith("archscale: error:")
+
+
+VALID_HARDWARE = """\
+[my-box]
+display_name = "My box"
+measured = true
+hbm_bandwidth_bytes_per_s = 2.0e10
+peak_fp32_flops_per_s = 5.0e10
+memory_bytes = 16000000000
+sm_count = 2
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "does not exist"),
+        ("[my-box\n", "malformed TOML"),
+        (VALID_HARDWARE.replace("sm_count = 2\n", ""), "missing required field sm_count"),
+        (VALID_HARDWARE.replace("= 2.0e10", "= -2.0e10"), "hbm_bandwidth_bytes_per_s must be a positive"),
+        (VALID_HARDWARE.replace("= 5.0e10", '= "lots"'), "must be a number"),
+    ],
+)  # fmt: skip
+def test_bad_hardware_file_is_one_line_and_exit_2(capsys, tmp_path, text, message):
+    path = tmp_path / "hw.toml"
+    if text is not None:
+        path.write_text(text)
+    code, _, err = run_cli(capsys, "predict", "qwen3-0.6b", "--hardware", str(path), "--dtype", "float32",
+                           "--batch-size", "1", *WORKLOAD)  # fmt: skip
+    assert code == 2 and message in err and str(path) in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_hardware_file_predicts_and_names_the_hardware(capsys, tmp_path):
+    path = tmp_path / "hw.toml"
+    path.write_text(VALID_HARDWARE)
+    code, out, _ = run_cli(capsys, "predict", "qwen3-0.6b", "--hardware", str(path), "--dtype", "float32",
+                           "--batch-size", "1", "--input-len", "32", "--output-len", "8", "--json")  # fmt: skip
+    row = json.loads(out)
+    assert code == 0 and (row["gpu"], row["hardware"], row["hardware_measured"]) == ("my-box", "My box", True)
+    assert row["calibrated"] is False and row["dtype_bytes"] == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--gpu", "h200", "--hardware", "x.toml"], "not both"),
+        ([], "name the hardware"),
+        (["--gpu", "b200", "--dtype", "float32"], "B200-SXM-180GB (b200) has no fp32 peak (peak_fp32_flops_per_s)"),
+    ],
+)  # fmt: skip
+def test_hardware_choice_errors_are_one_line(capsys, argv, message):
+    code, _, err = run_cli(capsys, "predict", "llama-3.2-1b", *argv, "--batch-size", "1", *WORKLOAD)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_dtype_flag_replaces_the_configs_dtype(capsys):
+    rows = {}
+    for dtype in ("bfloat16", "float32"):
+        code, out, _ = run_cli(capsys, "predict", "llama-3.2-1b", "--gpu", "h100", "--dtype", dtype, "--batch-size",
+                               "64", *WORKLOAD, "--json")  # fmt: skip
+        assert code == 0
+        rows[dtype] = json.loads(out)
+    assert (rows["bfloat16"]["dtype_bytes"], rows["float32"]["dtype_bytes"]) == (2, 4)
+    assert rows["float32"]["weight_bytes"] == 2 * rows["bfloat16"]["weight_bytes"]
+    assert rows["float32"]["ttft_s"] > rows["bfloat16"]["ttft_s"]  # fp32 peak 67 vs 989 TFLOP/s

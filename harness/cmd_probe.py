@@ -1,0 +1,63 @@
+"""`archscale probe`: measure this machine (matmul FLOP/s, copy bandwidth, launch and step overheads) and write
+it as a hardware entry that `archscale predict --hardware FILE` (or `--gpu local`) predicts for."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "probe",
+        help="measure this machine's FLOP/s, bandwidth and overheads into a hardware entry",
+        description=__doc__,
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                   help="matmul dtype (default: float32 on cpu, bfloat16 on cuda)")  # fmt: skip
+    p.add_argument(
+        "--out", metavar="FILE.toml", help="where to write the entry (default: ~/.cache/archscale/local.toml)"
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds; rough figures)")
+    p.add_argument("--json", action="store_true", help="print the measurements as JSON instead of a summary")
+    p.set_defaults(run=run)
+
+
+def format_summary(result, path) -> str:
+    from harness.tables import format_table
+
+    body = [(f"{r.m}x{r.n}x{r.k}", f"{r.flops_per_s / 1e9:,.1f}", f"{r.time_s * 1e6:,.1f}", r.calls_per_repeat)
+            for r in result.matmuls]  # fmt: skip
+    lines = [
+        f"{result.display_name} ({result.device}, {result.dtype}{', --quick' if result.quick else ''}): "
+        f"median of {result.repeats} repeats after {result.warmup} warm-up",
+        format_table(("matmul m x n x k", "GFLOP/s", "µs per call", "calls per repeat"), body),
+    ]
+    if result.skipped_shapes:
+        lines.append("skipped (one call too slow): " + ", ".join("x".join(map(str, s)) for s in result.skipped_shapes))
+    lines += [
+        f"peak {result.dtype} matmul:   {result.peak_flops_per_s / 1e9:,.1f} GFLOP/s (best shape)",
+        f"copy bandwidth:        {result.copy_bandwidth_bytes_per_s / 1e9:,.1f} GB/s "
+        f"(read + write, {result.copy_bytes // 2**20} MiB tensor)",
+        f"launch overhead:       {result.launch_overhead_s * 1e6:,.2f} µs per tiny op",
+        f"empty decode step:     {result.step_overhead_s * 1e6:,.2f} µs",
+        f"memory:                {result.memory_bytes / 2**30:,.1f} GiB, {result.sm_count} "
+        + ("SMs" if result.device == "cuda" else "torch threads"),
+        f"Wrote {result.name} to {path} (use: archscale predict CONFIG --hardware {path} ...)",
+    ]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from harness.probe import probe, write_hardware_file
+
+    result = probe(args.device, args.dtype, quick=args.quick)
+    path = write_hardware_file(result, args.out)
+    if args.json:
+        json.dump({**asdict(result), "peak_field": result.peak_field, "path": str(path)}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_summary(result, path))
+    return 0

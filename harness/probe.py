@@ -1,0 +1,399 @@
+"""`probe`: measure what this machine reaches (matmul FLOP/s, copy bandwidth, launch and step overheads) and
+write it as a hardware entry in the format of perfmodel/data/hardware.toml, so the perfmodel predicts for the
+machine like for any datasheet GPU (`archscale predict --hardware FILE` or `--gpu local`).
+
+CPU and CUDA share one code path. Every figure is a median over repeats, warm-up excluded. Kernel rates
+(matmul, copy) are timed with CUDA events on a GPU; host-side overheads (tiny op, empty decode step) with
+time.perf_counter around a synchronize; on the CPU everything uses time.perf_counter. The TOML is written by
+hand (no writer dependency), to a temporary file in the target folder that is read back with tomllib (and
+checked by `load_hardware_file`) before it atomically replaces the target.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perfmodel.errors import ArchscaleInputError
+from perfmodel.hardware import default_probe_path, load_hardware_file
+
+DTYPES = ("float32", "bfloat16", "float16")
+PEAK_FIELD = {
+    "float32": "peak_fp32_flops_per_s",
+    "bfloat16": "peak_bf16_flops_per_s",
+    "float16": "peak_fp16_flops_per_s",
+}
+MiB, GiB = 2**20, 2**30
+# Empty decode step: 1 token for each of STEP_BATCH sequences, a STEP_WIDTH-wide embedding, STEP_VOCAB logits.
+STEP_BATCH, STEP_WIDTH, STEP_VOCAB = 8, 64, 512
+
+
+@dataclass(frozen=True)
+class ProbeSizes:
+    matmul_shapes: tuple[tuple[int, int, int], ...]  # (m, n, k): [m, k] @ [k, n], smallest first
+    copy_bytes: int  # size of the tensor copied (the copy moves twice that)
+    warmup: int
+    repeats: int
+    launch_calls: int  # tiny ops per timed repeat
+    step_calls: int  # empty decode steps per timed repeat
+    kernel_repeat_s: float  # matmul/copy calls are batched until one repeat lasts about this long
+    max_call_s: float  # a matmul slower than this per call stops the larger shapes (slow bf16 on old CPUs)
+
+
+SIZES = {
+    ("cpu", False): ProbeSizes(((512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048), (512, 8192, 2048)),
+                               256 * MiB, 2, 5, 2000, 300, 0.2, 2.0),
+    ("cpu", True): ProbeSizes(((64, 64, 64), (128, 128, 128), (256, 256, 256)), 16 * MiB, 1, 3, 200, 50, 0.01, 0.2),
+    ("cuda", False): ProbeSizes(((2048, 2048, 2048), (4096, 4096, 4096), (8192, 8192, 8192), (8192, 14336, 4096)),
+                                1 * GiB, 3, 7, 5000, 1000, 0.05, 2.0),
+    ("cuda", True): ProbeSizes(((1024, 1024, 1024), (2048, 2048, 2048)), 64 * MiB, 2, 3, 500, 100, 0.005, 0.5),
+}  # fmt: skip
+
+
+@dataclass
+class MatmulResult:
+    m: int
+    n: int
+    k: int
+    flops: float  # 2·m·n·k per call
+    time_s: float  # median per call
+    flops_per_s: float
+    calls_per_repeat: int
+
+
+@dataclass
+class ProbeResult:
+    name: str  # the hardware table: "local-cpu" or "local-<gpu name slug>"
+    display_name: str
+    device: str  # "cpu" or "cuda"
+    dtype: str
+    quick: bool
+    matmuls: list[MatmulResult]
+    skipped_shapes: list[tuple[int, int, int]]  # larger shapes left out because one call was too slow
+    peak_flops_per_s: float  # the best matmul rate
+    copy_bytes: int
+    copy_bandwidth_bytes_per_s: float  # (read + write) / time
+    launch_overhead_s: float
+    step_overhead_s: float
+    memory_bytes: int
+    sm_count: int  # CUDA multiprocessors; CPU: threads torch uses
+    warmup: int
+    repeats: int
+    launch_calls: int
+    step_calls: int
+    tf32: bool | None  # fp32 matmuls on CUDA allowed to use TF32 (None on the CPU and for 2-byte dtypes)
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def peak_field(self) -> str:
+        return PEAK_FIELD[self.dtype]
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> str:
+    return "float32" if device == "cpu" else "bfloat16"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
+
+
+def cpu_memory_bytes() -> int:
+    """MemTotal from /proc/meminfo, else pages × page size."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class _Timer:
+    """Median seconds per call of a function on one device."""
+
+    def __init__(self, torch, device: str, sizes: ProbeSizes):
+        self.torch, self.cuda, self.sizes = torch, device == "cuda", sizes
+
+    def sync(self) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+
+    def once_s(self, fn, calls: int, events: bool) -> float:
+        """Seconds for `calls` back-to-back calls, the device drained before and after."""
+        self.sync()
+        if self.cuda and events:
+            start, end = self.torch.cuda.Event(enable_timing=True), self.torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(calls):
+                fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) * 1e-3  # ms -> s
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        self.sync()
+        return time.perf_counter() - t0
+
+    def kernel_s(self, fn, warmup: int | None = None) -> tuple[float, int]:
+        """(median seconds per call, calls per repeat) of a device kernel; calls batched to fill a repeat."""
+        for _ in range(self.sizes.warmup if warmup is None else warmup):
+            fn()
+        single_s = self.once_s(fn, 1, events=True)
+        calls = max(1, min(1000, math.ceil(self.sizes.kernel_repeat_s / max(single_s, 1e-9))))
+        times = [self.once_s(fn, calls, events=True) / calls for _ in range(self.sizes.repeats)]
+        return statistics.median(times), calls
+
+    def host_s(self, fn, calls: int) -> float:
+        """Median wall seconds per call of host-side work (the device synchronized at the end of each repeat)."""
+        for _ in range(self.sizes.warmup * max(1, calls // 10)):
+            fn()
+        return statistics.median(self.once_s(fn, calls, events=False) / calls for _ in range(self.sizes.repeats))
+
+
+def _measure_matmuls(torch, timer: _Timer, device: str, dtype, sizes: ProbeSizes):
+    results, skipped = [], []
+    for i, (m, n, k) in enumerate(sizes.matmul_shapes):
+        a = torch.randn(m, k, device=device).to(dtype)  # [m, k]
+        b = torch.randn(k, n, device=device).to(dtype)  # [k, n]
+        c = torch.empty(m, n, device=device, dtype=dtype)  # [m, n]
+
+        def matmul(a=a, b=b, c=c):
+            torch.matmul(a, b, out=c)
+
+        matmul()  # one call to see whether this shape is affordable at all
+        timer.sync()
+        first_s = timer.once_s(matmul, 1, events=True)
+        if first_s > sizes.max_call_s and results:
+            skipped.extend(sizes.matmul_shapes[i:])
+            break
+        time_s, calls = timer.kernel_s(matmul)
+        flops = 2.0 * m * n * k
+        results.append(MatmulResult(m, n, k, flops, time_s, flops / time_s, calls))
+        del a, b, c
+    return results, skipped
+
+
+def _copy_s(torch, timer: _Timer, device: str, size_bytes: int) -> float:
+    """Median seconds of one device-memory copy of a `size_bytes` tensor (freed on return)."""
+    src = torch.randn(size_bytes // 4, device=device)  # [n] float32
+    dst = torch.empty_like(src)
+    return timer.kernel_s(lambda: dst.copy_(src))[0]
+
+
+def _empty_step(torch, device: str, dtype, sync):
+    """One decode step with no model layers: embed 1 token per sequence, small logits, argmax, feed back."""
+    embed = torch.randn(STEP_VOCAB, STEP_WIDTH, device=device).to(dtype)  # [vocab, width]
+    head = torch.randn(STEP_WIDTH, STEP_VOCAB, device=device).to(dtype)  # [width, vocab]
+    state = {"tokens": torch.zeros(STEP_BATCH, dtype=torch.long, device=device)}  # [batch]
+
+    def step():
+        hidden = embed[state["tokens"]]  # [batch, width]
+        logits = hidden @ head  # [batch, vocab]
+        state["tokens"] = logits.argmax(dim=-1)  # [batch]: greedy next token, fed back
+        sync()
+
+    return step
+
+
+def probe(device: str | None = None, dtype: str | None = None, quick: bool = False) -> ProbeResult:
+    """Measure this machine's achievable matmul rate, copy bandwidth and overheads on `device` ("cpu" or
+    "cuda"; default: cuda if available) at `dtype` (default float32 on the CPU, bfloat16 on CUDA)."""
+    import torch
+
+    from harness.metadata import cpu_model, run_metadata
+
+    device = device or default_device()
+    if device not in ("cpu", "cuda"):
+        raise ArchscaleInputError(f"unknown device '{device}' (known: cpu, cuda)")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ArchscaleInputError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU (use --device cpu)")
+    dtype = dtype or default_dtype(device)
+    if dtype not in DTYPES:
+        raise ArchscaleInputError(f"unknown dtype '{dtype}' (known: {', '.join(DTYPES)})")
+    if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        raise ArchscaleInputError("this GPU has no bfloat16 support: probe it with --dtype float16 or float32")
+    sizes = SIZES[(device, quick)]
+    torch_dtype = getattr(torch, dtype)
+    timer = _Timer(torch, device, sizes)
+
+    with torch.inference_mode():
+        matmuls, skipped = _measure_matmuls(torch, timer, device, torch_dtype, sizes)
+        copy_s = _copy_s(torch, timer, device, sizes.copy_bytes)
+        x, y = torch.ones(1, device=device), torch.ones(1, device=device)
+        out = torch.empty(1, device=device)
+        launch_s = timer.host_s(lambda: torch.add(x, y, out=out), sizes.launch_calls)
+        step_s = timer.host_s(_empty_step(torch, device, torch_dtype, timer.sync), sizes.step_calls)
+
+    if device == "cuda":
+        index = torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        name, display_name = f"local-{slug(props.name)}", props.name
+        memory_bytes, sm_count = int(props.total_memory), int(props.multi_processor_count)
+        tf32 = bool(torch.backends.cuda.matmul.allow_tf32) if dtype == "float32" else None
+        torch.cuda.empty_cache()
+    else:
+        name, display_name = "local-cpu", f"{cpu_model() or 'CPU'}, {os.cpu_count()} logical CPUs"
+        memory_bytes, sm_count, tf32 = cpu_memory_bytes(), int(torch.get_num_threads()), None
+    return ProbeResult(
+        name=name,
+        display_name=display_name,
+        device=device,
+        dtype=dtype,
+        quick=quick,
+        matmuls=matmuls,
+        skipped_shapes=list(skipped),
+        peak_flops_per_s=max(r.flops_per_s for r in matmuls),
+        copy_bytes=sizes.copy_bytes,
+        copy_bandwidth_bytes_per_s=2 * sizes.copy_bytes / copy_s,
+        launch_overhead_s=launch_s,
+        step_overhead_s=step_s,
+        memory_bytes=memory_bytes,
+        sm_count=sm_count,
+        warmup=sizes.warmup,
+        repeats=sizes.repeats,
+        launch_calls=sizes.launch_calls,
+        step_calls=sizes.step_calls,
+        tf32=tf32,
+        metadata={k: v for k, v in run_metadata().items() if v is not None},  # TOML has no null
+    )
+
+
+# ---- the hardware entry (TOML written by hand) ----
+def toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {value!r}")
+        return repr(value)
+    if isinstance(value, str):
+        escapes = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+        return '"' + "".join(escapes.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
+                             for ch in value) + '"'  # fmt: skip
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}: {value!r}")
+
+
+def _table(header: str, values: dict) -> list[str]:
+    return [f"[{header}]", *(f"{key} = {toml_value(value)}" for key, value in values.items()), ""]
+
+
+def calibration_priors(result: ProbeResult) -> dict:
+    cuda = result.device == "cuda"
+    return {
+        "compute_efficiency": 1.0,
+        "memory_efficiency": 1.0,
+        "kernel_launch_overhead_s": result.launch_overhead_s,
+        "step_overhead_s": result.step_overhead_s,
+        "gpu_memory_utilization": 0.90 if cuda else 0.5,
+        "workspace_bytes": 2 * GiB if cuda else 256 * MiB,
+        "calibrated": False,
+    }
+
+
+def _sources(result: ProbeResult) -> dict:
+    by = "measured by archscale probe"
+    stats = f"median of {result.repeats} repeats after {result.warmup} warm-up"
+    stats += " (--quick sizes)" if result.quick else ""
+    shapes = ", ".join(f"{r.m}x{r.n}x{r.k} {r.flops_per_s / 1e9:,.1f} GFLOP/s" for r in result.matmuls)
+    if result.skipped_shapes:
+        shapes += "; skipped (one call too slow): " + ", ".join("x".join(map(str, s)) for s in result.skipped_shapes)
+    tf32 = "" if result.tf32 is None else f", TF32 {'allowed' if result.tf32 else 'off'}"
+    copy_mib = result.copy_bytes // MiB
+    sources = {
+        "hbm_bandwidth_bytes_per_s": f"{by}: {result.device} memory copy dst.copy_(src) of a {copy_mib} MiB float32 "
+        f"tensor, bytes = read + write = {2 * copy_mib} MiB per copy, {stats}",
+        result.peak_field: f"{by}: best {result.dtype} torch.matmul over m x n x k shapes {shapes}{tf32}, {stats}",
+        "compute_efficiency": "1.0: the peak above is a measured achievable rate, not a datasheet figure",
+        "memory_efficiency": "1.0: the bandwidth above is a measured achievable copy rate, not a datasheet figure",
+        "kernel_launch_overhead_s": f"{by}: torch.add of 1-element tensors, mean over {result.launch_calls} calls "
+        f"(device synchronized at the end), {stats}",
+        "step_overhead_s": f"{by}: empty decode step (embed 1 token for each of {STEP_BATCH} sequences, "
+        f"{STEP_WIDTH}x{STEP_VOCAB} logits, argmax, token fed back, synchronize), mean over {result.step_calls} "
+        f"steps, {stats}",
+    }
+    props = "torch.cuda.get_device_properties()"
+    if result.device == "cuda":
+        return sources | {
+            "display_name": f"{props}.name",
+            "memory_bytes": f"{props}.total_memory",
+            "sm_count": f"{props}.multi_processor_count",
+            "gpu_memory_utilization": "0.90: vLLM's default gpu_memory_utilization, as calibration.toml's priors",
+            "workspace_bytes": "2 GiB: calibration.toml's prior (activations, CUDA graphs, allocator slack)",
+        }
+    return sources | {
+        "display_name": "/proc/cpuinfo model name, os.cpu_count()",
+        "memory_bytes": "/proc/meminfo MemTotal",
+        "sm_count": "torch.get_num_threads() (CPU threads torch uses, not SMs)",
+        "gpu_memory_utilization": "0.5 (a prior): system RAM is shared with the OS and other processes and no engine "
+        "reserves a fixed share of it, so half of MemTotal is a conservative budget for weights + KV cache",
+        "workspace_bytes": "256 MiB (a prior): activations and allocator slack of small CPU runs",
+    }
+
+
+def hardware_toml(result: ProbeResult) -> str:
+    """The hardware entry as TOML text, in the format of perfmodel/data/hardware.toml."""
+    n = result.name
+    entry = {
+        "display_name": result.display_name,
+        "measured": True,
+        "hbm_bandwidth_bytes_per_s": float(result.copy_bandwidth_bytes_per_s),
+        result.peak_field: float(result.peak_flops_per_s),
+        "memory_bytes": int(result.memory_bytes),
+        "sm_count": int(result.sm_count),
+    }
+    lines = [
+        f"# Hardware entry written by `archscale probe` ({result.device}, {result.dtype}"
+        + (", --quick" if result.quick else "") + "): rates this machine reached, not datasheet peaks.",
+        "# Format: perfmodel/data/hardware.toml. Use it with `archscale predict --hardware FILE` (or `--gpu local`).",
+        "# Its efficiency priors are 1.0 (the figures are achievable rates) and calibrated = false.",
+        "",
+        *_table(n, entry),
+        *_table(f"{n}.sources", _sources(result)),
+        *_table(f"{n}.calibration.torch", calibration_priors(result)),
+        *_table(f"{n}.metadata", result.metadata),
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def write_hardware_file(result: ProbeResult, path: str | Path | None = None) -> Path:
+    """Write the entry atomically (temporary file in the same folder, read back, then os.replace)."""
+    path = Path(path).expanduser() if path is not None else default_probe_path()
+    text = hardware_toml(result)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ArchscaleInputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        try:
+            load_hardware_file(tmp)  # tomllib + every field checked, before the target is touched
+        except ArchscaleInputError as exc:
+            raise RuntimeError(f"the probe wrote a hardware entry that does not read back: {exc}") from exc
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,164 @@
+"""`archscale probe` on the CPU (--quick): positive figures, a hardware entry that loads and predicts, the
+hand-written TOML, and one-line errors. The CUDA path runs only where a GPU is (mark `gpu`)."""
+
+import contextlib
+import io
+import json
+import math
+import shutil
+import tomllib
+
+import pytest
+
+from harness.cli import main
+from harness.cmd_probe import format_summary
+from harness.probe import MatmulResult, ProbeResult, hardware_toml, probe, slug, toml_value, write_hardware_file
+from perfmodel import PRESETS, ArchscaleInputError
+from perfmodel.hardware import load_hardware_file
+
+CONFIG = "tiny-mha" if "tiny-mha" in PRESETS else "qwen3-0.6b"
+PREDICT = ["--batch-size", "1,4", "--input-len", "32", "--output-len", "8", "--json"]
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def result():
+    return probe("cpu", "float32", quick=True)
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    """The CLI run once: (path of the entry it wrote, its --json output)."""
+    path = tmp_path_factory.mktemp("probe") / "local.toml"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(["probe", "--device", "cpu", "--quick", "--json", "--out", str(path)]) == 0
+    return path, json.loads(stdout.getvalue())
+
+
+def test_probe_returns_positive_finite_figures(result):
+    figures = (result.peak_flops_per_s, result.copy_bandwidth_bytes_per_s, result.launch_overhead_s,
+               result.step_overhead_s, result.memory_bytes, result.sm_count)  # fmt: skip
+    assert all(math.isfinite(x) and x > 0 for x in figures)
+    assert (result.name, result.device, result.dtype, result.peak_field) == ("local-cpu", "cpu", "float32",
+                                                                            "peak_fp32_flops_per_s")  # fmt: skip
+    assert len(result.matmuls) >= 2 and result.peak_flops_per_s == max(r.flops_per_s for r in result.matmuls)
+    assert all(r.flops == 2 * r.m * r.n * r.k and r.time_s > 0 for r in result.matmuls)
+    assert None not in result.metadata.values() and result.metadata["cpu_count_logical"] >= 1
+
+
+def test_summary_names_every_figure(result):
+    text = format_summary(result, "/x/local.toml")
+    for needle in ("GFLOP/s", "GB/s", "µs per tiny op", "empty decode step", "Wrote local-cpu to /x/local.toml"):
+        assert needle in text
+    assert f"{result.matmuls[0].m}x{result.matmuls[0].n}x{result.matmuls[0].k}" in text
+
+
+def test_cli_writes_an_entry_that_loads(probed):
+    path, printed = probed
+    hw = load_hardware_file(path)
+    assert (hw.name, hw.measured, hw.peak_bf16_flops_per_s) == ("local-cpu", True, None)
+    assert hw.peak_fp32_flops_per_s == pytest.approx(printed["peak_flops_per_s"])
+    assert hw.hbm_bandwidth_bytes_per_s == pytest.approx(printed["copy_bandwidth_bytes_per_s"])
+    priors = hw.calibration_priors["torch"]
+    assert (priors["compute_efficiency"], priors["memory_efficiency"], priors["calibrated"]) == (1.0, 1.0, False)
+    assert priors["step_overhead_s"] == pytest.approx(printed["step_overhead_s"])
+    assert (priors["gpu_memory_utilization"], priors["workspace_bytes"]) == (0.5, 256 * 2**20)
+    for figure in ("hbm_bandwidth_bytes_per_s", "peak_fp32_flops_per_s", "kernel_launch_overhead_s", "step_overhead_s"):
+        assert hw.sources[figure].startswith("measured by archscale probe:")
+    assert "memory_bytes" in hw.sources and "gpu_memory_utilization" in hw.sources
+    assert hw.metadata["cpu_model"] and "gpu_name" not in hw.metadata  # None values are left out
+    assert [p.name for p in path.parent.iterdir()] == ["local.toml"]  # no temporary file left behind
+
+
+def test_predict_on_the_probed_entry(capsys, probed):
+    path, _ = probed
+    code, out, err = run_cli(capsys, "predict", CONFIG, "--hardware", path, "--dtype", "float32", *PREDICT)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["batch_size"] for r in rows] == [1, 4]
+    assert all(r["calibrated"] is False and r["gpu"] == "local-cpu" and r["hardware_measured"] for r in rows)
+    assert all(r["dtype_bytes"] == 4 and r["output_tokens_per_s"] > 0 for r in rows)
+    code, out, _ = run_cli(capsys, "predict", CONFIG, "--hardware", path, "--dtype", "float32", *PREDICT[:-1])
+    assert code == 0 and "local-cpu" in out and "measured by archscale probe" in out
+
+
+def test_bf16_arch_on_an_fp32_probe_is_one_line(capsys, probed):
+    code, _, err = run_cli(capsys, "predict", CONFIG, "--hardware", probed[0], *PREDICT)
+    assert code == 2 and "peak_bf16_flops_per_s" in err and "--dtype float32" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_gpu_local_reads_the_default_probe_file(capsys, probed, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code, _, err = run_cli(capsys, "predict", CONFIG, "--gpu", "local", "--dtype", "float32", *PREDICT)
+    assert code == 2 and "no probe of this machine yet: run `archscale probe`" in err
+    (tmp_path / "archscale").mkdir()
+    shutil.copy(probed[0], tmp_path / "archscale" / "local.toml")
+    code, out, err = run_cli(capsys, "predict", CONFIG, "--gpu", "local", "--dtype", "float32", *PREDICT)
+    assert code == 0 and json.loads(out)[0]["gpu"] == "local-cpu", err
+
+
+def test_default_out_respects_xdg_cache_home(result, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert write_hardware_file(result) == tmp_path / "archscale" / "local.toml"
+    assert load_hardware_file(tmp_path / "archscale" / "local.toml").name == "local-cpu"
+
+
+def test_toml_values_round_trip():
+    tricky = 'quote " backslash \\ newline \n tab \t bell \x07 del \x7f µs'
+    text = "\n".join(f"k{i} = {toml_value(v)}" for i, v in enumerate([tricky, 1.5e-06, 3e12, 7, True, ["a", "b"]]))
+    assert list(tomllib.loads(text).values()) == [tricky, 1.5e-06, 3e12, 7, True, ["a", "b"]]
+    with pytest.raises(ValueError):
+        toml_value(float("nan"))
+
+
+def test_a_cuda_entry_has_gpu_priors(tmp_path):
+    """The CUDA branch of the writer, without a GPU: a hand-made result as a CUDA probe would return it."""
+    name = "local-" + slug("NVIDIA H100 80GB HBM3")
+    assert name == "local-nvidia-h100-80gb-hbm3"
+    fake = ProbeResult(name, "NVIDIA H100 80GB HBM3", "cuda", "bfloat16", False,
+                       [MatmulResult(8192, 8192, 8192, 2 * 8192**3, 1.5e-3, 2 * 8192**3 / 1.5e-3, 30)], [],
+                       2 * 8192**3 / 1.5e-3, 2**30, 2.9e12, 5e-6, 4e-5, 85_000_000_000, 132, 3, 7, 5000, 1000, None,
+                       {"gpu_name": "NVIDIA H100 80GB HBM3"})  # fmt: skip
+    hw = load_hardware_file(write_hardware_file(fake, tmp_path / "gpu.toml"))
+    assert (hw.name, hw.peak_bf16_flops_per_s, hw.peak_fp32_flops_per_s) == (name, fake.peak_flops_per_s, None)
+    priors = hw.calibration_priors["torch"]
+    assert (priors["gpu_memory_utilization"], priors["workspace_bytes"]) == (0.9, 2 * 2**30)
+    assert "multi_processor_count" in hw.sources["sm_count"] and "8192x8192x8192" in hardware_toml(fake)
+
+
+def test_gpus_lists_a_probed_file(capsys, probed):
+    code, out, _ = run_cli(capsys, "gpus", "--hardware", probed[0])
+    assert code == 0 and "local-cpu (measured)" in out and "h200" in out
+
+
+def test_unwritable_out_is_a_user_error(result, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ArchscaleInputError, match="cannot write"):
+        write_hardware_file(result, blocker / "sub" / "local.toml")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_a_gpu_is_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "probe", "--device", "cuda", "--quick", "--out", tmp_path / "x.toml")
+    assert code == 2 and "sees no CUDA GPU" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.gpu
+def test_probe_on_cuda(tmp_path):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    gpu = probe("cuda", "bfloat16", quick=True)
+    assert gpu.name.startswith("local-") and gpu.sm_count == torch.cuda.get_device_properties(0).multi_processor_count
+    assert gpu.peak_flops_per_s > 1e12 and gpu.copy_bandwidth_bytes_per_s > 1e11
+    hw = load_hardware_file(write_hardware_file(gpu, tmp_path / "gpu.toml"))
+    assert hw.peak_bf16_flops_per_s == pytest.approx(gpu.peak_flops_per_s)
+    assert hw.calibration_priors["torch"]["gpu_memory_utilization"] == 0.9
