@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "harness.cmd_fit",
     "harness.cmd_search",
     "harness.cmd_bench_kernel",
+    "harness.cmd_sweep",
+    "harness.cmd_probe",
 )
 
 

@@ -30,6 +30,8 @@ from harness.engines.base import EngineOptions, Measurement, Workload
 from perfmodel.arch import Arch
 from perfmodel.errors import ArchscaleInputError
 
+WARMUP_DECODE_STEPS = 2
+
 
 @dataclass
 class WaveTiming:
@@ -123,8 +125,9 @@ def _serve(arch: Arch, workload: Workload, options: EngineOptions) -> Measuremen
     model = LlamaModel(arch, weights, attention=options.attention)
     runners = {size: WaveRunner(model, cache, size, pages_per_seq, workload, options) for size in set(wave_sizes)}
 
-    for runner in runners.values():  # warm-up: JIT, graph capture, allocator; not timed
-        runner.serve(_prompts(arch, runner.n_seqs, workload.input_len, device, seed=options.seed + 10_000))
+    for runner in runners.values():  # warm-up (JIT, graph capture, allocator): a full prefill, two steps; not timed
+        runner.serve(_prompts(arch, runner.n_seqs, workload.input_len, device, seed=options.seed + 10_000),
+                     max_steps=WARMUP_DECODE_STEPS)  # fmt: skip
     runs = []
     for _ in range(options.repeats):
         waves = [
@@ -216,11 +219,11 @@ class WaveRunner:
         with torch.cuda.graph(self.graph):
             self._step()
 
-    def serve(self, prompts) -> WaveTiming:
-        """Prefill `prompts` [n_seqs, input_len], then output_len − 1 decode steps; every phase synchronised."""
+    def serve(self, prompts, max_steps: int | None = None) -> WaveTiming:
+        """Prefill `prompts` [n_seqs, input_len], then output_len − 1 decode steps (at most `max_steps`)."""
         import torch
 
-        steps = self.workload.output_len - 1
+        steps = self.workload.output_len - 1 if max_steps is None else min(max_steps, self.workload.output_len - 1)
         sync = torch.cuda.synchronize if self.is_cuda else (lambda: None)
         if self.use_graph and self.graph is None and steps > 0:
             self._capture(prompts[:, -1])

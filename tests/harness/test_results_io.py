@@ -79,3 +79,30 @@ def test_results_being_written_do_not_make_the_run_dirty(tmp_path):
     assert git_revision(tmp_path)["git_dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_revision(tmp_path)["git_dirty"] is True
+
+
+def test_prepare_resume_sets_a_torn_tail_aside_and_keeps_whole_rows(tmp_path):
+    from harness.results_io import prepare_resume
+
+    path = tmp_path / "points.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2, "b"')
+    rows, warning = prepare_resume(path)
+    assert rows == [{"a": 1}] and "set aside" in warning
+    assert path.read_text() == '{"a": 1}\n'
+    assert (tmp_path / "points.jsonl.torn").read_text() == '{"a": 2, "b"\n'
+    path.write_text('{"a": 1}\n{"a": 2}')  # a whole row that only lacks its newline is kept
+    assert prepare_resume(path) == ([{"a": 1}, {"a": 2}], None)
+    assert path.read_text() == '{"a": 1}\n{"a": 2}\n'
+    path.write_text('{"a": ')  # a single partial line, no newline anywhere
+    assert prepare_resume(path)[0] == [] and path.read_bytes() == b""
+
+
+def test_prepare_resume_reports_corruption_before_touching_a_torn_tail(tmp_path):
+    from harness.results_io import prepare_resume
+
+    path = tmp_path / "points.jsonl"
+    path.write_bytes(b'{"a": 1}\nnot json\n{"a": 3')
+    before = path.read_bytes()
+    with pytest.raises(ArchscaleInputError, match=r"points.jsonl:2: corrupt"):
+        prepare_resume(path)
+    assert path.read_bytes() == before and not (tmp_path / "points.jsonl.torn").exists()

@@ -1,0 +1,155 @@
+"""`archscale sweep`: measure configs × batch sizes × lengths on an engine, one JSON line per point, resumable.
+
+Re-running the same command skips the points already in the output file; an interrupted run continues where it
+stopped. Every row holds the measurement and the perfmodel's prediction for the same point (schema in
+results/README.md); `--dry-run` lists the points and their predictions without measuring anything.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from harness.cli_args import positive_int, positive_int_list
+
+DEFAULT_CPU = {"memory_utilization": 0.5, "workspace_bytes": 256 * 2**20}
+DEFAULT_CUDA = {"memory_utilization": 0.9, "workspace_bytes": 2 * 2**30}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("sweep", help="measure throughput over batch sizes on an engine (CPU or CUDA)",
+                              description=__doc__)  # fmt: skip
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="preset name or path to a config.json")
+    p.add_argument("--engine", default="torch", help="torch (ours); vllm and sglang adapters are not built yet")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                   help="compute dtype (default float32 on cpu, bfloat16 on cuda)")  # fmt: skip
+    p.add_argument("--attention", choices=("torch", "triton"), default=None,
+                   help="decode attention: triton (kernels.gqa_decode, default on cuda) or torch SDPA (default on cpu)")  # fmt: skip
+    p.add_argument("--batch-size", type=positive_int_list, required=True, help="e.g. 1,2,4,8,16")
+    p.add_argument("--input-len", type=positive_int_list, required=True, help="prompt tokens, e.g. 64,512")
+    p.add_argument("--output-len", type=positive_int_list, required=True, help="generated tokens, e.g. 16,128")
+    p.add_argument("--out", type=Path, default=None, help="JSONL (default results/sweeps/<engine>-<device>.jsonl)")
+    p.add_argument("--repeats", type=positive_int, default=1, help="timed runs per point after a warm-up (median)")
+    p.add_argument("--hardware", type=Path, default=None, help="hardware TOML to predict for (from archscale probe)")
+    p.add_argument("--gpu", default=None, help="datasheet GPU to predict for (default: the GPU found, or on CPU the "
+                                              "local probe file if there is one)")  # fmt: skip
+    p.add_argument("--block-size", type=positive_int, default=16, help="KV-cache page size in tokens")
+    p.add_argument("--no-cuda-graph", action="store_true", help="run the decode step eagerly on CUDA")
+    p.add_argument("--seed", type=int, default=0, help="weights and prompts seed")
+    p.add_argument("--dry-run", action="store_true", help="list the points (and predictions) without measuring")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    return "cpu"
+
+
+def default_out_path(engine: str, device: str) -> Path:
+    slug = re.sub(r"[^a-z0-9]+", "-", _device_name(device).lower()).strip("-")
+    return Path("results") / "sweeps" / f"{engine}-{slug}.jsonl"
+
+
+def _hardware_for_prediction(args, device: str):
+    """The hardware entry predictions are made for, and a note when there is none."""
+    from perfmodel.errors import ArchscaleInputError
+    from perfmodel.hardware import gpu_from_device_name, resolve_hardware
+
+    if args.hardware or args.gpu:
+        return resolve_hardware(args.gpu, args.hardware), None
+    if device == "cuda":
+        name = _device_name(device)
+        found = gpu_from_device_name(name)
+        return found, None if found else f"no datasheet entry for '{name}': rows have no prediction (--gpu/--hardware)"
+    try:
+        return resolve_hardware("local", None), None
+    except ArchscaleInputError:
+        return None, "no probe of this CPU yet: rows have no prediction (run `archscale probe`, then --gpu local)"
+
+
+def engine_options(args, device: str, hardware):
+    from harness.engines.base import EngineOptions
+
+    policy = dict(DEFAULT_CUDA if device == "cuda" else DEFAULT_CPU)
+    if hardware is not None:  # admit sequences exactly as the perfmodel's capacity formula does for this hardware
+        from perfmodel.hardware import get_calibration
+
+        calibration = get_calibration(hardware, args.engine)
+        policy = {"memory_utilization": calibration.gpu_memory_utilization,
+                  "workspace_bytes": int(calibration.workspace_bytes)}  # fmt: skip
+    return EngineOptions(
+        device=device,
+        dtype=args.dtype or ("bfloat16" if device == "cuda" else "float32"),
+        attention=args.attention or ("triton" if device == "cuda" else "torch"),
+        cuda_graph=not args.no_cuda_graph,
+        block_size=args.block_size,
+        repeats=args.repeats,
+        seed=args.seed,
+        **policy,
+    )
+
+
+def run(args) -> int:
+    from harness.engines import get_engine
+    from harness.engines.torch_engine import check_options
+    from harness.sweep import build_points, format_row, plan_sweep, predict_point, run_sweep
+    from perfmodel import resolve_arch
+
+    get_engine(args.engine)  # an engine that does not exist (yet) is one clear line
+    archs = [resolve_arch(spec) for spec in args.configs]
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    hardware, note = _hardware_for_prediction(args, device)
+    options = engine_options(args, device, hardware)
+    check_options(options)
+    points = build_points(archs, batch_sizes=args.batch_size, input_lens=args.input_len, output_lens=args.output_len,
+                          engine=args.engine, options=options, hardware=hardware)  # fmt: skip
+    out = args.out or default_out_path(args.engine, device)
+    plan = plan_sweep(points, out)
+    if plan.warning:
+        print(f"archscale: warning: {plan.warning}", file=sys.stderr)
+    if note:
+        print(f"archscale: note: {note}", file=sys.stderr)
+    print(f"{len(points)} points, {plan.done} already in {out}, {len(plan.todo)} to measure "
+          f"({options.device}, {options.dtype}, attention {options.attention}"
+          f"{', predicted for ' + hardware.name if hardware else ''})")  # fmt: skip
+    if args.dry_run:
+        for point in plan.todo:
+            predicted, why_not = predict_point(point)
+            guess = f"predicted {predicted['output_tokens_per_s']:,.1f} out tok/s" if predicted else why_not
+            print(f"  {point.label()}: {guess}")
+        return 0
+    from harness.metadata import run_metadata
+
+    rows = run_sweep(plan.todo, out, run_metadata(), progress=not args.quiet,
+                     on_row=(lambda row: print(format_row(row), flush=True)) if args.quiet else None)  # fmt: skip
+    print(format_summary(rows))
+    print(f"Wrote {len(rows)} rows to {out}")
+    return 0
+
+
+def format_summary(rows: list[dict]) -> str:
+    from harness.tables import format_table, humanize_seconds
+
+    def pair(row, key, fmt):
+        measured = fmt(row[key]) if row.get(key) is not None else "-"
+        predicted = row.get("predicted") or {}
+        return measured, fmt(predicted[key]) if predicted.get(key) is not None else "-"
+
+    body = []
+    for row in rows:
+        tps, tps_pred = pair(row, "output_tokens_per_s", lambda v: f"{v:,.1f}")
+        ttft, ttft_pred = pair(row, "ttft_s", humanize_seconds)
+        tpot, tpot_pred = pair(row, "tpot_s", humanize_seconds)
+        body.append((row["config"], row["batch_size"], row["input_len"], row["output_len"], row["status"],
+                     tps, tps_pred, ttft, ttft_pred, tpot, tpot_pred))  # fmt: skip
+    header = ("config", "batch", "in", "out", "status", "out tok/s", "predicted", "TTFT", "predicted", "TPOT",
+              "predicted")  # fmt: skip
+    return format_table(header, body) if body else "(nothing measured)"

@@ -1,0 +1,198 @@
+"""Batch-size sweeps: measure every (config × batch size × lengths) point on an engine, next to its prediction.
+
+Each point is a pure function of its `SweepPoint` (`run_point`): the same point gives the same kind of row
+wherever it runs, so a later fan-out (one process or Ray task per point) changes nothing here. The driver
+(`run_sweep`) alone touches the results file: it skips keys already there (resume), appends one whole JSON line
+per finished point (`harness.results_io`), and records a failure or an OOM as a row with that status instead of
+stopping. Rows carry the key, the measurement, the perfmodel's prediction for the same point and hardware, the
+engine options, and the run metadata. Schema: results/README.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+
+from harness.engines.base import EngineOptions, Workload
+from perfmodel.arch import ARCH_FIELDS, DTYPE_BYTES, Arch
+from perfmodel.errors import ArchscaleInputError
+from perfmodel.hardware import Hardware
+
+KEY_FIELDS = ("config", "shape_hash", "engine", "device", "dtype", "attention", "batch_size", "input_len", "output_len")
+
+
+def shape_hash(arch: Arch) -> str:
+    """10 hex digits identifying the shape (every Arch field but the name and the dtype)."""
+    shape = {f: getattr(arch, f) for f in ARCH_FIELDS if f not in ("name", "dtype_bytes")}
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    arch: Arch
+    engine: str
+    workload: Workload
+    options: EngineOptions
+    hardware: Hardware | None = None  # what the prediction is made for; None: no prediction
+
+    def key(self) -> tuple:
+        return tuple(self.key_dict().values())
+
+    def key_dict(self) -> dict:
+        return {
+            "config": self.arch.name,
+            "shape_hash": shape_hash(self.arch),
+            "engine": self.engine,
+            "device": self.options.device,
+            "dtype": self.options.dtype,
+            "attention": self.options.attention,
+            "batch_size": self.workload.batch_size,
+            "input_len": self.workload.input_len,
+            "output_len": self.workload.output_len,
+        }
+
+    def label(self) -> str:
+        w = self.workload
+        return f"{self.arch.name} b={w.batch_size} in={w.input_len} out={w.output_len}"
+
+
+def build_points(archs, *, batch_sizes, input_lens, output_lens, engine: str, options: EngineOptions,
+                 hardware: Hardware | None) -> list[SweepPoint]:  # fmt: skip
+    """The grid, ordered config → lengths → batch size (a curve per config fills in first)."""
+    names = [a.name for a in archs]
+    if len(set(names)) != len(names):
+        raise ArchscaleInputError(f"two configs share a name ({', '.join(names)}): rename a config folder")
+    return [
+        SweepPoint(arch, engine, Workload(batch, input_len, output_len), options, hardware)
+        for arch, input_len, output_len, batch in itertools.product(archs, input_lens, output_lens, batch_sizes)
+    ]
+
+
+def predict_point(point: SweepPoint) -> tuple[dict | None, str | None]:
+    """The perfmodel's prediction for the point (arch at the engine's dtype), or None and why not."""
+    from perfmodel.predict import predict
+
+    if point.hardware is None:
+        return None, "no hardware entry for this device (run `archscale probe` and pass --hardware)"
+    arch = replace(point.arch, dtype_bytes=DTYPE_BYTES[point.options.dtype])
+    w = point.workload
+    try:
+        prediction = predict(arch, point.hardware, batch_size=w.batch_size, input_len=w.input_len,
+                             output_len=w.output_len, engine=point.engine)  # fmt: skip
+    except ArchscaleInputError as exc:
+        return None, str(exc)
+    row = prediction.to_dict()
+    row.pop("breakdown", None)
+    return row, None
+
+
+def run_point(point: SweepPoint) -> dict:
+    """Measure and predict one point; never raises for a failing point (the row says what failed)."""
+    from harness.engines import get_engine
+
+    started = time.perf_counter()
+    try:
+        measurement = get_engine(point.engine).run(point.arch, point.workload, point.options).to_dict()
+    except ArchscaleInputError:
+        raise  # a mistake in the sweep's own arguments: stop, do not write error rows for every point
+    except Exception as exc:  # a failing point is a row, and the sweep goes on
+        measurement = {"status": "error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}
+    predicted, why_not = predict_point(point)
+    arch = point.arch
+    return {
+        **point.key_dict(),
+        **measurement,
+        "predicted": predicted,
+        **({"prediction_unavailable": why_not} if why_not else {}),
+        "hardware": point.hardware.name if point.hardware else None,
+        "arch": {f: getattr(arch, f) for f in ARCH_FIELDS if f not in ("name", "dtype_bytes")}
+        | {
+            "n_params_non_embedding": arch.n_params_non_embedding,
+            "n_params_total": arch.n_params_total,
+            "mlp_attn_ratio": arch.mlp_attn_ratio,
+            "gqa_group": arch.gqa_group,
+        },  # fmt: skip
+        "options": asdict(point.options),
+        "point_wall_s": time.perf_counter() - started,
+    }
+
+
+@dataclass
+class SweepPlan:
+    todo: list[SweepPoint]
+    done: int
+    warning: str | None
+
+
+def plan_sweep(points: list[SweepPoint], out) -> SweepPlan:
+    """Which points are still to measure; sets aside a torn last line (a corrupt middle line is an error)."""
+    from harness.results_io import prepare_resume
+
+    rows, warning = prepare_resume(out)
+    finished = {tuple(row.get(f) for f in KEY_FIELDS) for row in rows}
+    todo = [p for p in points if p.key() not in finished]
+    return SweepPlan(todo=todo, done=len(points) - len(todo), warning=warning)
+
+
+def run_sweep(todo: list[SweepPoint], out, metadata: dict, *, progress: bool = True, on_row=None) -> list[dict]:
+    """Measure `todo` in order, appending each row to `out` as it finishes; returns the new rows."""
+    from harness.results_io import append_jsonl
+
+    rows = []
+    bar = _Progress(len(todo), enabled=progress)
+    with bar:
+        for point in todo:
+            bar.start(point)
+            row = {**run_point(point), "metadata": metadata}
+            append_jsonl(out, row)
+            rows.append(row)
+            bar.finish(row)
+            if on_row:
+                on_row(row)
+    return rows
+
+
+class _Progress:
+    """A rich progress bar with the current point; each finished point printed with measured vs predicted tok/s."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.progress, self.task = total, enabled, None, None
+
+    def __enter__(self):
+        if self.enabled and self.total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), transient=True)  # fmt: skip
+            self.progress.__enter__()
+            self.task = self.progress.add_task("sweep", total=self.total)
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.__exit__(*exc)
+
+    def start(self, point: SweepPoint) -> None:
+        if self.progress:
+            self.progress.update(self.task, description=point.label())
+
+    def finish(self, row: dict) -> None:
+        if not self.progress:
+            return
+        self.progress.console.print(format_row(row), highlight=False)
+        self.progress.advance(self.task)
+
+
+def format_row(row: dict) -> str:
+    head = f"{row['config']} b={row['batch_size']} in={row['input_len']} out={row['output_len']}"
+    if row["status"] != "ok":
+        return f"{head}: {row['status']} ({row.get('message', '')})"
+    predicted = row.get("predicted")
+    text = f"{head}: measured {row['output_tokens_per_s']:,.1f} out tok/s"
+    if predicted:
+        ratio = predicted["output_tokens_per_s"] / row["output_tokens_per_s"]
+        text += f", predicted {predicted['output_tokens_per_s']:,.1f} ({ratio:.2f}x)"
+    return text
