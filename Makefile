@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # a multi-GB CUDA build. Everything else then sees torch already satisfied.
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: install run test bench lint format clean
+.PHONY: install run test bench sweep lint format clean
 
 install: $(STAMP)
 
@@ -35,6 +35,16 @@ test: install
 
 bench: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-enable --benchmark-only
+
+# A CPU sweep of the small presets, as a user would run one on a laptop (a few minutes on 2 cores): probe this
+# machine, then measure every point next to its prediction. Writes under out/ (git-ignored); commits nothing.
+SWEEP_CONFIGS := small-base small-wide small-narrow small-mha small-kv3
+SWEEP_GRID    := --batch-size 1,4,16 --input-len 64,256 --output-len 16 --repeats 3
+SWEEP_OUT     ?= out
+sweep: install
+	$(BIN)/archscale probe --device cpu --out $(SWEEP_OUT)/probe-cpu.toml
+	$(BIN)/archscale sweep $(SWEEP_CONFIGS) --device cpu $(SWEEP_GRID) --hardware $(SWEEP_OUT)/probe-cpu.toml \
+	  --out $(SWEEP_OUT)/sweep-cpu.jsonl
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

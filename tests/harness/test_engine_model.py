@@ -78,3 +78,28 @@ def test_prefill_in_chunks_equals_one_pass():
     chunked_model = LlamaModel(arch, weights, max_prefill_tokens=2 * PROMPT_LEN)  # 2 sequences per chunk
     chunked = chunked_model.prefill(tokens, PagedKVCache(arch, 5, 8, torch.float32, "cpu"), table)
     torch.testing.assert_close(chunked, one)
+
+
+def test_triton_decode_path_matches_the_torch_path():
+    """The engine's Triton attention (kernels.gqa_decode_run from one plan for the whole decode) computes the same
+    logits as its torch path; on the CPU this runs in Triton's interpreter (tests/conftest.py)."""
+    from kernels.gqa_decode import plan_gqa_decode
+
+    arch = Arch(64, 2, 6, 2, 16, 96, 101, qk_norm=True)  # group 3
+    weights = LlamaWeights.random(arch, torch.float32, "cpu", seed=7)
+    tokens = torch.randint(0, arch.vocab, (BATCH, PROMPT_LEN), generator=torch.Generator().manual_seed(8))
+    pages = -(-(PROMPT_LEN + DECODE_STEPS) // 4)
+    table = shuffled_table(BATCH, pages, 2 * BATCH * pages)
+    plan = plan_gqa_decode(BATCH, arch.n_head, arch.n_kv_head, arch.d_head, PROMPT_LEN + DECODE_STEPS,
+                           dtype=torch.float32, device="cpu", page_size=4)  # fmt: skip
+    results = {}
+    for attention in ("torch", "triton"):
+        model = LlamaModel(arch, weights, attention=attention)
+        cache = PagedKVCache(arch, int(table.max()) + 1, 4, torch.float32, "cpu")
+        logits = [model.prefill(tokens, cache, table)]
+        for step in range(DECODE_STEPS):
+            positions = torch.full((BATCH,), PROMPT_LEN + step)
+            logits.append(model.decode(logits[-1].argmax(-1), positions, cache, table, (positions + 1).int(),
+                                       plan=plan, max_kv_len=PROMPT_LEN + step + 1))  # fmt: skip
+        results[attention] = torch.stack(logits)
+    torch.testing.assert_close(results["triton"], results["torch"], atol=1e-5, rtol=1e-4)

@@ -78,3 +78,13 @@ def test_engines_not_built_name_themselves():
         get_engine("vllm")
     with pytest.raises(ArchscaleInputError, match="unknown engine"):
         get_engine("tensorrt")
+
+
+def test_the_triton_attention_path_serves_a_workload():
+    """Plan once per wave size, run every step (the CUDA-graph path's structure, eager on the CPU interpreter)."""
+    import os
+
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("a CUDA machine runs this path in the gpu tests")
+    m = get_engine("torch").run(TINY, Workload(3, 12, 4), EngineOptions(**{**CPU.__dict__, "attention": "triton"}))
+    assert m.status == "ok" and m.concurrency == 3 and m.tpot_s > 0
