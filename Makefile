@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # a multi-GB CUDA build. Everything else then sees torch already satisfied.
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: install run test bench sweep lint format clean
+.PHONY: install run test bench sweep calibrate-cpu lint format clean
 
 install: $(STAMP)
 
@@ -38,13 +38,24 @@ bench: install
 
 # A CPU sweep of the small presets, as a user would run one on a laptop (a few minutes on 2 cores): probe this
 # machine, then measure every point next to its prediction. Writes under out/ (git-ignored); commits nothing.
-SWEEP_CONFIGS := small-base small-wide small-narrow small-mha small-kv3
+SWEEP_CONFIGS := small-base small-wide small-narrow small-mha small-kv3 small-gqa6
 SWEEP_GRID    := --batch-size 1,4,16 --input-len 64,256 --output-len 16 --repeats 3
 SWEEP_OUT     ?= out
 sweep: install
 	$(BIN)/archscale probe --device cpu --out $(SWEEP_OUT)/probe-cpu.toml
 	$(BIN)/archscale sweep $(SWEEP_CONFIGS) --device cpu $(SWEEP_GRID) --hardware $(SWEEP_OUT)/probe-cpu.toml \
 	  --out $(SWEEP_OUT)/sweep-cpu.jsonl
+
+# The committed CPU study (results/): probe this machine, then sweep the six small presets at batch 1-64 for two
+# (input, output) shapes, one prefill-heavy and one decode-heavy. About 10 minutes on 2 cores.
+CPU_NAME  ?= cpu-xeon-2c
+CPU_PROBE := results/hardware/$(CPU_NAME).toml
+CPU_SWEEP := results/sweeps/torch-$(CPU_NAME).jsonl
+CPU_GRID  := --device cpu --batch-size 1,2,4,8,16,32,64 --repeats 2 --hardware $(CPU_PROBE) --out $(CPU_SWEEP) --quiet
+calibrate-cpu: install
+	test -f $(CPU_PROBE) || $(BIN)/archscale probe --device cpu --out $(CPU_PROBE)
+	$(BIN)/archscale sweep $(SWEEP_CONFIGS) --input-len 256 --output-len 16 $(CPU_GRID)
+	$(BIN)/archscale sweep $(SWEEP_CONFIGS) --input-len 64 --output-len 64 $(CPU_GRID)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -40,6 +40,7 @@ PRESETS: dict[str, Arch] = {
         Arch(512, 8, 8, 2, 64, 3328, **_SMALL, name="small-narrow"),  # r 7.8, GQA 4
         Arch(768, 8, 12, 12, 64, 1536, **_SMALL, name="small-mha"),  # r 1.5, GQA 1
         Arch(768, 8, 15, 3, 64, 1792, **_SMALL, name="small-kv3"),  # r 2.3, GQA 5, 3 KV heads
+        Arch(640, 8, 12, 2, 64, 2560, **_SMALL, name="small-gqa6"),  # r 4.3, GQA 6
         Arch(128, 2, 4, 4, 32, 384, vocab=512, tie_embeddings=True, name="tiny-mha"),
         Arch(128, 2, 8, 2, 32, 256, vocab=512, name="tiny-gqa4"),  # n_head·d_head = 256 != d_model
     )

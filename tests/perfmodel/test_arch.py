@@ -193,6 +193,7 @@ def test_param_breakdown_lists_each_part():
         ("small-narrow", 512, 8, 2, 64, 3328, 7.80, 4),
         ("small-mha", 768, 12, 12, 64, 1536, 1.50, 1),
         ("small-kv3", 768, 15, 3, 64, 1792, 2.33, 5),
+        ("small-gqa6", 640, 12, 2, 64, 2560, 4.29, 6),
     ],
 )
 def test_small_cpu_presets_vary_d_r_and_gqa_at_about_48m(name, d, hq, hkv, dh, dff, r_expected, gqa):
