@@ -24,6 +24,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--input-len", type=positive_int, required=True, help="prompt tokens per request")
     p.add_argument("--output-len", type=positive_int, required=True, help="generated tokens per request")
     p.add_argument("--engine", default="torch", choices=("torch", "vllm", "sglang"))
+    p.add_argument("--calibration", metavar="FILE.toml", default=None,
+                   help="efficiency factors fitted by `archscale calibrate` (default: the priors)")  # fmt: skip
     p.add_argument("--dtype", choices=tuple(DTYPE_BYTES), help="weights/activations dtype (default: each config's own)")
     p.add_argument("--json", action="store_true", help="JSON: one object, or a list for several points")
     p.add_argument("--breakdown", action="store_true", help="also print the per-operator time breakdown")
@@ -60,7 +62,11 @@ def format_predictions(rows: list[dict]) -> str:
     priors = "the hardware file" if first["calibration_source"] == "hardware entry" else first["calibration_source"]
     lines = [
         f"{hardware} · {first['engine']} · in {first['input_len']} / out {first['output_len']} tokens"
-        + ("" if first["calibrated"] else f" · uncalibrated priors (see {priors})"),
+        + (
+            f" · calibrated ({first['calibration_source']})"
+            if first["calibrated"]
+            else f" · uncalibrated priors (see {priors})"
+        ),
         format_table(header, body),
     ]
     if any(r["capacity_limited"] for r in rows):
@@ -98,6 +104,7 @@ def run(args) -> int:
                 input_len=args.input_len,
                 output_len=args.output_len,
                 engine=args.engine,
+                calibration_file=args.calibration,
             )
             rows.append(prediction.to_dict())
     if args.json:

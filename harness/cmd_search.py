@@ -28,6 +28,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--baseline", required=True, help="preset name or path to a config.json")
     p.add_argument("--gpu", required=True, help="GPU name (see `archscale gpus`)")
     p.add_argument("--engine", default="torch", choices=("torch", "vllm", "sglang"))
+    p.add_argument("--calibration", metavar="FILE.toml", default=None,
+                   help="efficiency factors fitted by `archscale calibrate` (default: the priors)")  # fmt: skip
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--input-len", type=positive_int, default=4096)
     p.add_argument("--output-len", type=positive_int, default=1024)
@@ -81,7 +83,13 @@ def result_rows(result, deployment) -> tuple[dict, dict]:
     }
 
     def row(arch, loss: float) -> dict:
-        prediction = predict(arch, deployment.gpu, engine=deployment.engine, **deployment.workload).to_dict()
+        prediction = predict(
+            arch,
+            deployment.gpu,
+            engine=deployment.engine,
+            calibration_file=deployment.calibration_file,
+            **deployment.workload,
+        ).to_dict()
         prediction.pop("breakdown")
         return {
             **arch_fields(arch),
@@ -188,6 +196,7 @@ def run(args) -> int:
         batch_size=args.batch_size,
         input_len=args.input_len,
         output_len=args.output_len,
+        calibration_file=args.calibration,
     )
     if args.loss_target is not None and not args.loss_target > 0:
         raise ArchscaleInputError(f"--loss-target must be a positive loss, got {args.loss_target}")

@@ -35,6 +35,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--hardware", type=Path, default=None, help="hardware TOML to predict for (from archscale probe)")
     p.add_argument("--gpu", default=None, help="datasheet GPU to predict for (default: the GPU found, or on CPU the "
                                               "local probe file if there is one)")  # fmt: skip
+    p.add_argument("--calibration", metavar="FILE.toml", default=None,
+                   help="predict with the factors `archscale calibrate` fitted (default: the priors)")  # fmt: skip
     p.add_argument("--block-size", type=positive_int, default=16, help="KV-cache page size in tokens")
     p.add_argument("--no-cuda-graph", action="store_true", help="run the decode step eagerly on CUDA")
     p.add_argument("--seed", type=int, default=0, help="weights and prompts seed")
@@ -78,7 +80,7 @@ def engine_options(args, device: str, hardware):
 
     policy = dict(DEFAULT_CUDA if device == "cuda" else DEFAULT_CPU)
     if hardware is not None:  # admit sequences exactly as the perfmodel's capacity formula does for this hardware
-        from perfmodel.hardware import get_calibration
+        from perfmodel.calibration import get_calibration
 
         calibration = get_calibration(hardware, args.engine)
         policy = {"memory_utilization": calibration.gpu_memory_utilization,
@@ -110,7 +112,8 @@ def run(args) -> int:
     options = engine_options(args, device, hardware)
     check_options(options)
     points = build_points(archs, batch_sizes=args.batch_size, input_lens=args.input_len, output_lens=args.output_len,
-                          engine=args.engine, options=options, hardware=hardware)  # fmt: skip
+                          engine=args.engine, options=options, hardware=hardware,
+                          calibration_file=args.calibration)  # fmt: skip
     out = args.out or default_out_path(args.engine, device)
     plan = plan_sweep(points, out)
     if plan.warning:

@@ -15,11 +15,11 @@ import math
 import os
 import re
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.toml_io import toml_value, write_atomic
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import default_probe_path, load_hardware_file
 
@@ -273,24 +273,6 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
 
 
 # ---- the hardware entry (TOML written by hand) ----
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"not a finite number: {value!r}")
-        return repr(value)
-    if isinstance(value, str):
-        escapes = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-        return '"' + "".join(escapes.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
-                             for ch in value) + '"'  # fmt: skip
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML form for {type(value).__name__}: {value!r}")
-
-
 def _table(header: str, values: dict) -> list[str]:
     return [f"[{header}]", *(f"{key} = {toml_value(value)}" for key, value in values.items()), ""]
 
@@ -374,26 +356,12 @@ def hardware_toml(result: ProbeResult) -> str:
 
 
 def write_hardware_file(result: ProbeResult, path: str | Path | None = None) -> Path:
-    """Write the entry atomically (temporary file in the same folder, read back, then os.replace)."""
-    path = Path(path).expanduser() if path is not None else default_probe_path()
-    text = hardware_toml(result)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise ArchscaleInputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+    """Write the entry atomically; it is read back and checked by `load_hardware_file` before it replaces `path`."""
+
+    def reads_back(tmp):
         try:
             load_hardware_file(tmp)  # tomllib + every field checked, before the target is touched
         except ArchscaleInputError as exc:
             raise RuntimeError(f"the probe wrote a hardware entry that does not read back: {exc}") from exc
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_atomic(path if path is not None else default_probe_path(), hardware_toml(result), check=reads_back)

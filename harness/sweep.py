@@ -10,6 +10,7 @@ engine options, and the run metadata. Schema: results/README.md.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import itertools
 import json
@@ -37,6 +38,7 @@ class SweepPoint:
     workload: Workload
     options: EngineOptions
     hardware: Hardware | None = None  # what the prediction is made for; None: no prediction
+    calibration_file: str | None = None  # `archscale calibrate` output for the prediction; None: the priors
 
     def key(self) -> tuple:
         return tuple(self.key_dict().values())
@@ -60,13 +62,13 @@ class SweepPoint:
 
 
 def build_points(archs, *, batch_sizes, input_lens, output_lens, engine: str, options: EngineOptions,
-                 hardware: Hardware | None) -> list[SweepPoint]:  # fmt: skip
+                 hardware: Hardware | None, calibration_file: str | None = None) -> list[SweepPoint]:  # fmt: skip
     """The grid, ordered config → lengths → batch size (a curve per config fills in first)."""
     names = [a.name for a in archs]
     if len(set(names)) != len(names):
         raise ArchscaleInputError(f"two configs share a name ({', '.join(names)}): rename a config folder")
     return [
-        SweepPoint(arch, engine, Workload(batch, input_len, output_len), options, hardware)
+        SweepPoint(arch, engine, Workload(batch, input_len, output_len), options, hardware, calibration_file)
         for arch, input_len, output_len, batch in itertools.product(archs, input_lens, output_lens, batch_sizes)
     ]
 
@@ -81,7 +83,8 @@ def predict_point(point: SweepPoint) -> tuple[dict | None, str | None]:
     w = point.workload
     try:
         prediction = predict(arch, point.hardware, batch_size=w.batch_size, input_len=w.input_len,
-                             output_len=w.output_len, engine=point.engine)  # fmt: skip
+                             output_len=w.output_len, engine=point.engine,
+                             calibration_file=point.calibration_file)  # fmt: skip
     except ArchscaleInputError as exc:
         return None, str(exc)
     row = prediction.to_dict()
@@ -106,6 +109,7 @@ def run_point(point: SweepPoint) -> dict:
         **point.key_dict(),
         **measurement,
         "predicted": predicted,
+        "point_finished_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **({"prediction_unavailable": why_not} if why_not else {}),
         "hardware": point.hardware.name if point.hardware else None,
         "arch": {f: getattr(arch, f) for f in ARCH_FIELDS if f not in ("name", "dtype_bytes")}

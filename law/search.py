@@ -67,6 +67,7 @@ class Deployment:
     batch_size: int
     input_len: int
     output_len: int
+    calibration_file: str | None = None  # `archscale calibrate` output; None: the priors
 
     @property
     def workload(self) -> dict:
@@ -168,7 +169,7 @@ def evaluate_candidates(
     n_params = archs.n_params_non_embedding.astype(np.float64)
     ratio = archs.mlp_attn_ratio
     loss = law.predict_loss(n_params, train_tokens, archs.d_model.astype(np.float64), ratio)
-    calibration = get_calibration(deployment.gpu, deployment.engine)
+    calibration = get_calibration(deployment.gpu, deployment.engine, deployment.calibration_file)
     result = estimate(archs, deployment.gpu, calibration=calibration, **deployment.workload)
     feasible = np.asarray(result.feasible, dtype=bool)
     tokens_per_s = np.where(feasible, result.output_tokens_per_s, np.nan)

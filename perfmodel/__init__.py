@@ -5,9 +5,10 @@ numpy + stdlib only, so `archscale predict` starts fast and runs anywhere.
 
 from perfmodel.arch import Arch
 from perfmodel.arch_batch import ArchBatch
+from perfmodel.calibration import Calibration, get_calibration
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.estimator import Estimate, estimate
-from perfmodel.hardware import Calibration, Hardware, get_calibration, get_gpu, list_gpus
+from perfmodel.hardware import Hardware, get_gpu, list_gpus
 from perfmodel.predict import Prediction, predict
 from perfmodel.presets import PRESETS, resolve_arch
 

@@ -1,7 +1,10 @@
 """I_N(P): roofline + KV-cache I/O estimate of serving throughput, vectorized over architectures × workloads.
 
 Roofline per operator (operators.py): time = max(FLOPs / (peak·compute_eff), bytes / (bw·memory_eff))
-+ kernels · launch_overhead; a forward pass adds the engine's step overhead. The op is compute-bound when the
++ kernels · launch_overhead; a forward pass adds the engine's step overhead. A GEMM of M rows (tokens) reaches
+only M / (M + M½) of the compute efficiency (M½ = `gemm_half_efficiency_tokens`, 0 in the priors: off): tiles and
+vector units are filled by rows, so small-M GEMMs (decode at small batch) fall short of the peak even where the
+roofline calls them compute-bound. The op is compute-bound when the
 first term wins. peak = `Hardware.peak_flops_per_s(dtype_bytes)`: fp32 for 4-byte architectures, bf16 otherwise.
 
 Workload: `batch_size` requests, each `input_len` prompt tokens and `output_len` generated tokens.
@@ -23,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from perfmodel.arch_batch import ArchBatch
-from perfmodel.hardware import Calibration, Hardware
+from perfmodel.calibration import Calibration
+from perfmodel.hardware import Hardware
 from perfmodel.operators import decode_attention, dense_ops, prefill_attention
 
 
@@ -75,8 +79,10 @@ class Estimate:
     decode_op_time_s: dict  # op name -> array, all decode steps of one full wave
 
 
-def _roofline(flops, bytes_, kernels, gpu: Hardware, cal: Calibration, peak_flops_per_s):
+def _roofline(flops, bytes_, kernels, gpu: Hardware, cal: Calibration, peak_flops_per_s, gemm_rows=None):
     compute_s = flops / (peak_flops_per_s * cal.compute_efficiency)
+    if gemm_rows is not None and cal.gemm_half_efficiency_tokens:  # a GEMM of M rows runs at M / (M + M½) of it
+        compute_s = compute_s * (1.0 + cal.gemm_half_efficiency_tokens / gemm_rows)
     memory_s = bytes_ / (gpu.hbm_bandwidth_bytes_per_s * cal.memory_efficiency)
     return np.maximum(compute_s, memory_s) + kernels * cal.kernel_launch_overhead_s, compute_s >= memory_s
 
@@ -90,14 +96,15 @@ def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration,
     prefill, decode = {}, {}
     prefill_compute_s = decode_compute_s = 0.0
     for name, op in dense_ops(shape, n_seqs * input_len, n_seqs).items():
-        prefill[name], compute_bound = _roofline(op.flops, op.bytes, op.kernels, gpu, cal, peak_flops_per_s)
+        prefill[name], compute_bound = _roofline(op.flops, op.bytes, op.kernels, gpu, cal, peak_flops_per_s,
+                                                 op.gemm_rows)  # fmt: skip
         prefill_compute_s = prefill_compute_s + np.where(compute_bound, prefill[name], 0.0)
     attn = prefill_attention(shape, n_seqs, input_len)
     prefill["attention"], compute_bound = _roofline(attn.flops, attn.bytes, attn.kernels, gpu, cal, peak_flops_per_s)
     prefill_compute_s = prefill_compute_s + np.where(compute_bound, prefill["attention"], 0.0)
 
     for name, op in dense_ops(shape, n_seqs, n_seqs).items():
-        step_s, compute_bound = _roofline(op.flops, op.bytes, op.kernels, gpu, cal, peak_flops_per_s)
+        step_s, compute_bound = _roofline(op.flops, op.bytes, op.kernels, gpu, cal, peak_flops_per_s, op.gemm_rows)
         decode[name] = steps * step_s
         decode_compute_s = decode_compute_s + np.where(compute_bound, decode[name], 0.0)
     attn = decode_attention(shape, n_seqs)

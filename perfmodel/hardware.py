@@ -1,9 +1,9 @@
-"""Hardware specs (`Hardware`) and per-(hardware, engine) efficiency factors (`Calibration`).
+"""Hardware specs (`Hardware`): datasheet GPUs and machines measured by `archscale probe`.
 
 Datasheet GPUs come from data/hardware.toml; a machine measured by `archscale probe` comes from a hardware file
 in the same format (`load_hardware_file`), with its own efficiency priors in [<name>.calibration.<engine>].
-`resolve_hardware` picks one of them for a command line. Calibration factors come from data/calibration.toml
-(`get_calibration`). Lookup by name is forgiving about case and punctuation; an unknown name fails with the
+`resolve_hardware` picks one of them for a command line. Efficiency factors live in perfmodel/calibration.py.
+Lookup by name is forgiving about case and punctuation; an unknown name fails with the
 nearest known names, and a malformed hardware file fails with one line naming the file and the field.
 """
 
@@ -13,17 +13,16 @@ import difflib
 import math
 import os
 import re
-import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
+from perfmodel.calibration import check_engine_tables, read_toml
 from perfmodel.errors import ArchscaleInputError
 
 DATA_DIR = Path(__file__).with_name("data")
-ENGINES = ("torch", "vllm", "sglang")
 PEAK_FIELDS = ("peak_fp32_flops_per_s", "peak_bf16_flops_per_s", "peak_fp16_flops_per_s")
 LOCAL_NAME = "local"  # `--gpu local`: the probe file of this machine
 
@@ -79,20 +78,6 @@ class Hardware:
         )
 
 
-@dataclass(frozen=True)
-class Calibration:
-    compute_efficiency: float
-    memory_efficiency: float
-    kernel_launch_overhead_s: float
-    step_overhead_s: float
-    gpu_memory_utilization: float
-    workspace_bytes: float
-    calibrated: bool
-
-
-CALIBRATION_FIELDS = tuple(f.name for f in fields(Calibration))
-
-
 def _normalize(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -113,34 +98,6 @@ def _positive(value, where: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ArchscaleInputError(f"{where} must be a positive finite number, got {value!r}")
     return value
-
-
-def _calibration_priors(raw, where: str) -> dict:
-    if not isinstance(raw, dict):
-        raise ArchscaleInputError(f"{where} must be a table of engines ({', '.join(ENGINES)})")
-    priors = {}
-    for engine, entry in raw.items():
-        at = f"{where}.{engine}"
-        if engine not in ENGINES:
-            raise ArchscaleInputError(f"{at}: unknown engine '{engine}' (known: {', '.join(ENGINES)})")
-        if not isinstance(entry, dict):
-            raise ArchscaleInputError(f"{at} must be a table of {', '.join(CALIBRATION_FIELDS)}")
-        unknown = sorted(set(entry) - set(CALIBRATION_FIELDS))
-        missing = [f for f in CALIBRATION_FIELDS if f not in entry]
-        if unknown or missing:
-            problem = f"unknown key(s) {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"
-            raise ArchscaleInputError(f"{at}: {problem}")
-        if not isinstance(entry["calibrated"], bool):
-            raise ArchscaleInputError(f"{at}.calibrated must be true or false, got {entry['calibrated']!r}")
-        for name in CALIBRATION_FIELDS[:-1]:
-            value = entry[name]
-            if not _is_number(value) or not math.isfinite(value) or value < 0:
-                raise ArchscaleInputError(f"{at}.{name} must be a non-negative number, got {value!r}")
-        for name in ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization"):
-            if not 0 < entry[name] <= 1:
-                raise ArchscaleInputError(f"{at}.{name} must be in (0, 1], got {entry[name]!r}")
-        priors[engine] = dict(entry)
-    return priors
 
 
 def _hardware_from_table(key: str, spec, origin: str) -> Hardware:
@@ -184,31 +141,17 @@ def _hardware_from_table(key: str, spec, origin: str) -> Hardware:
         aliases=tuple(aliases),
         sources=dict(spec.get("sources", {})),
         measured=measured,
-        calibration_priors=_calibration_priors(spec.get("calibration", {}), f"{where}.calibration"),
+        calibration_priors=check_engine_tables(spec.get("calibration", {}), f"{where}.calibration"),
         metadata=dict(spec.get("metadata", {})),
         **numbers,
     )
-
-
-def _read_toml(path: Path) -> dict:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ArchscaleInputError(f"hardware file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ArchscaleInputError(f"hardware file {path} is a directory, not a TOML file") from None
-    except tomllib.TOMLDecodeError as exc:  # its message names the line and column
-        raise ArchscaleInputError(f"{path}: malformed TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArchscaleInputError(f"cannot read hardware file {path}: {exc}") from None
 
 
 def load_hardware_file(path: str | Path, name: str | None = None) -> Hardware:
     """The hardware entry of a TOML file in the format of data/hardware.toml (as `archscale probe` writes it):
     its only table, or the table `name` when it holds several."""
     path = Path(path).expanduser()
-    raw = _read_toml(path)
+    raw = read_toml(path, "hardware file")
     if not raw:
         raise ArchscaleInputError(f"{path}: no hardware table in the file (expected [<name>] with its fields)")
     if name is None:
@@ -251,7 +194,7 @@ def resolve_hardware(gpu: str | None, hardware_file: str | Path | None) -> Hardw
 @cache
 def _hardware_table() -> dict[str, Hardware]:
     path = DATA_DIR / "hardware.toml"
-    return {key: _hardware_from_table(key, spec, str(path)) for key, spec in _read_toml(path).items()}
+    return {key: _hardware_from_table(key, spec, str(path)) for key, spec in read_toml(path, "hardware file").items()}
 
 
 def list_gpus() -> list[Hardware]:
@@ -285,24 +228,3 @@ def gpu_from_device_name(device_name: str) -> Hardware | None:
     if "B200" in name:
         return get_gpu("b200")
     return None
-
-
-@cache
-def _calibration_table() -> dict:
-    with (DATA_DIR / "calibration.toml").open("rb") as f:
-        return tomllib.load(f)
-
-
-def get_calibration(gpu: Hardware | str, engine: str) -> Calibration:
-    """Efficiency factors for (hardware, engine): the hardware entry's own priors for the engine (a probed
-    machine carries them), else calibration.toml's [<gpu>.<engine>] (what `archscale calibrate` writes), else
-    the engine's default priors. `gpu` is a `Hardware` or a name (a name alone cannot see a file's priors)."""
-    if engine not in ENGINES:
-        raise ArchscaleInputError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
-    if isinstance(gpu, Hardware):
-        if engine in gpu.calibration_priors:
-            return Calibration(**gpu.calibration_priors[engine])
-        gpu = gpu.name
-    table = _calibration_table()
-    entry = table.get(gpu, {}).get(engine) or table["default"][engine]
-    return Calibration(**entry)

@@ -35,6 +35,7 @@ class Op:
     flops: np.ndarray
     bytes: np.ndarray
     kernels: int  # launches per forward pass
+    gemm_rows: np.ndarray | None = None  # M (tokens) of its GEMMs; None for non-GEMM operators
 
 
 @dataclass
@@ -66,16 +67,19 @@ def dense_ops(shape, tokens, lm_head_tokens) -> dict[str, Op]:
             flops=L * 2.0 * tokens * d * qkv_width,
             bytes=L * B * (d * qkv_width + tokens * (d + qkv_width)),
             kernels=L,
+            gemm_rows=tokens,
         ),
         "o_proj": Op(
             flops=L * 2.0 * tokens * hq * dh * d,
             bytes=L * B * (hq * dh * d + tokens * (hq * dh + d)),
             kernels=L,
+            gemm_rows=tokens,
         ),
         "mlp": Op(  # gate+up GEMM [d -> 2·d_ff], SiLU·mul [2·d_ff -> d_ff], down GEMM [d_ff -> d]
             flops=L * 2.0 * tokens * 3 * d * dff,
             bytes=L * B * (3 * d * dff + tokens * ((d + 2 * dff) + (2 * dff + dff) + (dff + d))),
             kernels=3 * L,
+            gemm_rows=tokens,
         ),
         "norms": Op(  # two RMSNorms per layer + the final one (a few FLOPs per element)
             flops=(2 * L + 1) * 4.0 * tokens * d,
@@ -87,6 +91,7 @@ def dense_ops(shape, tokens, lm_head_tokens) -> dict[str, Op]:
             flops=2.0 * lm_head_tokens * d * V,
             bytes=B * (V * d + lm_head_tokens * d) + LOGIT_BYTES * lm_head_tokens * V,
             kernels=1,
+            gemm_rows=lm_head_tokens,
         ),
     }
 

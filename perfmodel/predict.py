@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from perfmodel.arch import Arch
 from perfmodel.arch_batch import ArchBatch
+from perfmodel.calibration import get_calibration
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.estimator import Estimate, estimate
-from perfmodel.hardware import Hardware, get_calibration
+from perfmodel.hardware import Hardware
 
 GiB = 2**30
 
@@ -29,6 +30,7 @@ class Prediction:
     output_len: int
     calibrated: bool
     estimate: Estimate  # arrays of shape (1,)
+    calibration_source: str = "perfmodel/data/calibration.toml"
 
     def __getattr__(self, name):  # prediction.output_tokens_per_s etc. read the estimate's scalar
         value = getattr(self.__dict__["estimate"], name)
@@ -63,9 +65,7 @@ class Prediction:
             "gqa_group": self.arch.gqa_group,
             "kv_bytes_per_token": self.arch.kv_bytes_per_token,
             "calibrated": self.calibrated,
-            "calibration_source": (
-                "hardware entry" if self.engine in self.gpu.calibration_priors else "perfmodel/data/calibration.toml"
-            ),
+            "calibration_source": self.calibration_source,
             "breakdown": {
                 "prefill_s": {op: float(t[0]) for op, t in e.prefill_op_time_s.items()},
                 "decode_s": {op: float(t[0]) for op, t in e.decode_op_time_s.items()},
@@ -73,11 +73,17 @@ class Prediction:
         }
 
 
-def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, output_len: int, engine: str = "torch"):
+def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, output_len: int, engine: str = "torch",
+            calibration_file=None):  # fmt: skip
+    """`calibration_file`: a file `archscale calibrate` wrote, used instead of the priors (perfmodel.calibration)."""
     for label, value in (("batch size", batch_size), ("input length", input_len), ("output length", output_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ArchscaleInputError(f"{label} must be a positive integer, got {value!r}")
-    calibration = get_calibration(gpu, engine)  # a probed machine's own priors first
+    calibration = get_calibration(gpu, engine, calibration_file)
+    if calibration_file is not None:
+        source = str(calibration_file)
+    else:
+        source = "hardware entry" if engine in gpu.calibration_priors else "perfmodel/data/calibration.toml"
     result = estimate(
         ArchBatch.from_archs([arch]),
         gpu,
@@ -98,4 +104,4 @@ def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, outpu
             f"not even one sequence of {input_len + output_len} tokens fits next to {label}'s weights on "
             f"{gpu.display_name} (needs {arch.kv_bytes_per_token * (input_len + output_len) / GiB:.1f} GiB of KV cache)"
         )
-    return Prediction(arch, gpu, engine, batch_size, input_len, output_len, calibration.calibrated, result)
+    return Prediction(arch, gpu, engine, batch_size, input_len, output_len, calibration.calibrated, result, source)

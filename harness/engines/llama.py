@@ -10,7 +10,8 @@ as engines' dummy weights are (vLLM `load_format="dummy"`): throughput does not 
   block-table row lists; token at position p lives in page block_table[p // block_size], slot p % block_size.
 - `LlamaModel.prefill`: causal SDPA over the prompt, K/V written into the pages, logits of the last position.
 - `LlamaModel.decode`: one token per sequence; K/V appended at `positions`, attention over the pages up to `seq_lens`
-  with `kernels.gqa_decode` (attention="triton") or gather + SDPA (attention="torch"). With a `DecodePlan` the triton
+  with `kernels.gqa_decode` (attention="triton") or SDPA over the pages (attention="torch": read in place when the
+  engine laid them out in order, gathered otherwise). With a `DecodePlan` the triton
   path reads nothing on the host, so the engine can capture the step in a CUDA graph.
 RoPE is Llama's (rotate-half, theta 500000, as `Arch.to_hf_config` writes); logits are fp32, as engines sample them.
 """
@@ -215,11 +216,14 @@ class LlamaModel:
         return self._logits(x[:, -1])
 
     @torch.inference_mode()
-    def decode(self, tokens, positions, cache: PagedKVCache, block_table, seq_lens, *, plan=None, max_kv_len=None):
+    def decode(self, tokens, positions, cache: PagedKVCache, block_table, seq_lens, *, plan=None, max_kv_len=None,
+               pages_in_order: bool = False):  # fmt: skip
         """One step: tokens [B] at positions [B] -> logits [B, V]; seq_lens [B] = positions + 1 (after the append).
 
         attention="triton" needs `plan` (kernels.gqa_decode.plan_gqa_decode) and reads nothing on the host;
-        attention="torch" needs `max_kv_len` (a host int >= every seq_len) to size its gather.
+        attention="torch" needs `max_kv_len` (a host int >= every seq_len) to size its read. `pages_in_order` is the
+        caller's promise that block_table[b, j] = b·pages + j (as the engine allocates): the torch path then reads
+        the pages in place instead of gathering them (a gather copies the whole KV cache every step).
         """
         a, w = self.arch, self.weights
         cos, sin = rope_cos_sin(positions, a.d_head, w.embed.dtype)  # [B, 1, dh]
@@ -235,18 +239,22 @@ class LlamaModel:
                     plan, q, cache.k[index], cache.v[index], seq_lens, block_table=block_table, scale=self.scale
                 )  # [B, hq, dh]
             else:
-                attn = self._torch_decode_attention(q, cache, index, block_table, seq_lens, max_kv_len)
+                attn = self._torch_decode_attention(q, cache, index, block_table, seq_lens, max_kv_len, pages_in_order)
             x = x + F.linear(attn.flatten(1), layer.wo)
             x = x + self._mlp(layer, rms_norm(x, layer.mlp_norm))
         return self._logits(x)
 
-    def _torch_decode_attention(self, q, cache, layer, block_table, seq_lens, max_kv_len):
-        """Gather the sequences' pages, then SDPA with a length mask: q [B, hq, dh] -> [B, hq, dh]."""
-        batch = q.shape[0]
-        pages = -(-max_kv_len // cache.block_size)
-        table = block_table[:, :pages].long()  # [B, pages]
-        k = cache.k[layer][table].flatten(1, 2).transpose(1, 2)  # [B, hkv, pages·block_size, dh]
-        v = cache.v[layer][table].flatten(1, 2).transpose(1, 2)
+    def _torch_decode_attention(self, q, cache, layer, block_table, seq_lens, max_kv_len, pages_in_order):
+        """SDPA over each sequence's pages with a length mask: q [B, hq, dh] -> [B, hq, dh]."""
+        batch, pages = q.shape[0], -(-max_kv_len // cache.block_size)
+        if pages_in_order:  # sequence b owns pages b·P .. b·P + P − 1: a view, no copy
+            per_seq = block_table.shape[1]
+            k = cache.k[layer][: batch * per_seq].unflatten(0, (batch, per_seq))[:, :pages].flatten(1, 2)
+            v = cache.v[layer][: batch * per_seq].unflatten(0, (batch, per_seq))[:, :pages].flatten(1, 2)
+        else:
+            table = block_table[:, :pages].long()  # [B, pages]
+            k, v = cache.k[layer][table].flatten(1, 2), cache.v[layer][table].flatten(1, 2)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # [B, hkv, pages·block_size, dh]
         valid = torch.arange(k.shape[2], device=q.device)[None, :] < seq_lens[:, None]  # [B, S]
         out = F.scaled_dot_product_attention(
             q[:, :, None, :], k, v, attn_mask=valid[:, None, None, :], scale=self.scale, enable_gqa=True

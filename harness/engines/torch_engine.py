@@ -174,6 +174,7 @@ class WaveRunner:
         self.model, self.cache, self.n_seqs, self.workload = model, cache, n_seqs, workload
         device = cache.k.device
         self.is_cuda = device.type == "cuda"
+        # Sequence b owns pages b·P .. b·P + P − 1 ("in order": the torch path reads them in place).
         self.block_table = torch.arange(n_seqs * pages_per_seq, dtype=torch.int32, device=device).view(n_seqs, -1)
         self.tokens = torch.zeros(n_seqs, dtype=torch.long, device=device)
         self.positions = torch.zeros(n_seqs, dtype=torch.long, device=device)
@@ -199,7 +200,7 @@ class WaveRunner:
         """One decode step for every sequence, advancing the static inputs in place (graph-capturable)."""
         max_kv_len = None if self.plan is not None else int(self.positions[0]) + 1  # torch path: a host int
         logits = self.model.decode(self.tokens, self.positions, self.cache, self.block_table, self.seq_lens,
-                                   plan=self.plan, max_kv_len=max_kv_len)  # fmt: skip
+                                   plan=self.plan, max_kv_len=max_kv_len, pages_in_order=True)  # fmt: skip
         self.tokens.copy_(logits.argmax(dim=-1))
         self.positions.add_(1)
         self.seq_lens.add_(1)

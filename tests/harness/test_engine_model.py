@@ -23,7 +23,7 @@ def shuffled_table(batch, pages_per_seq, num_blocks, seed=0):
     return order[: batch * pages_per_seq].view(batch, pages_per_seq).to(torch.int32)
 
 
-def serve(model, arch, tokens, block_size, table):
+def serve(model, arch, tokens, block_size, table, pages_in_order=False):
     """Prefill then DECODE_STEPS greedy steps; returns per-step logits [steps + 1, B, V] and the token history."""
     cache = PagedKVCache(arch, int(table.max()) + 1, block_size, torch.float32, "cpu")
     logits = [model.prefill(tokens, cache, table)]
@@ -34,7 +34,7 @@ def serve(model, arch, tokens, block_size, table):
             history[b].append(int(next_tokens[b]))
         positions = torch.full((len(history),), PROMPT_LEN + step)
         logits.append(model.decode(next_tokens, positions, cache, table, (positions + 1).to(torch.int32),
-                                   max_kv_len=PROMPT_LEN + step + 1))  # fmt: skip
+                                   max_kv_len=PROMPT_LEN + step + 1, pages_in_order=pages_in_order))  # fmt: skip
     return torch.stack(logits), history
 
 
@@ -61,6 +61,18 @@ def test_paged_and_contiguous_caches_give_the_same_tokens():
     flat_logits, flat_history = serve(model, arch, tokens, length, contiguous)
     assert paged_history == flat_history
     torch.testing.assert_close(paged_logits, flat_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_pages_in_order_read_in_place_equal_the_gather():
+    arch = ARCHS["gqa4-qk-norm-tied"]
+    model = LlamaModel(arch, LlamaWeights.random(arch, torch.float32, "cpu", seed=9))
+    tokens = torch.randint(0, arch.vocab, (BATCH, PROMPT_LEN), generator=torch.Generator().manual_seed(10))
+    pages = -(-(PROMPT_LEN + DECODE_STEPS) // 4)
+    in_order = torch.arange(BATCH * pages, dtype=torch.int32).view(BATCH, pages)
+    viewed, viewed_history = serve(model, arch, tokens, 4, in_order, pages_in_order=True)
+    gathered, gathered_history = serve(model, arch, tokens, 4, in_order)
+    assert viewed_history == gathered_history
+    torch.testing.assert_close(viewed, gathered, atol=1e-6, rtol=1e-6)
 
 
 def test_weights_count_matches_the_arch_parameter_count():

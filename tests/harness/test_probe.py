@@ -12,7 +12,8 @@ import pytest
 
 from harness.cli import main
 from harness.cmd_probe import format_summary
-from harness.probe import MatmulResult, ProbeResult, hardware_toml, probe, slug, toml_value, write_hardware_file
+from harness.probe import MatmulResult, ProbeResult, hardware_toml, probe, slug, write_hardware_file
+from harness.toml_io import toml_value
 from perfmodel import PRESETS, ArchscaleInputError
 from perfmodel.hardware import load_hardware_file
 

@@ -177,3 +177,21 @@ def test_vectorized_estimate_equals_scalar_predictions():
 def test_decode_is_memory_bound_and_long_prefill_compute_bound_for_llama_1b():
     p = predict(PRESETS["llama-3.2-1b"], H200, batch_size=16, input_len=4096, output_len=256).to_dict()
     assert (p["prefill_bound"], p["decode_bound"]) == ("compute", "memory")
+
+
+def test_small_gemms_pay_the_half_efficiency_rows():
+    """With M½ = 24 a compute-bound GEMM of M rows takes (1 + 24/M) times its roofline time; other ops do not."""
+    arch = Arch(d_model=4096, n_layer=1, n_head=32, n_kv_head=8, d_head=128, d_ff=14336, vocab=1000)
+    slow_gpu = replace(TOY_GPU, peak_bf16_flops_per_s=1e11)  # every GEMM compute-bound
+    half = replace(IDEAL, gemm_half_efficiency_tokens=24.0)
+    for batch in (1, 8, 64):
+        base, small = (estimate(ArchBatch.from_archs([arch]), slow_gpu, batch_size=batch, input_len=64, output_len=2,
+                                calibration=cal) for cal in (IDEAL, half))  # fmt: skip
+        for op in ("qkv_proj", "o_proj", "mlp", "lm_head"):  # decode: M = batch
+            assert small.decode_op_time_s[op][0] == pytest.approx(base.decode_op_time_s[op][0] * (1 + 24 / batch))
+            assert small.prefill_op_time_s[op][0] > base.prefill_op_time_s[op][0]
+        assert small.prefill_op_time_s["mlp"][0] == pytest.approx(
+            base.prefill_op_time_s["mlp"][0] * (1 + 24 / (64 * batch))
+        )
+        assert small.decode_op_time_s["attention"][0] == base.decode_op_time_s["attention"][0]
+        assert small.decode_op_time_s["norms"][0] == base.decode_op_time_s["norms"][0]

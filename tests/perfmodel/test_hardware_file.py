@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from perfmodel import PRESETS, Arch, ArchBatch, ArchscaleInputError, Calibration, Hardware, estimate, get_gpu, predict
-from perfmodel.hardware import default_probe_path, get_calibration, load_hardware_file, resolve_hardware
+from perfmodel.calibration import get_calibration
+from perfmodel.hardware import default_probe_path, load_hardware_file, resolve_hardware
 
 PROBED = """\
 # written by hand in the probe's format

@@ -1,0 +1,273 @@
+"""Fit the perfmodel's efficiency factors and overheads to measured sweeps (`archscale calibrate`).
+
+The fit: scipy.optimize.least_squares over the log of each factor (bounded, so efficiencies stay in (0, 1] and
+overheads positive) on the log-ratios of predicted to measured TTFT and TPOT of the training points. Two phases, so
+the compute terms (prefill is mostly compute-bound) and the memory terms (decode mostly memory-bound) separate.
+
+The factors: compute and memory efficiency, the GEMM rows at half compute efficiency (small-M GEMMs, i.e. decode
+at small batch, fall short of the peak), per-launch and per-step overhead. A factor is fitted only where the
+points identify it: after each fit the Jacobian (d log ratio / d log factor) is
+checked, and when it is nearly rank deficient (a factor the points barely move, or two factors that move them the
+same way — e.g. per-launch and per-step overhead when every config has the same layer count) leave a factor's
+standard error above a factor of 2; the loosest such factor is held at its prior and the rest refitted. Standard errors come from the
+Jacobian at the optimum (s² (JᵀJ)⁻¹, delta method back to the factor's scale).
+
+Held out means held out: by default whole configs are left out of the fit (every second config in name order),
+because the search predicts architectures nobody measured; a split by batch size is also available.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from harness.sweep_rows import SweepData, measured, predict_rows
+from perfmodel.calibration import Calibration
+from perfmodel.errors import ArchscaleInputError
+from perfmodel.hardware import Hardware
+
+FACTORS = ("compute_efficiency", "memory_efficiency", "gemm_half_efficiency_tokens", "kernel_launch_overhead_s",
+           "step_overhead_s")  # fmt: skip
+BOUNDS = {
+    "compute_efficiency": (1e-3, 1.0),
+    "memory_efficiency": (1e-3, 1.0),
+    "gemm_half_efficiency_tokens": (1e-3, 1e4),
+    "kernel_launch_overhead_s": (1e-9, 1e-2),
+    "step_overhead_s": (1e-9, 1.0),
+}
+# A prior of 0 (the factor off) has no gradient in log space: start such a factor here instead.
+NEUTRAL_START = {"gemm_half_efficiency_tokens": 1.0}
+HOLD_FIRST = ("kernel_launch_overhead_s", "step_overhead_s", "gemm_half_efficiency_tokens", "memory_efficiency",
+              "compute_efficiency")  # fmt: skip
+START_MARGIN = 0.05  # in log space
+MAX_STD_LOG = 0.7  # a factor known only to within a factor of 2 (std of its log) is not identified: held at its prior
+NOISE_FLOOR = 1e-3  # identification is judged as if the measurements had at least 0.1% noise
+
+
+@dataclass
+class Split:
+    """Which measured points train the fit; the rest are held out."""
+
+    by: str  # "config" or "batch_size"
+    train: list
+    holdout: list
+
+    def is_train(self, row: dict) -> bool:
+        return row[self.by] in self.train
+
+
+def choose_split(data: SweepData, *, train_configs=None, holdout_configs=None, train_batch_sizes=None,
+                 holdout_batch_sizes=None) -> Split:  # fmt: skip
+    """The user's split, or by default every second config (in name order) held out."""
+    given = [x is not None for x in (train_configs, holdout_configs, train_batch_sizes, holdout_batch_sizes)]
+    if sum(given) > 1:
+        raise ArchscaleInputError("give one of --train-configs, --holdout-configs, --train-batch-sizes, "
+                                  "--holdout-batch-sizes")  # fmt: skip
+    by_batch = train_batch_sizes is not None or holdout_batch_sizes is not None
+    by = "batch_size" if by_batch else "config"
+    present = sorted({row[by] for row in data.rows})
+    chosen = next((x for x in (train_configs, holdout_configs, train_batch_sizes, holdout_batch_sizes) if x), None)
+    if chosen is not None:
+        unknown = [x for x in chosen if x not in present]
+        if unknown:
+            raise ArchscaleInputError(f"{', '.join(map(str, unknown))} not in the sweep files (they have "
+                                      f"{', '.join(map(str, present))})")  # fmt: skip
+        train = list(chosen) if (train_configs or train_batch_sizes) else [x for x in present if x not in chosen]
+    else:
+        train = present[::2] if len(present) > 1 else present
+    train = sorted(set(train))
+    if not train:
+        raise ArchscaleInputError("the split leaves nothing to fit on")
+    return Split(by=by, train=train, holdout=[x for x in present if x not in train])
+
+
+@dataclass
+class FactorFit:
+    name: str
+    prior: float
+    value: float
+    std_error: float | None  # None when held at the prior
+    status: str  # "fitted", "at bound", "held at prior (not identified by these points)"
+
+
+@dataclass
+class CalibrationFit:
+    hardware: str
+    engine: str
+    machine: str
+    calibration: Calibration  # fitted, calibrated = True
+    prior: Calibration
+    factors: list[FactorFit]
+    split: Split
+    n_points: int  # training points
+    rms_log_error_prior: float  # training TTFT + TPOT, before the fit
+    rms_log_error_fit: float
+    residuals: list[dict] = field(default_factory=list)  # per training point and phase
+    excluded: list[str] = field(default_factory=list)
+    sha256: dict = field(default_factory=dict)
+
+    def toml_table(self, metadata: dict) -> dict:
+        """The [<hardware>.<engine>] table `archscale calibrate` writes (perfmodel.calibration reads it)."""
+        split = {f"train_{'configs' if self.split.by == 'config' else 'batch_sizes'}": self.split.train,
+                 f"holdout_{'configs' if self.split.by == 'config' else 'batch_sizes'}": self.split.holdout}  # fmt: skip
+        return {
+            **asdict(self.calibration),
+            "n_points": self.n_points,
+            **split,
+            "fitted": [f.name for f in self.factors if f.std_error is not None],
+            "fit_rms_log_error": self.rms_log_error_fit,
+            "std_errors": {f.name: f.std_error for f in self.factors if f.std_error is not None},
+            "sweep_sha256": dict(self.sha256),
+            "metadata": {k: v for k, v in metadata.items() if v is not None},
+        }
+
+
+def _phase_ratios(rows: list[dict], hardware: Hardware, calibration: Calibration):
+    """log(predicted / measured) for TTFT of every row and TPOT of rows with a decode step, and their labels."""
+    estimate = predict_rows(rows, hardware, calibration)
+    ttft = np.log(estimate.ttft_s / measured(rows, "ttft_s"))
+    decodes = np.asarray([row["output_len"] > 1 for row in rows])
+    tpot = np.log(estimate.tpot_s[decodes] / measured(rows, "tpot_s")[decodes])
+    labels = [(row, "ttft") for row in rows] + [(row, "tpot") for row, d in zip(rows, decodes, strict=True) if d]
+    return np.concatenate([ttft, tpot]), labels
+
+
+def _least_squares(rows, hardware, prior: Calibration, free: list[str]):
+    from scipy.optimize import least_squares
+
+    def residuals(theta):
+        values = dict(zip(free, np.exp(theta), strict=True))
+        return _phase_ratios(rows, hardware, replace(prior, **values))[0]
+
+    lower, upper = np.log([BOUNDS[f][0] for f in free]), np.log([BOUNDS[f][1] for f in free])
+    # Start at the prior, pulled 5% inside the bounds: trf started on a bound can stall there.
+    start = [getattr(prior, f) or NEUTRAL_START.get(f, BOUNDS[f][0]) for f in free]
+    start = np.clip(np.log(start), lower + START_MARGIN, upper - START_MARGIN)
+    return least_squares(residuals, start, bounds=(lower, upper), method="trf", x_scale=1.0, ftol=1e-12, xtol=1e-12,
+                         gtol=1e-12, max_nfev=2000)  # fmt: skip
+
+
+def _std_log(result, n_free: int) -> np.ndarray:
+    """Standard error of each log-factor: s² (JᵀJ)⁻¹, with s at least NOISE_FLOOR (so exact data still shows which
+    factors the points cannot tell apart); inf where JᵀJ is singular."""
+    dof = max(len(result.fun) - n_free, 1)
+    variance = max(2 * result.cost / dof, NOISE_FLOOR**2)
+    try:
+        cov = variance * np.linalg.inv(result.jac.T @ result.jac)
+    except np.linalg.LinAlgError:
+        return np.full(n_free, np.inf)
+    diag = np.diag(cov)
+    return np.where(diag >= 0, np.sqrt(np.abs(diag)), np.inf)
+
+
+def _unidentified(std_log: np.ndarray, free: list[str]) -> str | None:
+    """The factor to hold at its prior (the least determined one, if the points leave it loose), else None."""
+    loose = [f for f, s in zip(free, std_log, strict=True) if not s <= MAX_STD_LOG]
+    if not loose:
+        return None
+    worst = max(std_log[free.index(f)] for f in loose)
+    tied = [f for f in loose if std_log[free.index(f)] >= 0.5 * worst]
+    return min(tied, key=HOLD_FIRST.index)
+
+
+def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Split) -> CalibrationFit:
+    """Fit FACTORS on the training points of `data` (one machine, one engine) for `hardware`."""
+    rows = [row for row in data.rows if split.is_train(row)]
+    excluded = list(data.excluded)
+    feasible = predict_rows(rows, hardware, prior).feasible
+    for row, ok in zip(list(rows), feasible, strict=True):
+        if not ok:
+            rows.remove(row)
+            excluded.append(f"{row['config']} b={row['batch_size']}: the model finds the point infeasible on "
+                            f"{hardware.name} (does not fit in memory)")  # fmt: skip
+    if not rows:
+        raise ArchscaleInputError("no training point left to fit (check the split and the hardware entry)")
+    free = list(FACTORS)
+    while True:
+        result = _least_squares(rows, hardware, prior, free)
+        std_log = _std_log(result, len(free))
+        loose = _unidentified(std_log, free)
+        if loose is None or len(free) == 1:
+            break
+        free.remove(loose)
+    values = dict(zip(free, np.exp(result.x), strict=True))
+    fitted = replace(prior, **values, calibrated=True)
+    factors = []
+    for name in FACTORS:
+        prior_value = getattr(prior, name)
+        if name not in free:
+            factors.append(FactorFit(name, prior_value, prior_value, None, "held at prior (not identified by these points)"))  # fmt: skip
+            continue
+        value, i = values[name], free.index(name)
+        at_bound = any(np.isclose(np.log(value), np.log(b), atol=1e-6) for b in BOUNDS[name])
+        std = float(value * std_log[i]) if np.isfinite(std_log[i]) else None
+        factors.append(FactorFit(name, prior_value, float(value), std, "at bound" if at_bound else "fitted"))
+    before, labels = _phase_ratios(rows, hardware, prior)
+    after, _ = _phase_ratios(rows, hardware, fitted)
+    residuals = [
+        {"config": row["config"], "batch_size": row["batch_size"], "input_len": row["input_len"],
+         "output_len": row["output_len"], "phase": phase, "log_ratio_prior": float(b), "log_ratio_fit": float(a)}
+        for (row, phase), b, a in zip(labels, before, after, strict=True)
+    ]  # fmt: skip
+    return CalibrationFit(
+        hardware=hardware.name, engine=data.engine, machine=data.machine, calibration=fitted, prior=prior,
+        factors=factors, split=split, n_points=len(rows), rms_log_error_prior=float(np.sqrt(np.mean(before**2))),
+        rms_log_error_fit=float(np.sqrt(np.mean(after**2))), residuals=residuals, excluded=excluded,
+        sha256=dict(data.sha256),
+    )  # fmt: skip
+
+
+def output_tokens_errors_pct(rows: list[dict], hardware: Hardware, calibration: Calibration) -> np.ndarray:
+    """Signed % error of predicted output tokens/s per row: 100·(predicted / measured − 1)."""
+    if not rows:
+        return np.zeros(0)
+    predicted = predict_rows(rows, hardware, calibration).output_tokens_per_s
+    return 100 * (predicted / measured(rows, "output_tokens_per_s") - 1)
+
+
+def format_report(fit: CalibrationFit, data: SweepData, hardware: Hardware) -> str:
+    from harness.tables import format_table
+
+    split_name = "configs" if fit.split.by == "config" else "batch sizes"
+    lines = [
+        f"Calibration of {fit.engine} on {fit.machine} (hardware entry {fit.hardware}), "
+        f"{fit.n_points} training points, {len(fit.residuals)} phase residuals (TTFT, TPOT)",
+        f"Trained on {split_name}: {', '.join(map(str, fit.split.train))}",
+        f"Held out {split_name}: {', '.join(map(str, fit.split.holdout)) or '(none)'}",
+        "",
+        format_table(
+            ("factor", "prior", "fitted", "std error", "status"),
+            [
+                (
+                    f.name,
+                    f"{f.prior:.4g}",
+                    f"{f.value:.4g}",
+                    f"{f.std_error:.2g}" if f.std_error is not None else "-",
+                    f.status,
+                )
+                for f in fit.factors
+            ],  # fmt: skip
+        ),
+        "",
+        f"RMS log error of TTFT and TPOT on the training points: {fit.rms_log_error_prior:.3f} with the priors, "
+        f"{fit.rms_log_error_fit:.3f} fitted (0.05 is about 5%)",
+    ]
+    held = [row for row in data.rows if not fit.split.is_train(row)]
+    body = []
+    for label, rows in (("training", [r for r in data.rows if fit.split.is_train(r)]), ("held out", held)):
+        if not rows:
+            continue
+        before = np.abs(output_tokens_errors_pct(rows, hardware, fit.prior))
+        after = np.abs(output_tokens_errors_pct(rows, hardware, fit.calibration))
+        body.append((label, len(rows), f"{np.median(before):.1f}%", f"{before.max():.1f}%", f"{np.median(after):.1f}%",
+                     f"{after.max():.1f}%"))  # fmt: skip
+    lines += ["", "Output tokens/s |error|:",
+              format_table(("points", "n", "median (priors)", "max (priors)", "median (fitted)", "max (fitted)"), body)]  # fmt: skip
+    worst = sorted(fit.residuals, key=lambda r: -abs(r["log_ratio_fit"]))[:5]
+    lines += ["", "Largest fitted residuals (log predicted/measured):"]
+    lines += [f"  {r['config']} b={r['batch_size']} in={r['input_len']} out={r['output_len']} {r['phase']}: "
+              f"{r['log_ratio_fit']:+.3f} (priors {r['log_ratio_prior']:+.3f})" for r in worst]  # fmt: skip
+    if fit.excluded:
+        lines += ["", f"Left out ({len(fit.excluded)}):", *(f"  {line}" for line in fit.excluded)]
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""`archscale calibrate`: fit the perfmodel's efficiency factors to measured sweeps and write a calibration TOML.
+
+The [<hardware>.<engine>] table it writes (calibrated = true, with the fit's standard errors, split, point count,
+the sweep files' SHA-256 and the run metadata) is used by `predict`, `search`, `sweep` and `compare` through
+`--calibration FILE`. An existing file keeps its other tables; the file is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from harness.cli_args import positive_int_list
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of config names, got '{text}'")
+    return names
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("calibrate", help="fit efficiency factors and overheads to measured sweeps",
+                              description=__doc__)  # fmt: skip
+    p.add_argument("sweeps", nargs="+", metavar="SWEEP.jsonl", type=Path, help="files written by archscale sweep")
+    p.add_argument("--hardware", type=Path, default=None, help="hardware TOML the sweeps ran on (archscale probe)")
+    p.add_argument("--gpu", default=None, help="or a datasheet GPU name")
+    p.add_argument("--engine", default=None, help="the engine the sweeps measured (default: the one in the files)")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--train-configs", type=_names, default=None, help="fit on these configs, hold out the rest")
+    split.add_argument("--holdout-configs", type=_names, default=None, help="hold out these configs")
+    split.add_argument("--train-batch-sizes", type=positive_int_list, default=None, help="split by batch size")
+    split.add_argument("--holdout-batch-sizes", type=positive_int_list, default=None, help="split by batch size")
+    p.add_argument(
+        "--out", type=Path, default=Path("calibration.toml"), help="calibration TOML (default ./calibration.toml)"
+    )
+    p.add_argument("--json", action="store_true", help="print the fit as JSON")
+    p.set_defaults(run=run)
+
+
+def write_calibration(out: Path, hardware: str, engine: str, table: dict) -> Path:
+    """Merge [hardware.engine] into `out` (other tables kept), atomically, checked by the loader before replacing."""
+    from harness.toml_io import dumps, write_atomic
+    from perfmodel.calibration import load_calibration_file, read_toml
+
+    existing = read_toml(out, "calibration file") if out.exists() else {}
+    existing.setdefault(hardware, {})[engine] = table
+    header = "# Written by `archscale calibrate`: efficiency factors fitted to measured sweeps (perfmodel/calibration.py).\n\n"
+    return write_atomic(out, header + dumps(existing), check=load_calibration_file)
+
+
+def run(args) -> int:
+    from harness.calibrate import calibrate, choose_split, format_report
+    from harness.metadata import run_metadata
+    from harness.sweep_rows import load_sweeps
+    from perfmodel.calibration import get_calibration
+    from perfmodel.errors import ArchscaleInputError
+    from perfmodel.hardware import resolve_hardware
+
+    hardware = resolve_hardware(args.gpu, args.hardware)
+    data = load_sweeps(args.sweeps)
+    if args.engine is not None and args.engine != data.engine:
+        raise ArchscaleInputError(f"--engine {args.engine}, but the sweep files measured {data.engine}")
+    split = choose_split(data, train_configs=args.train_configs, holdout_configs=args.holdout_configs,
+                         train_batch_sizes=args.train_batch_sizes, holdout_batch_sizes=args.holdout_batch_sizes)  # fmt: skip
+    fit = calibrate(data, hardware, get_calibration(hardware, data.engine), split)
+    table = fit.toml_table(run_metadata())
+    written = write_calibration(args.out, fit.hardware, fit.engine, table)
+    if args.json:
+        print(json.dumps({**asdict(fit), "out": str(written)}, indent=2, allow_nan=False, default=str))
+        return 0
+    print(format_report(fit, data, hardware))
+    print(f"\nWrote [{fit.hardware}.{fit.engine}] to {written} (use: --calibration {written})")
+    return 0

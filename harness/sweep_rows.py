@@ -1,0 +1,108 @@
+"""Sweep rows as a data set: load and check sweep files, and re-predict their points under any calibration.
+
+`load_sweeps` reads JSONL files written by `archscale sweep`, keeps the measured rows (status ok, TTFT and TPOT
+present), and lists what it set aside and why; it refuses to mix hardware or engines in one data set (a fit or a
+comparison across two machines means nothing). `predict_rows` runs the perfmodel on every kept point in one
+vectorized `estimate` call — the architecture at the dtype the engine ran, its workload, the given hardware and
+calibration — so calibrate and compare judge the current model, not the prediction stored when the row was written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from perfmodel.arch import DTYPE_BYTES
+from perfmodel.arch_batch import ARRAY_FIELDS, ArchBatch
+from perfmodel.calibration import Calibration
+from perfmodel.errors import ArchscaleInputError
+from perfmodel.estimator import Estimate, estimate
+from perfmodel.hardware import Hardware
+
+MEASURED = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "tpot_s")
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def machine_of(row: dict) -> str:
+    """What the row was measured on: the GPU's name, or the CPU model and core count."""
+    meta = row.get("metadata") or {}
+    if meta.get("gpu_name") and row.get("device") == "cuda":
+        return str(meta["gpu_name"])
+    return f"{meta.get('cpu_model') or 'unknown CPU'} ({meta.get('cpu_count_logical') or '?'} CPUs)"
+
+
+@dataclass
+class SweepData:
+    rows: list[dict]  # measured rows (status ok), in file order
+    excluded: list[str] = field(default_factory=list)  # one line per row set aside, with the reason
+    sha256: dict[str, str] = field(default_factory=dict)  # file -> SHA-256 of its bytes
+    engine: str = ""
+    machine: str = ""
+
+    @property
+    def configs(self) -> list[str]:
+        return sorted({row["config"] for row in self.rows})
+
+
+def _label(row: dict) -> str:
+    return f"{row.get('config')} b={row.get('batch_size')} in={row.get('input_len')} out={row.get('output_len')}"
+
+
+def load_sweeps(paths) -> SweepData:
+    """The measured rows of sweep files (one machine, one engine); see the module docstring."""
+    from harness.results_io import read_jsonl
+
+    data = SweepData(rows=[])
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ArchscaleInputError(f"sweep file {path} does not exist")
+        rows = read_jsonl(path)
+        if not rows:
+            raise ArchscaleInputError(f"{path}: no rows (an empty sweep file)")
+        data.sha256[str(path)] = file_sha256(path)
+        for number, row in enumerate(rows, 1):
+            if "arch" not in row or "batch_size" not in row or "status" not in row:
+                raise ArchscaleInputError(f"{path}:{number}: not a sweep row (no arch/batch_size/status): "
+                                          "is this a file written by `archscale sweep`?")  # fmt: skip
+            if row["status"] != "ok":
+                data.excluded.append(f"{_label(row)}: status {row['status']} ({row.get('message', '')})")
+                continue
+            if any(not isinstance(row.get(key), int | float) or row[key] < 0 for key in MEASURED):
+                data.excluded.append(f"{_label(row)}: a measured field is missing or negative")
+                continue
+            data.rows.append(row)
+    if not data.rows:
+        raise ArchscaleInputError("no measured row (status ok) in the sweep files: nothing to fit or compare")
+    engines = sorted({row["engine"] for row in data.rows})
+    machines = sorted({machine_of(row) for row in data.rows})
+    for what, found in (("machines", machines), ("engines", engines)):
+        if len(found) > 1:
+            raise ArchscaleInputError(f"the sweep files mix {what} ({'; '.join(found)}): calibrate or compare one "
+                                      "machine and one engine at a time")  # fmt: skip
+    data.engine, data.machine = engines[0], machines[0]
+    return data
+
+
+def arch_batch(rows: list[dict]) -> ArchBatch:
+    """The rows' architectures, each at the byte width of the dtype its engine ran."""
+    columns = {f: [row["arch"][f] for row in rows] for f in ARRAY_FIELDS if f != "dtype_bytes"}
+    columns["dtype_bytes"] = [DTYPE_BYTES[row["dtype"]] for row in rows]
+    return ArchBatch(**{f: np.asarray(v, dtype=np.int64) for f, v in columns.items()})
+
+
+def predict_rows(rows: list[dict], hardware: Hardware, calibration: Calibration) -> Estimate:
+    """The perfmodel's estimate of every row's point, arrays of shape [len(rows)]."""
+    workload = {key: np.asarray([row[key] for row in rows], dtype=np.int64)
+                for key in ("batch_size", "input_len", "output_len")}  # fmt: skip
+    return estimate(arch_batch(rows), hardware, calibration=calibration, **workload)
+
+
+def measured(rows: list[dict], key: str) -> np.ndarray:
+    return np.asarray([row[key] for row in rows], dtype=np.float64)

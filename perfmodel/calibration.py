@@ -1,0 +1,134 @@
+"""Efficiency factors per (hardware, engine) — `Calibration` — and where they come from.
+
+A `Calibration` holds the achievable fraction of the hardware's peaks (compute, memory), the fixed overheads (per
+kernel launch, per forward step) and the engine's memory policy (utilization, workspace). `get_calibration` picks
+one, first match wins:
+1. a calibration file given by the user (`--calibration FILE`, as `archscale calibrate` writes it),
+2. the hardware entry's own priors (a machine measured by `archscale probe` carries them),
+3. the package's data/calibration.toml: a shipped [<gpu>.<engine>] entry, else the engine's default priors.
+A calibration file holds [<hardware>.<engine>] tables: the Calibration fields plus what the fit records about
+itself (n_points, configs, std_errors, sweep_sha256, metadata...), which loading keeps but does not need.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+
+from perfmodel.errors import ArchscaleInputError
+
+DATA_DIR = Path(__file__).with_name("data")
+ENGINES = ("torch", "vllm", "sglang")
+# What `archscale calibrate` records next to the factors (kept in the file, not needed to predict).
+FIT_RECORD_KEYS = {"n_points", "train_configs", "holdout_configs", "train_batch_sizes", "holdout_batch_sizes",
+                   "fitted", "std_errors", "sweep_sha256", "metadata", "fit_rms_log_error"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Calibration:
+    compute_efficiency: float
+    memory_efficiency: float
+    kernel_launch_overhead_s: float
+    step_overhead_s: float
+    gpu_memory_utilization: float
+    workspace_bytes: float
+    calibrated: bool
+    # Tokens (GEMM rows M) at which a GEMM reaches half its compute efficiency; 0 = off (the priors).
+    gemm_half_efficiency_tokens: float = 0.0
+
+
+CALIBRATION_FIELDS = tuple(f.name for f in fields(Calibration))
+OPTIONAL_FIELDS = ("gemm_half_efficiency_tokens",)  # may be absent from a file: the dataclass default applies
+
+
+def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
+    """The Calibration fields of one [<hardware>.<engine>] table, validated; one-line errors naming `where`."""
+    if not isinstance(entry, dict):
+        raise ArchscaleInputError(f"{where} must be a table of {', '.join(CALIBRATION_FIELDS)}")
+    unknown = sorted(set(entry) - set(CALIBRATION_FIELDS) - set(extra_keys))
+    missing = [f for f in CALIBRATION_FIELDS if f not in entry and f not in OPTIONAL_FIELDS]
+    if unknown or missing:
+        problem = f"unknown key(s) {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"
+        raise ArchscaleInputError(f"{where}: {problem}")
+    if not isinstance(entry["calibrated"], bool):
+        raise ArchscaleInputError(f"{where}.calibrated must be true or false, got {entry['calibrated']!r}")
+    for name in CALIBRATION_FIELDS:
+        if name == "calibrated" or name not in entry:
+            continue
+        value = entry[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ArchscaleInputError(f"{where}.{name} must be a non-negative number, got {value!r}")
+    for name in ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization"):
+        if not 0 < entry[name] <= 1:
+            raise ArchscaleInputError(f"{where}.{name} must be in (0, 1], got {entry[name]!r}")
+    return {f: entry[f] for f in CALIBRATION_FIELDS if f in entry}
+
+
+def check_engine_tables(raw, where: str, extra_keys=frozenset()) -> dict[str, dict]:
+    """{engine: Calibration fields} of a table of engines ([<hardware>.calibration] or [<hardware>])."""
+    if not isinstance(raw, dict):
+        raise ArchscaleInputError(f"{where} must be a table of engines ({', '.join(ENGINES)})")
+    entries = {}
+    for engine, entry in raw.items():
+        if engine not in ENGINES:
+            raise ArchscaleInputError(f"{where}.{engine}: unknown engine '{engine}' (known: {', '.join(ENGINES)})")
+        entries[engine] = check_calibration_entry(entry, f"{where}.{engine}", extra_keys)
+    return entries
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file as a dict, with one-line errors ("<what> <path> does not exist", malformed TOML with its line)."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ArchscaleInputError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ArchscaleInputError(f"{what} {path} is a directory, not a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:  # its message names the line and column
+        raise ArchscaleInputError(f"{path}: malformed TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchscaleInputError(f"cannot read {what} {path}: {exc}") from None
+
+
+def load_calibration_file(path: str | Path) -> dict[str, dict[str, Calibration]]:
+    """{hardware name: {engine: Calibration}} of a calibration file ([<hardware>.<engine>] tables)."""
+    path = Path(path).expanduser()
+    raw = read_toml(path, "calibration file")
+    if not raw:
+        raise ArchscaleInputError(f"{path}: no [<hardware>.<engine>] table in the calibration file")
+    return {
+        hardware: {
+            engine: Calibration(**fields_)
+            for engine, fields_ in check_engine_tables(engines, f"{path}: [{hardware}]", FIT_RECORD_KEYS).items()
+        }
+        for hardware, engines in raw.items()
+    }
+
+
+@cache
+def _package_table() -> dict:
+    with (DATA_DIR / "calibration.toml").open("rb") as f:
+        return tomllib.load(f)
+
+
+def get_calibration(gpu, engine: str, calibration_file: str | Path | None = None) -> Calibration:
+    """Efficiency factors for (hardware, engine) — see the module docstring for the order. `gpu` is a `Hardware`
+    or a name (a name alone cannot see a probed file's priors)."""
+    if engine not in ENGINES:
+        raise ArchscaleInputError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
+    name = gpu if isinstance(gpu, str) else gpu.name
+    if calibration_file is not None:
+        table = load_calibration_file(calibration_file)
+        if engine not in table.get(name, {}):
+            have = ", ".join(f"[{h}.{e}]" for h, engines in table.items() for e in engines)
+            raise ArchscaleInputError(f"{calibration_file} has no [{name}.{engine}] calibration (it has: {have})")
+        return table[name][engine]
+    priors = getattr(gpu, "calibration_priors", {})
+    if engine in priors:
+        return Calibration(**priors[engine])
+    package = _package_table()
+    return Calibration(**(package.get(name, {}).get(engine) or package["default"][engine]))

@@ -1,0 +1,199 @@
+"""`archscale calibrate`: recovers known factors from a synthetic sweep, holds out what it should, identifies only
+what the points can identify, and writes a calibration file that predict reads back."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from harness.calibrate import FACTORS, calibrate, choose_split
+from harness.cli import main
+from harness.sweep_rows import arch_batch, load_sweeps
+from perfmodel import PRESETS
+from perfmodel.calibration import get_calibration, load_calibration_file
+from perfmodel.hardware import load_hardware_file
+
+TOY_TOML = """
+[toy-cpu]
+display_name = "toy CPU"
+measured = true
+hbm_bandwidth_bytes_per_s = 2.0e10
+peak_fp32_flops_per_s = 3.0e11
+memory_bytes = 1.6e10
+sm_count = 2
+[toy-cpu.calibration.torch]
+compute_efficiency = 1.0
+memory_efficiency = 1.0
+kernel_launch_overhead_s = 1e-6
+step_overhead_s = 2e-5
+gpu_memory_utilization = 0.5
+workspace_bytes = 268435456
+calibrated = false
+"""
+TRUE = {"compute_efficiency": 0.55, "memory_efficiency": 0.7, "gemm_half_efficiency_tokens": 24.0,
+        "kernel_launch_overhead_s": 8e-6, "step_overhead_s": 3e-4}  # fmt: skip
+CONFIGS = [
+    "tiny-mha",
+    "tiny-gqa4",
+    "small-base",
+    "small-narrow",
+    "small-kv3",
+    "small-wide",
+    "qwen3-0.6b",
+]  # 2, 8, 28 layers
+
+
+@pytest.fixture
+def toy(tmp_path):
+    path = tmp_path / "toy.toml"
+    path.write_text(TOY_TOML)
+    return path, load_hardware_file(path)
+
+
+def synthetic_sweep(path, hardware, factors, noise=0.02, seed=0, configs=CONFIGS):
+    """Rows as `archscale sweep` writes them, 'measured' = the model with `factors` times log-normal noise."""
+    rng = np.random.default_rng(seed)
+    truth = replace(get_calibration(hardware, "torch"), **factors)
+    rows = []
+    for name in configs:
+        arch = PRESETS[name]
+        for batch in (1, 4, 16, 64):
+            for input_len, output_len in ((256, 16), (64, 64)):
+                rows.append({"config": name, "engine": "torch", "device": "cpu", "dtype": "float32", "status": "ok",
+                             "attention": "torch", "batch_size": batch, "input_len": input_len,
+                             "output_len": output_len, "hardware": hardware.name,
+                             "arch": {f: getattr(arch, f) for f in ("d_model", "n_layer", "n_head", "n_kv_head",
+                                      "d_head", "d_ff", "vocab", "tie_embeddings", "qkv_bias", "qk_norm")},
+                             "metadata": {"cpu_model": "toy", "cpu_count_logical": 2}})  # fmt: skip
+    from harness.sweep_rows import predict_rows
+
+    est = predict_rows(rows, hardware, truth)
+    for i, row in enumerate(rows):
+        ttft, tpot = est.ttft_s[i] * np.exp(rng.normal(0, noise)), est.tpot_s[i] * np.exp(rng.normal(0, noise))
+        total = ttft + (row["output_len"] - 1) * tpot
+        row.update(ttft_s=ttft, tpot_s=tpot, total_time_s=total,
+                   output_tokens_per_s=row["batch_size"] * row["output_len"] / total,
+                   total_tokens_per_s=row["batch_size"] * (row["input_len"] + row["output_len"]) / total)  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_recovers_known_factors_within_their_standard_errors(tmp_path, toy):
+    _, hardware = toy
+    data = load_sweeps([synthetic_sweep(tmp_path / "s.jsonl", hardware, TRUE, noise=0.01)])
+    split = choose_split(data, train_configs=CONFIGS)
+    fit = calibrate(data, hardware, get_calibration(hardware, "torch"), split)
+    for factor in fit.factors:
+        assert factor.status == "fitted", factor
+        assert abs(factor.value - TRUE[factor.name]) <= 3 * factor.std_error, factor
+    for factor in fit.factors[:3]:  # the efficiencies are pinned down tightly; the overheads less (two depths only)
+        assert factor.std_error < 0.1 * factor.value
+    assert fit.rms_log_error_fit < 0.02 < fit.rms_log_error_prior
+
+
+def test_without_noise_the_fit_is_exact(tmp_path, toy):
+    _, hardware = toy
+    data = load_sweeps([synthetic_sweep(tmp_path / "s.jsonl", hardware, TRUE, noise=0.0)])
+    fit = calibrate(data, hardware, get_calibration(hardware, "torch"), choose_split(data, train_configs=CONFIGS))
+    for factor in fit.factors:
+        assert factor.value == pytest.approx(TRUE[factor.name], rel=1e-3)
+
+
+def test_a_factor_the_points_cannot_see_is_held_at_its_prior(tmp_path, toy):
+    """Every config with the same layer count: per-launch and per-step overhead move every point the same way."""
+    _, hardware = toy
+    same_depth = ["small-base", "small-narrow", "small-kv3", "small-wide"]
+    data = load_sweeps([synthetic_sweep(tmp_path / "s.jsonl", hardware, TRUE, configs=same_depth)])
+    prior = get_calibration(hardware, "torch")
+    fit = calibrate(data, hardware, prior, choose_split(data, train_configs=same_depth))
+    held = {f.name: f for f in fit.factors if f.std_error is None}
+    assert (
+        "kernel_launch_overhead_s" in held and held["kernel_launch_overhead_s"].value == prior.kernel_launch_overhead_s
+    )
+    assert set(held) <= {"kernel_launch_overhead_s", "step_overhead_s"}
+    assert {f.name for f in fit.factors if f.status == "fitted"} >= {"compute_efficiency", "memory_efficiency"}
+    assert fit.rms_log_error_fit < 0.03  # what is held is absorbed by the rest: the points are still fitted
+
+
+def test_default_split_holds_out_whole_configs_and_says_which(tmp_path, toy):
+    _, hardware = toy
+    data = load_sweeps([synthetic_sweep(tmp_path / "s.jsonl", hardware, TRUE)])
+    split = choose_split(data)
+    assert split.by == "config" and set(split.train) | set(split.holdout) == set(CONFIGS)
+    assert split.holdout and not set(split.train) & set(split.holdout)
+    by_batch = choose_split(data, holdout_batch_sizes=[64])
+    assert by_batch.by == "batch_size" and by_batch.train == [1, 4, 16] and by_batch.holdout == [64]
+
+
+def test_cli_writes_a_calibration_that_predict_reads(tmp_path, toy, capsys):
+    hw_path, hardware = toy
+    sweep = synthetic_sweep(tmp_path / "s.jsonl", hardware, TRUE)
+    out = tmp_path / "cal.toml"
+    code = main(["calibrate", str(sweep), "--hardware", str(hw_path), "--holdout-configs", "small-wide,tiny-gqa4",
+                 "--out", str(out)])  # fmt: skip
+    report = capsys.readouterr().out
+    assert code == 0 and "Held out configs: small-wide, tiny-gqa4" in report
+    cal = load_calibration_file(out)["toy-cpu"]["torch"]
+    assert cal.calibrated and cal.compute_efficiency == pytest.approx(0.55, rel=0.1)
+    import tomllib
+
+    table = tomllib.loads(out.read_text())["toy-cpu"]["torch"]
+    assert table["holdout_configs"] == ["small-wide", "tiny-gqa4"] and table["n_points"] == 40
+    assert {"compute_efficiency", "memory_efficiency"} <= set(table["std_errors"]) <= set(FACTORS)
+    assert set(table["fitted"]) == set(table["std_errors"]) and str(sweep) in table["sweep_sha256"]
+    assert table["metadata"]["git_sha"]
+    code = main(["predict", "small-mha", "--hardware", str(hw_path), "--dtype", "float32", "--batch-size", "4",
+                 "--input-len", "64", "--output-len", "16", "--calibration", str(out), "--json"])  # fmt: skip
+    row = json.loads(capsys.readouterr().out)
+    assert code == 0 and row["calibrated"] is True and row["calibration_source"] == str(out)
+    # a second engine's table merges into the same file, the first one kept
+    code = main(["calibrate", str(sweep), "--hardware", str(hw_path), "--out", str(out)])
+    assert code == 0 and load_calibration_file(out)["toy-cpu"]["torch"].calibrated
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--holdout-configs", "nope"], "nope not in the sweep files"),
+        (["--engine", "vllm"], "the sweep files measured torch"),
+    ],
+)
+def test_bad_calibrate_arguments_are_one_line(tmp_path, toy, capsys, extra, message):
+    hw_path, hardware = toy
+    sweep = synthetic_sweep(tmp_path / "s.jsonl", hardware, TRUE)
+    assert main(["calibrate", str(sweep), "--hardware", str(hw_path), "--out", str(tmp_path / "c.toml"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "c.toml").exists()
+
+
+def test_mixed_machines_and_unmeasured_rows(tmp_path, toy, capsys):
+    hw_path, hardware = toy
+    first = synthetic_sweep(tmp_path / "a.jsonl", hardware, TRUE, configs=["tiny-mha"])
+    rows = [json.loads(line) for line in first.read_text().splitlines()]
+    rows[0]["status"], rows[0]["message"] = "oom", "too big"
+    first.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_sweeps([first])
+    assert len(data.rows) == len(rows) - 1 and "status oom (too big)" in data.excluded[0]
+    other = tmp_path / "b.jsonl"
+    other.write_text("".join(json.dumps({**r, "metadata": {"cpu_model": "other", "cpu_count_logical": 64}}) + "\n"
+                             for r in rows[1:]))  # fmt: skip
+    assert main(["calibrate", str(first), str(other), "--hardware", str(hw_path)]) == 2
+    assert "mix machines" in capsys.readouterr().err
+
+
+def test_an_existing_corrupt_calibration_file_is_left_alone(tmp_path, toy, capsys):
+    hw_path, hardware = toy
+    sweep = synthetic_sweep(tmp_path / "s.jsonl", hardware, TRUE)
+    out = tmp_path / "cal.toml"
+    out.write_text("[broken\n")
+    assert main(["calibrate", str(sweep), "--hardware", str(hw_path), "--out", str(out)]) == 2
+    assert out.read_text() == "[broken\n" and "malformed TOML" in capsys.readouterr().err
+
+
+def test_arch_batch_uses_the_engines_dtype():
+    rows = [{"arch": {f: getattr(PRESETS["tiny-mha"], f) for f in ("d_model", "n_layer", "n_head", "n_kv_head",
+             "d_head", "d_ff", "vocab", "tie_embeddings", "qkv_bias", "qk_norm")}, "dtype": d}
+            for d in ("float32", "bfloat16")]  # fmt: skip
+    batch = arch_batch(rows)
+    assert list(batch.dtype_bytes) == [4, 2]
