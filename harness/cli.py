@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "harness.cmd_sweep",
     "harness.cmd_calibrate",
     "harness.cmd_probe",
+    "harness.cmd_compare",
 )
 
 

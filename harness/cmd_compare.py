@@ -1,0 +1,146 @@
+"""`archscale compare`: the throughput model against measured sweep rows (errors, ranking, ratios to a baseline).
+
+Every measured point is predicted again with the current model for the hardware entry given (--hardware or --gpu)
+and the calibration (--calibration FILE, else the priors); held-out points are the configs (or batch sizes) the
+calibration file records as left out of its fit. Prints a text report (or --json); --plot DIR writes three PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.compare import Comparison
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("compare", help="measured vs predicted throughput of sweep files: errors, ranking",
+                              description=__doc__)  # fmt: skip
+    p.add_argument("sweeps", nargs="+", metavar="SWEEP.jsonl", help="sweep files of one machine and one engine")
+    p.add_argument("--hardware", metavar="FILE.toml", default=None, help="hardware entry to predict for (probe file)")
+    p.add_argument("--gpu", default=None, help="datasheet GPU to predict for (`local`: this machine's probe)")
+    p.add_argument("--calibration", metavar="FILE.toml", default=None,
+                   help="factors fitted by `archscale calibrate` (default: the uncalibrated priors)")  # fmt: skip
+    p.add_argument("--baseline", metavar="CONFIG", default=None,
+                   help="config the throughput ratios are taken to (default: the first config measured everywhere)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the whole comparison as JSON")
+    p.add_argument("--plot", metavar="DIR", type=Path, default=None, help="write the three comparison PNGs into DIR")
+    p.set_defaults(run=run)
+
+
+def calibration_label(hardware, engine: str, calibration, calibration_file) -> str:
+    state = "calibrated" if calibration.calibrated else "uncalibrated priors"
+    if calibration_file is not None:
+        return f"{calibration_file} [{hardware.name}.{engine}] ({state})"
+    where = f"hardware entry {hardware.name}" if engine in hardware.calibration_priors else "perfmodel/data"
+    return f"{state} ({where})"
+
+
+def run(args) -> int:
+    from harness.compare import compare, fit_holdout
+    from harness.sweep_rows import load_sweeps
+    from perfmodel.calibration import get_calibration
+    from perfmodel.hardware import resolve_hardware
+
+    hardware = resolve_hardware(args.gpu, args.hardware)
+    data = load_sweeps(args.sweeps)
+    calibration = get_calibration(hardware, data.engine, args.calibration)
+    holdout = {} if args.calibration is None else fit_holdout(args.calibration, hardware.name, data.engine, data)
+    comparison = compare(data, hardware, calibration, **holdout, baseline=args.baseline,
+                         calibration_label=calibration_label(hardware, data.engine, calibration, args.calibration))  # fmt: skip
+    if args.json:
+        print(json.dumps(comparison.to_dict(), indent=2, allow_nan=False))
+    else:
+        print(format_report(comparison))
+    if args.plot is not None:
+        from harness.compare_plot import plot_comparison
+
+        paths = plot_comparison(comparison, args.plot)
+        print(f"Wrote {', '.join(str(p) for p in paths)}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}%"
+
+
+def _abs_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _share(right: int, total: int) -> str:
+    return f"{right} of {total} ({100 * right / total:.0f}%)" if total else "n/a"
+
+
+def format_report(c: Comparison) -> str:
+    """The comparison as text: header, error summary, ranking, ratios to the baseline, per-point table."""
+    from harness.compare import METRICS, error_stats
+    from harness.tables import format_table, humanize_seconds
+
+    def sec(value):
+        return "-" if value is None else humanize_seconds(value)
+
+    files = ", ".join(f"{path} (sha256 {sha[:12]})" for path, sha in c.sweep_sha256.items())
+    lines = [
+        f"Measured on: {c.machine}, engine {c.engine}; {len(c.points)} points compared from {files}",
+        f"Predicted for: hardware entry {c.hardware} ({c.hardware_display_name}), calibration {c.calibration_label}",
+    ]
+    split = c.holdout_configs is not None or c.holdout_batch_sizes is not None
+    if not split:
+        lines.append("Held out: no split (the calibration records no fit); every point counts as "
+                     f"{'calibrated' if c.calibrated else 'uncalibrated'}")  # fmt: skip
+    else:
+        what, key = ("configs", "config") if c.holdout_configs is not None else ("batch sizes", "batch_size")
+        held = sorted({getattr(p, key) for p in c.points if p.split == "holdout"})
+        trained = sorted({getattr(p, key) for p in c.points if p.split == "train"})
+        lines.append(f"Held out of the fit ({what}): {', '.join(map(str, held)) or 'none of the compared points'}; "
+                     f"trained on: {', '.join(map(str, trained)) or 'none'}")  # fmt: skip
+    lines += [f"warning: {w}" for w in c.warnings]
+    if c.excluded:
+        lines.append(f"Excluded ({len(c.excluded)}):")
+        lines += [f"  {e}" for e in c.excluded]
+    names = dict(METRICS)
+    body = [(names[s.metric], s.split, s.n_points, _abs_pct(s.median_abs_error_pct), _abs_pct(s.max_abs_error_pct),
+             _pct(s.median_error_pct)) for s in c.summary]  # fmt: skip
+    lines += ["", "Error of the prediction, 100·(predicted/measured − 1):"]
+    lines.append(format_table(("metric", "split", "points", "median |err|", "max |err|", "median err"), body))
+    r = c.ranking
+    spearman = "n/a (no workload with ≥ 3 configs)" if r.mean_spearman is None else (
+        f"{r.mean_spearman:.3f} over {r.n_spearman_groups} workloads with ≥ 3 configs")  # fmt: skip
+    lines += ["", "Ranking of configs by output tok/s at each (batch, in, out):",
+              f"  order fully right: {_share(r.n_groups_right, r.n_groups)} workloads with ≥ 2 configs",
+              f"  pairs ordered right: {_share(r.n_pairs_right, r.n_pairs)}",
+              f"  mean Spearman: {spearman}"]  # fmt: skip
+    for g in r.groups:
+        if not g.order_right:
+            lines.append(f"  wrong at b={g.batch_size} in={g.input_len} out={g.output_len}: measured "
+                         f"{' > '.join(g.measured_order)}; predicted {' > '.join(g.predicted_order)}")  # fmt: skip
+    pairs = c.pairs
+    lines += ["", f"Throughput ratio to the baseline {pairs.baseline} (config / baseline output tok/s), "
+                  f"{pairs.n_ratios} ratios: median |ratio error| {_abs_pct(pairs.median_abs_ratio_error_pct)}, "
+                  f"max {_abs_pct(pairs.max_abs_ratio_error_pct)}"]  # fmt: skip
+    by_config = defaultdict(list)
+    for x in pairs.ratios:
+        by_config[x.config].append(x)
+    if by_config:
+        body = [(config, len(xs), f"{min(x.measured_ratio for x in xs):.2f}–{max(x.measured_ratio for x in xs):.2f}",
+                 f"{min(x.predicted_ratio for x in xs):.2f}–{max(x.predicted_ratio for x in xs):.2f}",
+                 *(_abs_pct(v) for v in error_stats([x.ratio_error_pct for x in xs])[:2]))
+                for config, xs in sorted(by_config.items())]  # fmt: skip
+        lines.append(format_table(("config", "points", "measured x", "predicted x", "median |err|", "max |err|"),
+                                  body))  # fmt: skip
+    if pairs.missing_baseline:
+        lines.append(f"  no ratio (baseline not measured there): {'; '.join(pairs.missing_baseline)}")
+    body = [(p.config, p.batch_size, p.input_len, p.output_len, *([p.split] if split else []),
+             f"{p.measured_output_tokens_per_s:,.1f}", f"{p.predicted_output_tokens_per_s:,.1f}",
+             _pct(p.output_tokens_per_s_error_pct), sec(p.measured_ttft_s), sec(p.predicted_ttft_s),
+             _pct(p.ttft_s_error_pct), sec(p.measured_tpot_s), sec(p.predicted_tpot_s), _pct(p.tpot_s_error_pct))
+            for p in c.points]  # fmt: skip
+    header = ("config", "batch", "in", "out", *(["split"] if split else []), "out tok/s", "predicted", "err", "TTFT",
+              "predicted", "err", "TPOT", "predicted", "err")  # fmt: skip
+    lines += ["", "Per point (measured, predicted now, error):", format_table(header, body)]
+    return "\n".join(lines)
