@@ -46,16 +46,25 @@ sweep: install
 	$(BIN)/archscale sweep $(SWEEP_CONFIGS) --device cpu $(SWEEP_GRID) --hardware $(SWEEP_OUT)/probe-cpu.toml \
 	  --out $(SWEEP_OUT)/sweep-cpu.jsonl
 
-# The committed CPU study (results/): probe this machine, then sweep the six small presets at batch 1-64 for two
-# (input, output) shapes, one prefill-heavy and one decode-heavy. About 10 minutes on 2 cores.
+# The committed CPU study (results/): probe this machine, sweep the six small presets at batch 1-64 for two
+# (input, output) shapes (prefill-heavy, decode-heavy), calibrate on half of the configs (the default split holds out
+# every second config by name) and compare on all of them. About 11 minutes on 2 cores; resumes where it stopped.
 CPU_NAME  ?= cpu-xeon-2c
 CPU_PROBE := results/hardware/$(CPU_NAME).toml
 CPU_SWEEP := results/sweeps/torch-$(CPU_NAME).jsonl
+CPU_CAL   := results/calibration/$(CPU_NAME).toml
 CPU_GRID  := --device cpu --batch-size 1,2,4,8,16,32,64 --repeats 2 --hardware $(CPU_PROBE) --out $(CPU_SWEEP) --quiet
 calibrate-cpu: install
 	test -f $(CPU_PROBE) || $(BIN)/archscale probe --device cpu --out $(CPU_PROBE)
 	$(BIN)/archscale sweep $(SWEEP_CONFIGS) --input-len 256 --output-len 16 $(CPU_GRID)
 	$(BIN)/archscale sweep $(SWEEP_CONFIGS) --input-len 64 --output-len 64 $(CPU_GRID)
+	mkdir -p results/compare
+	$(BIN)/archscale calibrate $(CPU_SWEEP) --hardware $(CPU_PROBE) --out $(CPU_CAL) > results/compare/$(CPU_NAME)-calibrate.txt
+	cat results/compare/$(CPU_NAME)-calibrate.txt
+	$(BIN)/archscale compare $(CPU_SWEEP) --hardware $(CPU_PROBE) --plot results/compare/$(CPU_NAME)-uncalibrated \
+	  > results/compare/$(CPU_NAME)-uncalibrated.txt
+	$(BIN)/archscale compare $(CPU_SWEEP) --hardware $(CPU_PROBE) --calibration $(CPU_CAL) \
+	  --plot results/compare/$(CPU_NAME)-calibrated > results/compare/$(CPU_NAME)-calibrated.txt
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
