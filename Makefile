@@ -36,7 +36,7 @@ test: install
 bench: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-enable --benchmark-only
 
-# A CPU sweep of the small presets, as a user would run one on a laptop (a few minutes on 2 cores): probe this
+# A CPU sweep of the small presets, as a user would run one on a laptop (about 2.5 minutes on 2 cores): probe this
 # machine, then measure every point next to its prediction. Writes under out/ (git-ignored); commits nothing.
 SWEEP_CONFIGS := small-base small-wide small-narrow small-mha small-kv3 small-gqa6
 SWEEP_GRID    := --batch-size 1,4,16 --input-len 64,256 --output-len 16 --repeats 3
