@@ -2,7 +2,9 @@
 
 Without `--law`, the architecture factor is the paper's multiplicative fit (arXiv 2510.18245, Section 4;
 law/data/paper_law.json) and L_opt(N, D) is a Chinchilla law fitted on the Epoch AI data shipped in law/data.
-At a fixed N and D, L_opt only sets the absolute level of the losses; the ranking comes from the factor.
+At a fixed N and D, L_opt only sets the absolute level of the losses; the ranking comes from the factor, which is
+why the loss target defaults to a delta from the baseline's predicted loss (--loss-delta 0) rather than a level.
+GQA stays at the baseline's unless --gqa opens it (the law has no GQA term).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from harness.cli_args import positive_int, positive_int_list
 
-ROLES = ("baseline", "panda", "surefire")
+ROLES = ("baseline", "panda", "surefire", "surefire_gqa")
 FRONTIER_ROWS_SHOWN = 12
 
 
@@ -33,7 +35,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--input-len", type=positive_int, default=4096)
     p.add_argument("--output-len", type=positive_int, default=1024)
-    p.add_argument("--loss-target", type=float, default=None, help="default: the baseline's predicted loss")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--loss-delta", type=float, default=None,
+                        help="L_t = the baseline's predicted loss + this (default 0.0: no worse than the baseline); "
+                        "safer than an absolute level, which L_opt(N, D) sets")  # fmt: skip
+    target.add_argument("--loss-target", type=float, default=None, help="an absolute loss target L_t instead")
+    p.add_argument("--loss-tolerance", type=float, default=None,
+                   help="predicted losses within this of the minimum tie (default: 1 standard error from the law's "
+                   "covariance, else the extrapolation RMS error measured by `fit evaluate`)")  # fmt: skip
     p.add_argument("--law", type=Path, default=None, help="a law saved by `archscale fit conditional --out`")
     p.add_argument(
         "--train-tokens", type=float, default=None, help="D for L_opt(N, D); default 20 tokens per parameter"
@@ -41,8 +50,9 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--gqa",
         type=positive_int_list,
-        default=(1, 2, 4, 8, 16),
-        help="GQA groups (query heads per KV head) to consider, e.g. 1,2,4,8 (default 1,2,4,8,16)",
+        default=None,
+        help="also search these GQA groups (query heads per KV head), e.g. 1,2,4,8,16; default: keep the "
+        "baseline's (the law has no GQA term)",
     )
     p.add_argument("--min-kv-heads", type=positive_int, default=2)
     p.add_argument("--d-multiple", type=positive_int, default=64, help="d_model is a multiple of this (64 or 128)")
@@ -51,6 +61,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--save", type=Path, default=None, help="also write the JSON result (with metadata) here")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG of candidates and frontier here")
     p.add_argument("--emit-config", type=Path, default=None, metavar="DIR", help="write chosen config.json files")
+    p.add_argument("--place", type=str, default=None, metavar="CONFIG,...",
+                   help="presets or config.json paths to place in the ranking, tie band and frontier")  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -76,13 +88,13 @@ def result_rows(result, deployment) -> tuple[dict, dict]:
 
     candidates = result.candidates
     stem = result.baseline.name or "baseline"
-    archs = {
-        "baseline": result.baseline,
-        "panda": candidates.arch(result.panda_index, name=f"panda-{stem}"),
-        "surefire": candidates.arch(result.surefire_index, name=f"surefire-{stem}"),
-    }
+    indices = {"panda": result.panda_index, "surefire": result.surefire_index,
+               "surefire_gqa": result.surefire_gqa_index}  # fmt: skip
+    archs = {"baseline": result.baseline}
+    archs |= {role: candidates.arch(i, name=f"{role.replace('_', '-')}-{stem}") for role, i in indices.items()
+              if i is not None}  # fmt: skip
 
-    def row(arch, loss: float) -> dict:
+    def row(arch, index: int | None) -> dict:
         prediction = predict(
             arch,
             deployment.gpu,
@@ -91,18 +103,23 @@ def result_rows(result, deployment) -> tuple[dict, dict]:
             **deployment.workload,
         ).to_dict()
         prediction.pop("breakdown")
+        loss = result.baseline_loss if index is None else float(candidates.predicted_loss[index])
+        if index is None:
+            stderr = result.baseline_loss_stderr
+        else:
+            stderr = None if candidates.loss_stderr is None else float(candidates.loss_stderr[index])
         return {
             **arch_fields(arch),
             **prediction,
             "predicted_loss": loss,
+            "predicted_loss_stderr": stderr,
             "loss_delta_vs_baseline": loss - result.baseline_loss,
             "throughput_ratio_vs_baseline": prediction["output_tokens_per_s"] / result.baseline_tokens_per_s,
         }
 
-    indices = {"panda": result.panda_index, "surefire": result.surefire_index}
-    rows = {"baseline": row(result.baseline, result.baseline_loss)}
-    rows |= {role: row(archs[role], float(candidates.predicted_loss[i])) for role, i in indices.items()}
-    rows["frontier"] = [row(candidates.arch(i), float(candidates.predicted_loss[i])) for i in result.frontier_indices]
+    rows = {"baseline": row(result.baseline, None)}
+    rows |= {role: None if i is None else row(archs[role], i) for role, i in indices.items()}
+    rows["frontier"] = [row(candidates.arch(i), i) for i in result.frontier_indices]
     return rows, archs
 
 
@@ -131,16 +148,21 @@ def format_tables(payload: dict) -> str:
         f"Search around {payload['baseline']['name']} on {dep['gpu']} ({dep['engine']}), batch {dep['batch_size']}, "
         f"in {dep['input_len']} / out {dep['output_len']}",
         f"Law: {payload['law']}",
-        f"D = {payload['train_tokens']:.3g} training tokens; loss target L_t = {payload['loss_target']:.4f}",
+        f"D = {payload['train_tokens']:.3g} training tokens; loss target L_t = {payload['loss_target']:.4f} "
+        f"({target_rule_text(payload['loss_target_rule'])})",
+        f"Ties: {payload['n_ties']:,} candidates at GQA {payload['baseline_gqa']} within "
+        f"{payload['loss_tolerance']:.4f} of the lowest predicted loss {payload['min_loss']:.4f}; Panda is the tie "
+        "nearest (x*, r*)",
+        f"Tolerance {payload['loss_tolerance']:.4f}: {payload['loss_tolerance_source']}",
     ]
     if payload["x_opt"] is not None and payload["r_opt"] is not None:
         lines.append(
             f"Continuous optimum of the law: x* = d/sqrt(N) = {payload['x_opt']:.4f}, r* = {payload['r_opt']:.3f}"
         )
-    header = ("", "d", "layers", "heads", "kv", "d_ff", "r", "GQA", "N", "loss", "out tok/s", "x base")
+    header = ("", "d", "layers", "heads", "kv", "d_ff", "r", "GQA", "N", "loss", "± se", "out tok/s", "x base")
     body = [
         (
-            role,
+            role.replace("_", "-"),
             r["d_model"],
             r["n_layer"],
             r["n_head"],
@@ -150,10 +172,12 @@ def format_tables(payload: dict) -> str:
             r["gqa_group"],
             humanize_count(r["n_params_non_embedding"]),
             f"{r['predicted_loss']:.4f}",
+            "n/a" if r["predicted_loss_stderr"] is None else f"{r['predicted_loss_stderr']:.4f}",
             f"{r['output_tokens_per_s']:,.0f}",
             f"{r['throughput_ratio_vs_baseline']:.2f}",
         )
         for role, r in ((role, payload[role]) for role in ROLES)
+        if r is not None
     ]
     lines += ["", format_table(header, body), ""]
     frontier = payload["frontier"]
@@ -179,13 +203,51 @@ def format_tables(payload: dict) -> str:
         for r in shown
     ]
     lines += [format_table(header, body), ""]
+    if payload.get("placed"):
+        lines += [format_placed(payload["placed"], payload), ""]
     lines += [f"Note: {note}" for note in payload["notes"]]
     return "\n".join(lines)
 
 
+def target_rule_text(rule: dict) -> str:
+    if rule["rule"] == "absolute":
+        return "absolute, --loss-target"
+    return f"the baseline's predicted loss {rule['delta']:+.4f}, --loss-delta"
+
+
+def format_placed(placed: list[dict], payload: dict) -> str:
+    from harness.tables import format_table
+
+    def speed(value: float | None) -> str:
+        return "none" if value is None else f"{value / payload['baseline']['output_tokens_per_s']:.2f}"  # none: no fit
+
+    header = ("placed", "d", "heads/kv", "r", "GQA", "N/N_base", "loss", "rank (GQA held)", "tie", "<= L_t",
+              "x base", "frontier x base (held / all)")  # fmt: skip
+    body = [
+        (
+            r["name"],
+            r["d_model"],
+            f"{r['n_head']}/{r['n_kv_head']}",
+            f"{r['mlp_attn_ratio']:.2f}",
+            r["gqa_group"],
+            f"{r['n_params_ratio_vs_baseline']:.3f}",
+            f"{r['predicted_loss']:.4f}",
+            f"{r['loss_rank_held_gqa']:,} of {r['n_held_gqa']:,}",
+            "yes" if r["within_tolerance"] else "no",
+            "yes" if r["meets_loss_target"] else "no",
+            speed(r["output_tokens_per_s"]),
+            f"{speed(r['frontier_tokens_per_s_at_loss_held_gqa'])} / {speed(r['frontier_tokens_per_s_at_loss'])}",
+        )
+        for r in placed
+    ]
+    return "Placed architectures (frontier: the fastest candidate with a loss <= theirs):\n" + format_table(
+        header, body
+    )
+
+
 def run(args) -> int:
     from harness.metadata import run_metadata
-    from law.search import Deployment, SearchSpace, search
+    from law.search import Deployment, SearchSpace, search, searched_gqa_groups
     from perfmodel import get_gpu, resolve_arch
     from perfmodel.errors import ArchscaleInputError
 
@@ -200,12 +262,14 @@ def run(args) -> int:
     )
     if args.loss_target is not None and not args.loss_target > 0:
         raise ArchscaleInputError(f"--loss-target must be a positive loss, got {args.loss_target}")
+    if args.loss_tolerance is not None and not args.loss_tolerance >= 0:
+        raise ArchscaleInputError(f"--loss-tolerance must be >= 0, got {args.loss_tolerance}")
+    placed_archs = [resolve_arch(name) for name in args.place.split(",") if name] if args.place else []
     law, law_description = load_law(args.law)
-    space = SearchSpace(gqa_groups=tuple(args.gqa), min_kv_heads=args.min_kv_heads, d_multiple=args.d_multiple,
-                        budget_tolerance=args.budget_tolerance)  # fmt: skip
-    result = search(
-        baseline, law, deployment, loss_target=args.loss_target, train_tokens=args.train_tokens, space=space
-    )
+    space = SearchSpace(gqa_groups=None if args.gqa is None else tuple(args.gqa), min_kv_heads=args.min_kv_heads,
+                        d_multiple=args.d_multiple, budget_tolerance=args.budget_tolerance)  # fmt: skip
+    result = search(baseline, law, deployment, loss_target=args.loss_target, loss_delta=args.loss_delta,
+                    loss_tolerance=args.loss_tolerance, train_tokens=args.train_tokens, space=space)  # fmt: skip
 
     rows, archs = result_rows(result, deployment)
     payload = {
@@ -214,14 +278,25 @@ def run(args) -> int:
         "law": law_description,
         "train_tokens": result.train_tokens,
         "loss_target": result.loss_target,
+        "loss_target_rule": {"rule": result.loss_target_rule, "delta": result.loss_delta},
+        "loss_tolerance": result.loss_tolerance,
+        "loss_tolerance_source": result.loss_tolerance_source,
+        "min_loss": result.min_loss,
+        "n_ties": len(result.tie_indices),
+        "baseline_gqa": result.baseline_gqa,
+        "gqa_groups": list(searched_gqa_groups(baseline, space)),
         "x_opt": result.x_opt,
         "r_opt": result.r_opt,
         "n_candidates": len(result.candidates),
         "n_feasible": int(result.candidates.feasible.sum()),
         "notes": result.notes,
     }
+    if placed_archs:
+        from law.placement import place
+
+        payload["placed"] = place(result, law, deployment, placed_archs)
     if args.emit_config is not None:
-        written = write_configs(args.emit_config, {role: archs[role] for role in ("panda", "surefire")})
+        written = write_configs(args.emit_config, {role: arch for role, arch in archs.items() if role != "baseline"})
         payload["emitted_configs"] = [str(path) for path in written]
     if args.plot is not None:
         from harness.search_plot import plot_search

@@ -10,6 +10,10 @@ defined up to a scale shared by the two factors, so the fit fixes b0 = 1 (the pa
 same law with the scale moved; optima and predictions are unchanged). When r barely varies in the data, the r
 factor cannot be identified: the fit then holds it constant (b1 = b2 = 0), says so, and reports no r*.
 L_opt is a Chinchilla law (fitted on the same data by default), or given per point.
+
+Uncertainty: a fitted law carries the covariance of its coefficients (sigma^2 (J^T J)^-1 from the fit's Jacobian),
+and `predict_loss(..., return_stderr=True)` propagates it to a standard error per prediction (delta method,
+L_opt held fixed). The paper's coefficients come without a covariance: their standard error is None.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class ConditionalLaw:
     b2: float
     lopt: ChinchillaLaw | None = None
     source: str = ""
+    covariance: tuple[tuple[float, ...], ...] | None = None  # [6, 6] over COEFFICIENTS; 0 rows for fixed ones
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
@@ -57,14 +62,37 @@ class ConditionalLaw:
             return self.x_factor(x) * self.r_factor(r)
         return self.x_factor(x) + self.r_factor(r)
 
-    def predict_loss(self, N, D, d, r, lopt_values=None):
-        """Loss for arrays of N (non-embedding), D, d and r; `lopt_values` overrides the law's L_opt(N, D)."""
+    def predict_loss(self, N, D, d, r, lopt_values=None, *, return_stderr: bool = False):
+        """Loss for arrays of N (non-embedding), D, d and r; `lopt_values` overrides the law's L_opt(N, D).
+
+        With `return_stderr`, returns (loss, standard error of the loss by the delta method over the coefficients'
+        covariance, L_opt held fixed); the standard error is None when the law has no covariance."""
         if lopt_values is None:
             if self.lopt is None:
                 raise ArchscaleInputError("this law has no L_opt(N, D); give L_opt values or a Chinchilla law")
             lopt_values = self.lopt.predict(N, D)
-        factor = self.architecture_factor(np.asarray(d, dtype=np.float64) / np.sqrt(N), r)
-        return factor * lopt_values if self.form == "multiplicative" else factor + lopt_values
+        x = np.asarray(d, dtype=np.float64) / np.sqrt(N)
+        factor = self.architecture_factor(x, r)
+        loss = factor * lopt_values if self.form == "multiplicative" else factor + lopt_values
+        if not return_stderr:
+            return loss
+        if self.covariance is None:
+            return loss, None
+        gradient = self.coefficient_gradient(x, r, lopt_values)  # [..., 6]
+        variance = np.einsum("...i,ij,...j->...", gradient, np.asarray(self.covariance), gradient)
+        return loss, np.sqrt(np.clip(variance, 0.0, None))
+
+    def coefficient_gradient(self, x, r, lopt_values):
+        """d loss / d (a0, a1, a2, b0, b1, b2) at x = d/sqrt(N) and r: [..., 6]."""
+        x, r, lopt_values = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (x, r, lopt_values)))
+        x_terms = np.stack([np.ones_like(x), np.log(x), 1.0 / x], axis=-1)  # d X / d (a0, a1, a2)
+        r_terms = np.stack([np.ones_like(r), np.log(r), 1.0 / r], axis=-1)  # d R / d (b0, b1, b2)
+        if self.form == "multiplicative":
+            x_part = x_terms * (self.r_factor(r) * lopt_values)[..., None]
+            r_part = r_terms * (self.x_factor(x) * lopt_values)[..., None]
+        else:
+            x_part, r_part = x_terms, r_terms * np.array([0.0, 1.0, 1.0])  # b0 is not a term of the additive form
+        return np.concatenate([x_part, r_part], axis=-1)
 
     @property
     def x_is_u_shaped(self) -> bool:
@@ -87,6 +115,7 @@ class ConditionalLaw:
         out = {name: float(getattr(self, name)) for name in COEFFICIENTS}
         out.update(form=self.form, source=self.source, x_opt=self.x_opt, r_opt=self.r_opt)
         out["lopt"] = None if self.lopt is None else self.lopt.to_dict()
+        out["covariance"] = None if self.covariance is None else [list(row) for row in self.covariance]
         return out
 
     def save(self, path: str | Path) -> None:
@@ -97,17 +126,25 @@ class ConditionalLaw:
         path = Path(path)
         try:
             raw = json.loads(path.read_text())
-            lopt = raw.get("lopt")
+            lopt, covariance = raw.get("lopt"), raw.get("covariance")
             return cls(
                 form=raw["form"],
                 **{name: float(raw[name]) for name in COEFFICIENTS},
                 lopt=None if lopt is None else ChinchillaLaw(**{k: float(v) for k, v in lopt.items()}),
                 source=str(raw.get("source", path)),
+                covariance=None if covariance is None else as_covariance(np.asarray(covariance, dtype=np.float64)),
             )
         except FileNotFoundError:
             raise ArchscaleInputError(f"{path}: no such law file") from None
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ArchscaleInputError(f"{path}: not a law saved by `archscale fit conditional` ({exc!r})") from None
+
+
+def as_covariance(matrix: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    """A [6, 6] covariance over COEFFICIENTS as nested tuples (the law is frozen and hashable)."""
+    if matrix.shape != (len(COEFFICIENTS), len(COEFFICIENTS)) or not np.all(np.isfinite(matrix)):
+        raise ValueError(f"covariance must be a finite {len(COEFFICIENTS)}x{len(COEFFICIENTS)} matrix")
+    return tuple(tuple(map(float, row)) for row in matrix)
 
 
 def paper_law(fit: str = "fit_80M_145M_297M", lopt: ChinchillaLaw | None = None) -> ConditionalLaw:
@@ -134,7 +171,7 @@ class ConditionalFit:
         out = {name: law[name] for name in COEFFICIENTS}
         out.update(form=self.law.form, mse=self.mse, n_points=self.n_points, x_opt=self.law.x_opt,
                    r_opt=self.law.r_opt, stderr=self.stderr, fixed=list(self.fixed),
-                   r_identifiable=self.r_identifiable, notes=self.notes)  # fmt: skip
+                   r_identifiable=self.r_identifiable, notes=self.notes, covariance=law["covariance"])  # fmt: skip
         return out
 
     def report(self) -> str:
@@ -179,9 +216,9 @@ def fit_conditional(
     if N.size <= len(free):
         raise ArchscaleInputError(f"the conditional law needs more than {len(free)} points, got {N.size}")
 
-    def make_law(values) -> ConditionalLaw:
+    def make_law(values, covariance=None) -> ConditionalLaw:
         return ConditionalLaw(form=form, **fixed, **dict(zip(free, map(float, values), strict=True)), lopt=lopt_law,
-                              source="fit")  # fmt: skip
+                              source="fit", covariance=covariance)  # fmt: skip
 
     def residuals(values):
         return make_law(values).predict_loss(N, D, d, r, lopt_values=lopt_values) - loss
@@ -191,13 +228,18 @@ def fit_conditional(
     dof = max(N.size - len(free), 1)
     sigma2 = float(result.fun @ result.fun) / dof
     jtj = result.jac.T @ result.jac
+    full_covariance = None
     try:
         covariance = np.linalg.inv(jtj) * sigma2
         errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+        index = [COEFFICIENTS.index(name) for name in free]
+        full = np.zeros((len(COEFFICIENTS), len(COEFFICIENTS)))
+        full[np.ix_(index, index)] = covariance
+        full_covariance = as_covariance(full) if np.all(np.isfinite(full)) else None
     except np.linalg.LinAlgError:
         errors = np.full(len(free), np.inf)
     stderr = {name: 0.0 for name in fixed} | dict(zip(free, map(float, errors), strict=True))
-    law = make_law(result.x)
+    law = make_law(result.x, full_covariance)
     for name, is_u, opt in (("x", law.x_is_u_shaped, "x*"), ("r", law.r_is_u_shaped, "r*")):
         if not is_u and (name == "x" or r_identifiable):
             notes.append(f"the fitted {name} factor is monotone (not U-shaped): no {opt} inside the data range")

@@ -9,12 +9,20 @@ head size and vocabulary, every *realizable* architecture P = (d_model, n_kv_hea
   than `budget_tolerance`, or whose r = MLP/attention params leaves `mlp_attn_ratio_range`, are dropped.
 
 Enumerating integers directly (instead of rounding a continuous (x, r) grid) means every candidate is a real
-config.json and none is listed twice. Each candidate gets a predicted loss from a `ConditionalLaw` and a
-predicted throughput from `perfmodel.estimate`, both vectorized over all candidates at once.
+config.json and none is listed twice. Each candidate gets a predicted loss (and its standard error when the law
+carries a covariance) from a `ConditionalLaw` and a predicted throughput from `perfmodel.estimate`, both vectorized
+over all candidates at once.
 
-Panda = the lowest predicted loss (ties, which the law's lack of a GQA term makes common, go to the faster one);
-Surefire = the highest predicted throughput with loss <= L_t (L_t defaults to the baseline's predicted loss).
-The law has no GQA term: GQA's effect on loss is not modelled (the paper tunes GQA by training variants).
+GQA: the law was fitted at a fixed GQA and has no GQA term, so by default every candidate keeps the baseline's GQA
+group; `SearchSpace.gqa_groups` opens others, and then a second Surefire is searched over them (its loss effect is
+not modelled and must be checked by training). At a d where the baseline's group leaves no realizable candidate,
+that d is skipped and a note says so.
+Loss target L_t: the baseline's predicted loss plus a delta (default 0: no worse than the baseline), or an absolute
+level. The delta is the safer rule: at a fixed N and D, L_opt sets only the absolute level of every prediction.
+Ties: predicted losses within the tolerance (the law's uncertainty) of the minimum are ties. Panda = among those
+ties at the baseline's GQA, the candidate nearest the law's continuous optimum (x*, r*) in (ln x, ln r), as the
+paper rounds its optimum to a realizable architecture; with a tolerance of 0 it is the strict minimum.
+Surefire = the highest predicted throughput with loss <= L_t, at the baseline's GQA (and, GQA opened, over all).
 """
 
 from __future__ import annotations
@@ -32,6 +40,16 @@ from perfmodel.errors import ArchscaleInputError
 # term cancels when candidates are ranked against the baseline.
 CHINCHILLA_TOKENS_PER_PARAM = 20.0
 
+# Default tie tolerance for a law without a covariance (the paper's coefficients, arXiv 2510.18245, come without
+# one): the RMS error of the multiplicative law's progressive extrapolation on the shared morph_dataset.csv
+# (open-lm-morph, 76 models), pooled over the held-out points of the last 3 steps (sizes 313M, 339M and 1B), as
+# `archscale fit evaluate` prints it (law.evaluate.extrapolation_rmse; a test recomputes it).
+DEFAULT_LOSS_TOLERANCE = 0.0269
+DEFAULT_TOLERANCE_SOURCE = (
+    "RMS error of progressive extrapolation on morph_dataset.csv (`archscale fit evaluate`, multiplicative, "
+    "held-out points of the last 3 steps: 313M, 339M, 1B); the law has no covariance"
+)
+
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -39,7 +57,7 @@ class SearchSpace:
 
     hidden_size_factor_range: tuple[float, float] = (0.02, 0.2)
     mlp_attn_ratio_range: tuple[float, float] = (0.25, 8.0)
-    gqa_groups: tuple[int, ...] = (1, 2, 4, 8, 16)
+    gqa_groups: tuple[int, ...] | None = None  # None: the baseline's group only; else these plus the baseline's
     min_kv_heads: int = 2
     d_multiple: int = 64
     d_ff_multiple: int = 64
@@ -50,7 +68,7 @@ class SearchSpace:
         r_lo, r_hi = self.mlp_attn_ratio_range
         if not (0 < x_lo < x_hi) or not (0 < r_lo < r_hi):
             raise ArchscaleInputError("search ranges must be positive and increasing (lo < hi)")
-        if not self.gqa_groups or any(int(g) != g or g < 1 for g in self.gqa_groups):
+        if self.gqa_groups is not None and (not self.gqa_groups or any(int(g) != g or g < 1 for g in self.gqa_groups)):
             raise ArchscaleInputError(f"GQA groups must be positive integers, got {self.gqa_groups}")
         if self.min_kv_heads < 1 or self.d_multiple < 1 or self.d_ff_multiple < 1:
             raise ArchscaleInputError("min_kv_heads, d_multiple and d_ff_multiple must be >= 1")
@@ -84,6 +102,7 @@ class Candidates:
     mlp_attn_ratio: np.ndarray  # [C]
     hidden_size_factor: np.ndarray  # [C]
     predicted_loss: np.ndarray  # [C]
+    loss_stderr: np.ndarray | None  # [C]; None when the law has no covariance
     output_tokens_per_s: np.ndarray  # [C]; NaN where the deployment does not fit
     feasible: np.ndarray  # [C] bool
 
@@ -93,32 +112,61 @@ class Candidates:
     def arch(self, index: int, name: str = "") -> Arch:
         return self.archs.arch(int(index), name=name)
 
+    @property
+    def gqa_group(self) -> np.ndarray:
+        return self.archs.n_head // self.archs.n_kv_head
+
 
 @dataclass
 class SearchResult:
     baseline: Arch
     baseline_loss: float
+    baseline_loss_stderr: float | None
     baseline_tokens_per_s: float
     loss_target: float
+    loss_target_rule: str  # "delta" (baseline's predicted loss + loss_delta) or "absolute"
+    loss_delta: float | None
+    loss_tolerance: float
+    loss_tolerance_source: str
     train_tokens: float
     candidates: Candidates
     panda_index: int
-    surefire_index: int
+    surefire_index: int  # at the baseline's GQA
+    surefire_gqa_index: int | None  # over every GQA group searched; None when GQA is held
+    tie_indices: np.ndarray  # [T] candidates at the baseline's GQA within the tolerance of the minimum loss
     frontier_indices: np.ndarray  # [F], sorted by increasing loss
     x_opt: float | None
     r_opt: float | None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def baseline_gqa(self) -> int:
+        return self.baseline.gqa_group
+
+    @property
+    def min_loss(self) -> float:
+        return float(np.min(self.candidates.predicted_loss[self.tie_indices]))
+
+
+def searched_gqa_groups(baseline: Arch, space: SearchSpace) -> tuple[int, ...]:
+    """The GQA groups enumerated: the baseline's, plus those `space` opens."""
+    return tuple(sorted({baseline.gqa_group, *(int(g) for g in space.gqa_groups or ())}))
+
+
+def d_model_grid(baseline: Arch, space: SearchSpace) -> np.ndarray:
+    """Every d_model multiple of `space.d_multiple` with d/sqrt(N) in the hidden-size range."""
+    sqrt_budget = np.sqrt(baseline.n_params_non_embedding)
+    x_lo, x_hi = space.hidden_size_factor_range
+    m = space.d_multiple
+    d_model = np.arange(int(np.ceil(x_lo * sqrt_budget / m)) * m, int(x_hi * sqrt_budget) + 1, m)
+    return d_model[d_model > 0]
+
 
 def enumerate_candidates(baseline: Arch, space: SearchSpace = SearchSpace()) -> ArchBatch:
     """Every realizable architecture at the baseline's budget, layer count, head size and vocabulary."""
     budget = baseline.n_params_non_embedding
-    sqrt_budget = np.sqrt(budget)
-    x_lo, x_hi = space.hidden_size_factor_range
     r_lo, r_hi = space.mlp_attn_ratio_range
-    m = space.d_multiple
-    d_model = np.arange(int(np.ceil(x_lo * sqrt_budget / m)) * m, int(x_hi * sqrt_budget) + 1, m)
-    d_model = d_model[d_model > 0]
+    d_model = d_model_grid(baseline, space)
     if d_model.size == 0:
         raise ArchscaleInputError("no d_model multiple fits the hidden-size range at this budget")
 
@@ -128,7 +176,7 @@ def enumerate_candidates(baseline: Arch, space: SearchSpace = SearchSpace()) -> 
     matmul_budget_per_layer = (budget - d_model) / n_layer - norm_per_layer  # [Dm]
 
     fields = []
-    for group in sorted(set(int(g) for g in space.gqa_groups)):
+    for group in searched_gqa_groups(baseline, space):
         # attention params per layer = 2 * d * d_head * (n_head + n_kv_head) = 2 d d_head n_kv (g + 1)
         attn_per_kv_head = 2 * d_model * d_head * (group + 1)  # [Dm]
         max_kv = int(np.max(matmul_budget_per_layer / ((1 + r_lo * (1 - space.budget_tolerance)) * attn_per_kv_head)))
@@ -168,7 +216,7 @@ def evaluate_candidates(
     """Predicted loss and throughput for every candidate, vectorized."""
     n_params = archs.n_params_non_embedding.astype(np.float64)
     ratio = archs.mlp_attn_ratio
-    loss = law.predict_loss(n_params, train_tokens, archs.d_model.astype(np.float64), ratio)
+    loss, stderr = law.predict_loss(n_params, train_tokens, archs.d_model.astype(np.float64), ratio, return_stderr=True)
     calibration = get_calibration(deployment.gpu, deployment.engine, deployment.calibration_file)
     result = estimate(archs, deployment.gpu, calibration=calibration, **deployment.workload)
     feasible = np.asarray(result.feasible, dtype=bool)
@@ -179,6 +227,7 @@ def evaluate_candidates(
         mlp_attn_ratio=ratio,
         hidden_size_factor=archs.d_model / np.sqrt(n_params),
         predicted_loss=np.asarray(loss, dtype=np.float64),
+        loss_stderr=None if stderr is None else np.asarray(stderr, dtype=np.float64),
         output_tokens_per_s=tokens_per_s,
         feasible=feasible,
     )
@@ -201,10 +250,20 @@ def search(
     deployment: Deployment,
     *,
     loss_target: float | None = None,
+    loss_delta: float | None = None,
+    loss_tolerance: float | None = None,
     train_tokens: float | None = None,
     space: SearchSpace = SearchSpace(),
 ) -> SearchResult:
-    """Panda, Surefire and the loss/throughput frontier around `baseline` for `deployment`."""
+    """Panda, Surefire (held and, GQA opened, searched) and the loss/throughput frontier around `baseline`.
+
+    L_t = `loss_target` (absolute) or the baseline's predicted loss + `loss_delta` (default 0). `loss_tolerance`
+    (default: one standard error of the lowest predicted loss when the law has a covariance, else
+    DEFAULT_LOSS_TOLERANCE) decides which losses tie with the minimum."""
+    if loss_target is not None and loss_delta is not None:
+        raise ArchscaleInputError("give a loss target (absolute) or a loss delta (vs the baseline), not both")
+    if loss_tolerance is not None and not loss_tolerance >= 0:
+        raise ArchscaleInputError(f"the loss tolerance must be >= 0, got {loss_tolerance}")
     budget = baseline.n_params_non_embedding
     if train_tokens is None:
         train_tokens = CHINCHILLA_TOKENS_PER_PARAM * budget
@@ -213,8 +272,10 @@ def search(
     # The baseline goes through the very same vectorized path as the candidates.
     base = evaluate_candidates(ArchBatch.from_archs([baseline]), law, deployment, train_tokens)
     baseline_loss = float(base.predicted_loss[0])
+    rule = "absolute" if loss_target is not None else "delta"
     if loss_target is None:
-        loss_target = baseline_loss
+        loss_delta = 0.0 if loss_delta is None else float(loss_delta)
+        loss_target = baseline_loss + loss_delta
 
     candidates = evaluate_candidates(enumerate_candidates(baseline, space), law, deployment, train_tokens)
     loss, tokens_per_s = candidates.predicted_loss, candidates.output_tokens_per_s
@@ -223,32 +284,113 @@ def search(
             f"no candidate fits on {deployment.gpu.name} at batch {deployment.batch_size} "
             f"(in {deployment.input_len}, out {deployment.output_len})"
         )
-    feasible = np.flatnonzero(candidates.feasible)
-    panda = feasible[np.lexsort((-tokens_per_s[feasible], loss[feasible]))[0]]
-    meets_target = feasible[loss[feasible] <= loss_target]
-    if meets_target.size == 0:
+    group = baseline.gqa_group
+    if not np.any(candidates.gqa_group == group):
         raise ArchscaleInputError(
-            f"no candidate reaches predicted loss <= {loss_target:.4f}; the best predicted is "
-            f"{loss[panda]:.4f} (Panda). Raise --loss-target or widen the search space"
+            f"the baseline's GQA {group} leaves no realizable candidate at this budget (>= {space.min_kv_heads} KV "
+            "heads, r and N in range); lower --min-kv-heads or widen the search space"
         )
-    surefire = meets_target[np.lexsort((loss[meets_target], -tokens_per_s[meets_target]))[0]]
-
-    notes = [
-        "GQA's effect on loss is not modelled by the law (no GQA term); GQA is chosen for throughput only.",
-        f"{len(candidates)} realizable candidates within ±{space.budget_tolerance:.0%} of N = {budget:.4g}.",
-    ]
-    notes.append(f"Every candidate keeps n_layer = {baseline.n_layer}, d_head = {baseline.d_head}, vocab.")
+    held = candidates.feasible & (candidates.gqa_group == group)
+    if not np.any(held):
+        raise ArchscaleInputError(
+            f"no candidate at the baseline's GQA {group} fits on {deployment.gpu.name} at batch "
+            f"{deployment.batch_size} (in {deployment.input_len}, out {deployment.output_len})"
+        )
+    min_loss = float(np.min(loss[held]))
+    if loss_tolerance is None:
+        loss_tolerance, tolerance_source = default_tolerance(candidates, held)
+    else:
+        tolerance_source = "--loss-tolerance (given)"
+    ties = np.flatnonzero(held & (loss <= min_loss + loss_tolerance))
+    distance = optimum_distance(candidates, law)
+    panda = ties[np.lexsort((-tokens_per_s[ties], loss[ties], distance[ties]))[0]]
+    surefire = fastest_meeting(candidates, held, loss_target)
+    if surefire is None:
+        raise ArchscaleInputError(
+            f"no candidate at the baseline's GQA {group} reaches predicted loss <= {loss_target:.4f}; the best "
+            f"predicted is {min_loss:.4f}. Raise --loss-delta or --loss-target, or widen the search space"
+        )
+    opened = len(searched_gqa_groups(baseline, space)) > 1
+    surefire_gqa = fastest_meeting(candidates, candidates.feasible, loss_target) if opened else None
     return SearchResult(
         baseline=baseline,
         baseline_loss=baseline_loss,
+        baseline_loss_stderr=None if base.loss_stderr is None else float(base.loss_stderr[0]),
         baseline_tokens_per_s=float(base.output_tokens_per_s[0]),
         loss_target=float(loss_target),
+        loss_target_rule=rule,
+        loss_delta=loss_delta,
+        loss_tolerance=float(loss_tolerance),
+        loss_tolerance_source=tolerance_source,
         train_tokens=float(train_tokens),
         candidates=candidates,
         panda_index=int(panda),
         surefire_index=int(surefire),
+        surefire_gqa_index=None if surefire_gqa is None else int(surefire_gqa),
+        tie_indices=ties,
         frontier_indices=pareto_front(loss, tokens_per_s),
         x_opt=law.x_opt,
         r_opt=law.r_opt,
-        notes=notes,
+        notes=search_notes(baseline, space, candidates, law, opened),
     )
+
+
+def default_tolerance(candidates: Candidates, held: np.ndarray) -> tuple[float, str]:
+    """One standard error of the lowest predicted loss (law with a covariance), else DEFAULT_LOSS_TOLERANCE."""
+    if candidates.loss_stderr is None:
+        return DEFAULT_LOSS_TOLERANCE, DEFAULT_TOLERANCE_SOURCE
+    best = np.flatnonzero(held)[np.argmin(candidates.predicted_loss[held])]
+    source = "1 standard error of the lowest predicted loss (delta method over the law's fit covariance)"
+    return float(candidates.loss_stderr[best]), source
+
+
+def optimum_distance(candidates: Candidates, law: ConditionalLaw) -> np.ndarray:
+    """Distance in (ln x, ln r) to the law's continuous optimum (x*, r*); an axis without an optimum counts 0."""
+    squared = np.zeros(len(candidates))
+    for value, optimum in ((candidates.hidden_size_factor, law.x_opt), (candidates.mlp_attn_ratio, law.r_opt)):
+        if optimum is not None:
+            squared += np.log(value / optimum) ** 2
+    return np.sqrt(squared)
+
+
+def fastest_meeting(candidates: Candidates, allowed: np.ndarray, loss_target: float) -> int | None:
+    """The fastest allowed candidate with predicted loss <= loss_target (ties: lower loss); None if none."""
+    meets = np.flatnonzero(allowed & (candidates.predicted_loss <= loss_target))
+    if meets.size == 0:
+        return None
+    loss, tokens_per_s = candidates.predicted_loss[meets], candidates.output_tokens_per_s[meets]
+    return int(meets[np.lexsort((loss, -tokens_per_s))[0]])
+
+
+def search_notes(baseline: Arch, space: SearchSpace, candidates: Candidates, law: ConditionalLaw,
+                 opened: bool) -> list[str]:  # fmt: skip
+    group = baseline.gqa_group
+    if opened:
+        groups = ",".join(map(str, searched_gqa_groups(baseline, space)))
+        notes = [
+            f"GQA opened ({groups}): the law has no GQA term, so the loss effect of changing GQA is NOT modelled and "
+            "must be checked by training; surefire-gqa is chosen for throughput only. Panda and surefire keep "
+            f"the baseline's GQA {group}."
+        ]
+    else:
+        notes = [
+            f"Every candidate keeps the baseline's GQA {group} (the law was fitted at a fixed GQA and has no GQA "
+            "term); --gqa 1,2,4,8,16 opens it."
+        ]
+    grid = d_model_grid(baseline, space)
+    lost = np.setdiff1d(grid, candidates.archs.d_model[candidates.gqa_group == group])
+    if lost.size:
+        notes.append(
+            f"GQA {group} cannot be kept at {lost.size} of {grid.size} d_model values ({lost.min()}..{lost.max()}): "
+            f"no count of >= {space.min_kv_heads} KV heads leaves an MLP with r in "
+            f"{space.mlp_attn_ratio_range[0]:g}..{space.mlp_attn_ratio_range[1]:g} within the budget; they are not "
+            "searched at that GQA."
+        )
+    if law.x_opt is None and law.r_opt is None:
+        notes.append("The law has no interior optimum (x*, r*): Panda is the lowest predicted loss among the ties.")
+    notes.append(
+        f"{len(candidates)} realizable candidates within ±{space.budget_tolerance:.0%} of "
+        f"N = {baseline.n_params_non_embedding:.4g}; every one keeps n_layer = {baseline.n_layer}, "
+        f"d_head = {baseline.d_head}, vocab."
+    )
+    return notes
