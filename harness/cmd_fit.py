@@ -82,10 +82,10 @@ def run_evaluate(args) -> int:
         "Spearman all: over every point of the held-out size (mostly the order of the token budgets). "
         "Per (N, D): mean over the token budgets with >= 3 architectures (the order of architectures, what the "
         "paper's Spearman compares).\n"
-        f"RMS error over the held-out points of the last {min(TOLERANCE_STEPS, len(steps))} steps: {rmse:.4f} "
-        "(on the shared morph_dataset.csv with the multiplicative form, this is `archscale search`'s default "
-        "--loss-tolerance for a law without a covariance)"
-    )
+        f"RMS error over the held-out points of the last {min(TOLERANCE_STEPS, len(steps))} steps: {rmse:.4f}"
+        + (" (with the multiplicative form on the shared morph_dataset.csv this is `archscale search`'s default "
+           "--loss-tolerance for a law without a covariance)" if args.form == "multiplicative" else "")
+    )  # fmt: skip
     payload = {"steps": [s.to_dict() for s in steps], "rmse_last_steps": rmse,
                "rmse_last_steps_count": min(TOLERANCE_STEPS, len(steps))}  # fmt: skip
     return emit(payload, text, args.json)
