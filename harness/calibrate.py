@@ -5,7 +5,9 @@ overheads positive) on the log-ratios of predicted to measured TTFT and TPOT of 
 the compute terms (prefill is mostly compute-bound) and the memory terms (decode mostly memory-bound) separate.
 
 The factors: compute and memory efficiency, the GEMM rows at half compute efficiency (small-M GEMMs, i.e. decode
-at small batch, fall short of the peak), per-launch and per-step overhead. A factor is fitted only where the
+at small batch, fall short of the peak), the memory efficiency of GEMV kernels (M of at most `gemv_max_tokens`
+rows: a count, so each of GEMV_THRESHOLDS is tried and a larger one kept only if it fits significantly better), per-launch and
+per-step overhead. A factor is fitted only where the
 points identify it: after each fit the Jacobian (d log ratio / d log factor) is
 checked, and when it is nearly rank deficient (a factor the points barely move, or two factors that move them the
 same way — e.g. per-launch and per-step overhead when every config has the same layer count) leave a factor's
@@ -27,19 +29,25 @@ from perfmodel.calibration import Calibration
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import Hardware
 
-FACTORS = ("compute_efficiency", "memory_efficiency", "gemm_half_efficiency_tokens", "kernel_launch_overhead_s",
-           "step_overhead_s")  # fmt: skip
+FACTORS = ("compute_efficiency", "memory_efficiency", "gemm_half_efficiency_tokens", "gemv_memory_efficiency",
+           "kernel_launch_overhead_s", "step_overhead_s")  # fmt: skip
 BOUNDS = {
     "compute_efficiency": (1e-3, 1.0),
     "memory_efficiency": (1e-3, 1.0),
+    "gemv_memory_efficiency": (1e-3, 1.0),
     "gemm_half_efficiency_tokens": (1e-3, 1e4),
     "kernel_launch_overhead_s": (1e-9, 1e-2),
     "step_overhead_s": (1e-9, 1.0),
 }
 # A prior of 0 (the factor off) has no gradient in log space: start such a factor here instead.
 NEUTRAL_START = {"gemm_half_efficiency_tokens": 1.0}
-HOLD_FIRST = ("kernel_launch_overhead_s", "step_overhead_s", "gemm_half_efficiency_tokens", "memory_efficiency",
-              "compute_efficiency")  # fmt: skip
+HOLD_FIRST = ("kernel_launch_overhead_s", "step_overhead_s", "gemv_memory_efficiency", "gemm_half_efficiency_tokens",
+              "memory_efficiency", "compute_efficiency")  # fmt: skip
+# GEMV regime (perfmodel.calibration): GEMMs of at most this many rows run as GEMV. A count is not a least-squares
+# variable: each is tried in turn, and a larger one replaces the current choice only if it lowers the residual sum
+# of squares by more than GEMV_F_LIMIT times the noise variance (an F-test with one extra parameter, far past 5%).
+GEMV_THRESHOLDS = (0, 1, 2, 4)
+GEMV_F_LIMIT = 10.0
 START_MARGIN = 0.05  # in log space
 MAX_STD_LOG = 0.7  # a factor known only to within a factor of 2 (std of its log) is not identified: held at its prior
 NOISE_FLOOR = 1e-3  # identification is judged as if the measurements had at least 0.1% noise
@@ -117,6 +125,7 @@ class CalibrationFit:
             **split,
             "fitted": [f.name for f in self.factors if f.std_error is not None],
             "fit_rms_log_error": self.rms_log_error_fit,
+            "gemv_max_tokens_tried": list(GEMV_THRESHOLDS),
             "std_errors": {f.name: f.std_error for f in self.factors if f.std_error is not None},
             "sweep_sha256": dict(self.sha256),
             "metadata": {k: v for k, v in metadata.items() if v is not None},
@@ -144,8 +153,8 @@ def _least_squares(rows, hardware, prior: Calibration, free: list[str]):
     # Start at the prior, pulled 5% inside the bounds: trf started on a bound can stall there.
     start = [getattr(prior, f) or NEUTRAL_START.get(f, BOUNDS[f][0]) for f in free]
     start = np.clip(np.log(start), lower + START_MARGIN, upper - START_MARGIN)
-    return least_squares(residuals, start, bounds=(lower, upper), method="trf", x_scale=1.0, ftol=1e-12, xtol=1e-12,
-                         gtol=1e-12, max_nfev=2000)  # fmt: skip
+    return least_squares(residuals, start, bounds=(lower, upper), method="trf", x_scale=1.0, ftol=1e-10, xtol=1e-10,
+                         gtol=1e-10, max_nfev=200)  # fmt: skip
 
 
 def _std_log(result, n_free: int) -> np.ndarray:
@@ -171,6 +180,20 @@ def _unidentified(std_log: np.ndarray, free: list[str]) -> str | None:
     return min(tied, key=HOLD_FIRST.index)
 
 
+def _fit_identified(rows, hardware, prior: Calibration):
+    """Least squares over FACTORS, holding the loosest factor at its prior until every fitted one is identified."""
+    free = list(FACTORS)
+    while True:
+        result = _least_squares(rows, hardware, prior, free)
+        std_log = _std_log(result, len(free))
+        norms = np.linalg.norm(result.jac, axis=0)
+        blind = [f for f, n in zip(free, norms, strict=True) if not n > 1e-9 * max(norms.max(), 1e-300)]
+        loose = blind[0] if blind else _unidentified(std_log, free)  # a factor no point moves goes first
+        if loose is None or len(free) == 1:
+            return result, free, std_log
+        free.remove(loose)
+
+
 def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Split) -> CalibrationFit:
     """Fit FACTORS on the training points of `data` (one machine, one engine) for `hardware`."""
     rows = [row for row in data.rows if split.is_train(row)]
@@ -183,16 +206,17 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
                             f"{hardware.name} (does not fit in memory)")  # fmt: skip
     if not rows:
         raise ArchscaleInputError("no training point left to fit (check the split and the hardware entry)")
-    free = list(FACTORS)
-    while True:
-        result = _least_squares(rows, hardware, prior, free)
-        std_log = _std_log(result, len(free))
-        loose = _unidentified(std_log, free)
-        if loose is None or len(free) == 1:
-            break
-        free.remove(loose)
+    best, tried = None, {}
+    for threshold in GEMV_THRESHOLDS:
+        start = replace(prior, gemv_max_tokens=float(threshold))
+        result, free, std_log = _fit_identified(rows, hardware, start)
+        tried[threshold] = float(2 * result.cost)
+        noise_variance = 2 * result.cost / max(len(result.fun) - len(free), 1)
+        if best is None or 2 * (best[0].cost - result.cost) > GEMV_F_LIMIT * noise_variance:
+            best = (result, free, std_log, start)
+    result, free, std_log, start = best
     values = dict(zip(free, np.exp(result.x), strict=True))
-    fitted = replace(prior, **values, calibrated=True)
+    fitted = replace(start, **values, calibrated=True)
     factors = []
     for name in FACTORS:
         prior_value = getattr(prior, name)
@@ -203,6 +227,10 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
         at_bound = any(np.isclose(np.log(value), np.log(b), atol=1e-6) for b in BOUNDS[name])
         std = float(value * std_log[i]) if np.isfinite(std_log[i]) else None
         factors.append(FactorFit(name, prior_value, float(value), std, "at bound" if at_bound else "fitted"))
+    chosen = int(fitted.gemv_max_tokens)
+    factors.append(FactorFit("gemv_max_tokens", prior.gemv_max_tokens, float(chosen), None,
+                             f"chosen from {', '.join(map(str, GEMV_THRESHOLDS))} (residual "
+                             + ", ".join(f"{t}: {ssr:.3g}" for t, ssr in tried.items()) + ")"))  # fmt: skip
     before, labels = _phase_ratios(rows, hardware, prior)
     after, _ = _phase_ratios(rows, hardware, fitted)
     residuals = [

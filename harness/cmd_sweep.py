@@ -38,6 +38,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--calibration", metavar="FILE.toml", default=None,
                    help="predict with the factors `archscale calibrate` fitted (default: the priors)")  # fmt: skip
     p.add_argument("--block-size", type=positive_int, default=16, help="KV-cache page size in tokens")
+    p.add_argument("--max-prefill-tokens", type=positive_int, default=8192,
+                   help="prompt tokens per prefill forward (whole sequences), default 8192")  # fmt: skip
     p.add_argument("--no-cuda-graph", action="store_true", help="run the decode step eagerly on CUDA")
     p.add_argument("--seed", type=int, default=0, help="weights and prompts seed")
     p.add_argument("--dry-run", action="store_true", help="list the points (and predictions) without measuring")
@@ -91,6 +93,7 @@ def engine_options(args, device: str, hardware):
         attention=args.attention or ("triton" if device == "cuda" else "torch"),
         cuda_graph=not args.no_cuda_graph,
         block_size=args.block_size,
+        max_prefill_tokens=args.max_prefill_tokens,
         repeats=args.repeats,
         seed=args.seed,
         **policy,

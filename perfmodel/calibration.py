@@ -24,7 +24,8 @@ DATA_DIR = Path(__file__).with_name("data")
 ENGINES = ("torch", "vllm", "sglang")
 # What `archscale calibrate` records next to the factors (kept in the file, not needed to predict).
 FIT_RECORD_KEYS = {"n_points", "train_configs", "holdout_configs", "train_batch_sizes", "holdout_batch_sizes",
-                   "fitted", "std_errors", "sweep_sha256", "metadata", "fit_rms_log_error"}  # fmt: skip
+                   "fitted", "std_errors", "sweep_sha256", "metadata", "fit_rms_log_error",
+                   "gemv_max_tokens_tried"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,18 @@ class Calibration:
     calibrated: bool
     # Tokens (GEMM rows M) at which a GEMM reaches half its compute efficiency; 0 = off (the priors).
     gemm_half_efficiency_tokens: float = 0.0
+    # GEMMs of at most this many rows run as GEMV kernels (BLAS libraries dispatch M = 1, and on some CPUs M = 2, to
+    # matrix-vector kernels): memory-bound at `gemv_memory_efficiency`, without the small-M compute penalty. 0 = off.
+    gemv_max_tokens: float = 0.0
+    gemv_memory_efficiency: float = 1.0
 
 
 CALIBRATION_FIELDS = tuple(f.name for f in fields(Calibration))
-OPTIONAL_FIELDS = ("gemm_half_efficiency_tokens",)  # may be absent from a file: the dataclass default applies
+OPTIONAL_FIELDS = (
+    "gemm_half_efficiency_tokens",
+    "gemv_max_tokens",
+    "gemv_memory_efficiency",
+)  # may be absent from a file: the dataclass default applies
 
 
 def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
@@ -61,8 +70,8 @@ def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
         value = entry[name]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
             raise ArchscaleInputError(f"{where}.{name} must be a non-negative number, got {value!r}")
-    for name in ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization"):
-        if not 0 < entry[name] <= 1:
+    for name in ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization", "gemv_memory_efficiency"):
+        if name in entry and not 0 < entry[name] <= 1:
             raise ArchscaleInputError(f"{where}.{name} must be in (0, 1], got {entry[name]!r}")
     return {f: entry[f] for f in CALIBRATION_FIELDS if f in entry}
 

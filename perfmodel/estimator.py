@@ -4,7 +4,8 @@ Roofline per operator (operators.py): time = max(FLOPs / (peak·compute_eff), by
 + kernels · launch_overhead; a forward pass adds the engine's step overhead. A GEMM of M rows (tokens) reaches
 only M / (M + M½) of the compute efficiency (M½ = `gemm_half_efficiency_tokens`, 0 in the priors: off): tiles and
 vector units are filled by rows, so small-M GEMMs (decode at small batch) fall short of the peak even where the
-roofline calls them compute-bound. The op is compute-bound when the
+roofline calls them compute-bound. GEMMs of M <= `gemv_max_tokens` rows (0 = off) run as GEMV kernels instead:
+memory-bound at `gemv_memory_efficiency`, without that penalty (BLAS libraries dispatch M = 1 to GEMV). The op is compute-bound when the
 first term wins. peak = `Hardware.peak_flops_per_s(dtype_bytes)`: fp32 for 4-byte architectures, bf16 otherwise.
 
 Workload: `batch_size` requests, each `input_len` prompt tokens and `output_len` generated tokens.
@@ -81,9 +82,13 @@ class Estimate:
 
 def _roofline(flops, bytes_, kernels, gpu: Hardware, cal: Calibration, peak_flops_per_s, gemm_rows=None):
     compute_s = flops / (peak_flops_per_s * cal.compute_efficiency)
+    memory_s = bytes_ / (gpu.hbm_bandwidth_bytes_per_s * cal.memory_efficiency)
     if gemm_rows is not None and cal.gemm_half_efficiency_tokens:  # a GEMM of M rows runs at M / (M + M½) of it
         compute_s = compute_s * (1.0 + cal.gemm_half_efficiency_tokens / gemm_rows)
-    memory_s = bytes_ / (gpu.hbm_bandwidth_bytes_per_s * cal.memory_efficiency)
+    if gemm_rows is not None and cal.gemv_max_tokens:  # a GEMV streams the weights at its own efficiency
+        gemv = np.asarray(gemm_rows) <= cal.gemv_max_tokens
+        compute_s = np.where(gemv, flops / (peak_flops_per_s * cal.compute_efficiency), compute_s)
+        memory_s = np.where(gemv, bytes_ / (gpu.hbm_bandwidth_bytes_per_s * cal.gemv_memory_efficiency), memory_s)
     return np.maximum(compute_s, memory_s) + kernels * cal.kernel_launch_overhead_s, compute_s >= memory_s
 
 

@@ -30,6 +30,9 @@ class EngineOptions:
     attention: str = "torch"  # "torch" (SDPA) | "triton" (kernels.gqa_decode)
     cuda_graph: bool = True  # decode step in a CUDA graph (CUDA + triton attention only)
     block_size: int = 16  # tokens per KV-cache page
+    max_prefill_tokens: int = (
+        8192  # prompt tokens per prefill forward (whole sequences; as vLLM's max_num_batched_tokens)
+    )
     memory_utilization: float = 0.9  # share of device memory the engine may use (vLLM's gpu_memory_utilization)
     workspace_bytes: int = 2**30  # kept free for activations, graphs and allocator slack
     repeats: int = 1  # timed runs after one warm-up; medians are reported

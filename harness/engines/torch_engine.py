@@ -75,8 +75,8 @@ def check_options(options: EngineOptions) -> None:
             "--attention triton on the CPU runs only in Triton's interpreter: set TRITON_INTERPRET=1 (slow, for "
             "tests) or use --attention torch"
         )
-    if options.repeats < 1 or options.block_size < 1:
-        raise ArchscaleInputError("repeats and block size must be positive")
+    if options.repeats < 1 or options.block_size < 1 or options.max_prefill_tokens < 1:
+        raise ArchscaleInputError("repeats, block size and max prefill tokens must be positive")
 
 
 def max_concurrent_seqs(arch: Arch, workload: Workload, options: EngineOptions, weight_bytes: int, elem: int) -> int:
@@ -122,7 +122,7 @@ def _serve(arch: Arch, workload: Workload, options: EngineOptions) -> Measuremen
     wave_sizes = [concurrency] * full_waves + ([remainder] if remainder else [])
     pages_per_seq = -(-(workload.input_len + workload.output_len) // options.block_size)
     cache = PagedKVCache(arch, concurrency * pages_per_seq, options.block_size, dtype, device)
-    model = LlamaModel(arch, weights, attention=options.attention)
+    model = LlamaModel(arch, weights, attention=options.attention, max_prefill_tokens=options.max_prefill_tokens)
     runners = {size: WaveRunner(model, cache, size, pages_per_seq, workload, options) for size in set(wave_sizes)}
 
     for runner in runners.values():  # warm-up (JIT, graph capture, allocator): a full prefill, two steps; not timed
