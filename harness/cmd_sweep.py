@@ -118,7 +118,7 @@ def run(args) -> int:
                           engine=args.engine, options=options, hardware=hardware,
                           calibration_file=args.calibration)  # fmt: skip
     out = args.out or default_out_path(args.engine, device)
-    plan = plan_sweep(points, out)
+    plan = plan_sweep(points, out, dry_run=args.dry_run)
     if plan.warning:
         print(f"archscale: warning: {plan.warning}", file=sys.stderr)
     if note:

@@ -61,8 +61,9 @@ def _parse_line(path: Path, line_number: int, line: str) -> dict:
     return row
 
 
-def prepare_resume(path: str | Path) -> tuple[list[dict], str | None]:
-    """The rows of `path` and a warning if a torn last line was set aside (see the module docstring)."""
+def prepare_resume(path: str | Path, set_aside: bool = True) -> tuple[list[dict], str | None]:
+    """The rows of `path` and a warning if a torn last line was set aside (see the module docstring).
+    With `set_aside=False` (a dry run) the file is only read: the warning says what a real run would do."""
     path = Path(path)
     if not path.exists():
         return [], None
@@ -81,6 +82,12 @@ def prepare_resume(path: str | Path) -> tuple[list[dict], str | None]:
         row = json.loads(tail.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         row = None
+    if not set_aside:
+        whole = isinstance(row, dict)
+        return rows + ([row] if whole else []), None if whole else (
+            f"{path}: the last line was cut off by an interrupted run; a real run sets it aside and measures its "
+            "point again"
+        )
     if isinstance(row, dict):  # whole row, only its newline missing
         with path.open("ab") as out:
             out.write(b"\n")

@@ -131,11 +131,12 @@ class SweepPlan:
     warning: str | None
 
 
-def plan_sweep(points: list[SweepPoint], out) -> SweepPlan:
-    """Which points are still to measure; sets aside a torn last line (a corrupt middle line is an error)."""
+def plan_sweep(points: list[SweepPoint], out, dry_run: bool = False) -> SweepPlan:
+    """Which points are still to measure; sets aside a torn last line unless `dry_run` (which changes nothing).
+    A corrupt line elsewhere is an error."""
     from harness.results_io import prepare_resume
 
-    rows, warning = prepare_resume(out)
+    rows, warning = prepare_resume(out, set_aside=not dry_run)
     finished = {tuple(row.get(f) for f in KEY_FIELDS) for row in rows}
     todo = [p for p in points if p.key() not in finished]
     return SweepPlan(todo=todo, done=len(points) - len(todo), warning=warning)

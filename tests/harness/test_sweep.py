@@ -46,6 +46,11 @@ def test_dry_run_measures_nothing(tmp_path, capsys):
     out = tmp_path / "sweep.jsonl"
     assert main(["sweep", *SMALL_GRID, "--out", str(out), "--dry-run"]) == 0
     assert not out.exists() and "4 to measure" in capsys.readouterr().out
+    out.write_text('{"config": "tiny-mha", "sha')  # a torn line: a dry run reports it and changes nothing
+    assert main(["sweep", *SMALL_GRID, "--out", str(out), "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert "a real run sets it aside" in captured.err and "4 to measure" in captured.out
+    assert out.read_text() == '{"config": "tiny-mha", "sha' and not (tmp_path / "sweep.jsonl.torn").exists()
 
 
 def test_corrupt_middle_line_is_exit_2_and_the_file_is_byte_identical(tmp_path, capsys):
