@@ -30,6 +30,7 @@ def format_summary(result, path) -> str:
 
     body = [(f"{r.m}x{r.n}x{r.k}", f"{r.flops_per_s / 1e9:,.1f}", f"{r.time_s * 1e6:,.1f}", r.calls_per_repeat)
             for r in result.matmuls]  # fmt: skip
+    stream = result.streaming
     lines = [
         f"{result.display_name} ({result.device}, {result.dtype}{', --quick' if result.quick else ''}): "
         f"median of {result.repeats} repeats after {result.warmup} warm-up",
@@ -41,8 +42,14 @@ def format_summary(result, path) -> str:
         f"peak {result.dtype} matmul:   {result.peak_flops_per_s / 1e9:,.1f} GFLOP/s (best shape)",
         f"copy bandwidth:        {result.copy_bandwidth_bytes_per_s / 1e9:,.1f} GB/s "
         f"(read + write, {result.copy_bytes // 2**20} MiB tensor)",
-        f"launch overhead:       {result.launch_overhead_s * 1e6:,.2f} µs per tiny op",
-        f"empty decode step:     {result.step_overhead_s * 1e6:,.2f} µs",
+        f"weight stream (F.linear against a {stream.weight_bytes // 2**20:,} MiB weight): "
+        + ", ".join(f"M={m} {stream.weight_bytes / t / 1e9:,.1f} GB/s" for m, t in stream.stream_time_s.items()),
+        f"GEMV regime:           M <= {stream.gemv_max_tokens}"
+        if stream.gemv_max_tokens
+        else "GEMV regime:           none",
+        f"GEMM half-efficiency:  M½ = {stream.gemm_half_efficiency_tokens:,.1f} rows",
+        f"engine decode step:    {result.launch_overhead_s * 1e6:,.2f} µs per launch the perfmodel counts, "
+        f"{result.step_overhead_s * 1e6:,.2f} µs per step (our engine on tiny models)",
         f"memory:                {result.memory_bytes / 2**30:,.1f} GiB, {result.sm_count} "
         + ("SMs" if result.device == "cuda" else "torch threads"),
         f"Wrote {result.name} to {path} (use: archscale predict CONFIG --hardware {path} ...)",

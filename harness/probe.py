@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.probe_decode import EngineOverheads, WeightStreaming, engine_overheads, weight_streaming
 from harness.toml_io import toml_value, write_atomic
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import default_probe_path, load_hardware_file
@@ -30,8 +31,6 @@ PEAK_FIELD = {
     "float16": "peak_fp16_flops_per_s",
 }
 MiB, GiB = 2**20, 2**30
-# Empty decode step: 1 token for each of STEP_BATCH sequences, a STEP_WIDTH-wide embedding, STEP_VOCAB logits.
-STEP_BATCH, STEP_WIDTH, STEP_VOCAB = 8, 64, 512
 
 
 @dataclass(frozen=True)
@@ -40,19 +39,19 @@ class ProbeSizes:
     copy_bytes: int  # size of the tensor copied (the copy moves twice that)
     warmup: int
     repeats: int
-    launch_calls: int  # tiny ops per timed repeat
-    step_calls: int  # empty decode steps per timed repeat
+    stream_bytes: int  # weight matrix streamed by F.linear at small M (harness/probe_decode.py)
+    compute_rows: int  # an M at which that F.linear is compute-bound
     kernel_repeat_s: float  # matmul/copy calls are batched until one repeat lasts about this long
     max_call_s: float  # a matmul slower than this per call stops the larger shapes (slow bf16 on old CPUs)
 
 
 SIZES = {
     ("cpu", False): ProbeSizes(((512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048), (512, 8192, 2048)),
-                               256 * MiB, 2, 5, 2000, 300, 0.2, 2.0),
-    ("cpu", True): ProbeSizes(((64, 64, 64), (128, 128, 128), (256, 256, 256)), 16 * MiB, 1, 3, 200, 50, 0.01, 0.2),
+                               256 * MiB, 2, 5, 256 * MiB, 128, 0.2, 2.0),
+    ("cpu", True): ProbeSizes(((64, 64, 64), (128, 128, 128), (256, 256, 256)), 16 * MiB, 1, 3, 16 * MiB, 64, 0.01, 0.2),
     ("cuda", False): ProbeSizes(((2048, 2048, 2048), (4096, 4096, 4096), (8192, 8192, 8192), (8192, 14336, 4096)),
-                                1 * GiB, 3, 7, 5000, 1000, 0.05, 2.0),
-    ("cuda", True): ProbeSizes(((1024, 1024, 1024), (2048, 2048, 2048)), 64 * MiB, 2, 3, 500, 100, 0.005, 0.5),
+                                1 * GiB, 3, 7, 1 * GiB, 4096, 0.05, 2.0),
+    ("cuda", True): ProbeSizes(((1024, 1024, 1024), (2048, 2048, 2048)), 64 * MiB, 2, 3, 64 * MiB, 2048, 0.005, 0.5),
 }  # fmt: skip
 
 
@@ -79,14 +78,14 @@ class ProbeResult:
     peak_flops_per_s: float  # the best matmul rate
     copy_bytes: int
     copy_bandwidth_bytes_per_s: float  # (read + write) / time
-    launch_overhead_s: float
+    launch_overhead_s: float  # per kernel launch the perfmodel counts, from our engine's decode step
     step_overhead_s: float
+    engine: EngineOverheads
+    streaming: WeightStreaming
     memory_bytes: int
     sm_count: int  # CUDA multiprocessors; CPU: threads torch uses
     warmup: int
     repeats: int
-    launch_calls: int
-    step_calls: int
     tf32: bool | None  # fp32 matmuls on CUDA allowed to use TF32 (None on the CPU and for 2-byte dtypes)
     metadata: dict = field(default_factory=dict)
 
@@ -157,12 +156,6 @@ class _Timer:
         times = [self.once_s(fn, calls, events=True) / calls for _ in range(self.sizes.repeats)]
         return statistics.median(times), calls
 
-    def host_s(self, fn, calls: int) -> float:
-        """Median wall seconds per call of host-side work (the device synchronized at the end of each repeat)."""
-        for _ in range(self.sizes.warmup * max(1, calls // 10)):
-            fn()
-        return statistics.median(self.once_s(fn, calls, events=False) / calls for _ in range(self.sizes.repeats))
-
 
 def _measure_matmuls(torch, timer: _Timer, device: str, dtype, sizes: ProbeSizes):
     results, skipped = [], []
@@ -194,21 +187,6 @@ def _copy_s(torch, timer: _Timer, device: str, size_bytes: int) -> float:
     return timer.kernel_s(lambda: dst.copy_(src))[0]
 
 
-def _empty_step(torch, device: str, dtype, sync):
-    """One decode step with no model layers: embed 1 token per sequence, small logits, argmax, feed back."""
-    embed = torch.randn(STEP_VOCAB, STEP_WIDTH, device=device).to(dtype)  # [vocab, width]
-    head = torch.randn(STEP_WIDTH, STEP_VOCAB, device=device).to(dtype)  # [width, vocab]
-    state = {"tokens": torch.zeros(STEP_BATCH, dtype=torch.long, device=device)}  # [batch]
-
-    def step():
-        hidden = embed[state["tokens"]]  # [batch, width]
-        logits = hidden @ head  # [batch, vocab]
-        state["tokens"] = logits.argmax(dim=-1)  # [batch]: greedy next token, fed back
-        sync()
-
-    return step
-
-
 def probe(device: str | None = None, dtype: str | None = None, quick: bool = False) -> ProbeResult:
     """Measure this machine's achievable matmul rate, copy bandwidth and overheads on `device` ("cpu" or
     "cuda"; default: cuda if available) at `dtype` (default float32 on the CPU, bfloat16 on CUDA)."""
@@ -233,10 +211,9 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
     with torch.inference_mode():
         matmuls, skipped = _measure_matmuls(torch, timer, device, torch_dtype, sizes)
         copy_s = _copy_s(torch, timer, device, sizes.copy_bytes)
-        x, y = torch.ones(1, device=device), torch.ones(1, device=device)
-        out = torch.empty(1, device=device)
-        launch_s = timer.host_s(lambda: torch.add(x, y, out=out), sizes.launch_calls)
-        step_s = timer.host_s(_empty_step(torch, device, torch_dtype, timer.sync), sizes.step_calls)
+        peak = max(r.flops_per_s for r in matmuls)
+        streaming = weight_streaming(timer, device, torch_dtype, peak, sizes.stream_bytes, sizes.compute_rows)
+    engine = engine_overheads(device, dtype)
 
     if device == "cuda":
         index = torch.cuda.current_device()
@@ -256,17 +233,17 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
         quick=quick,
         matmuls=matmuls,
         skipped_shapes=list(skipped),
-        peak_flops_per_s=max(r.flops_per_s for r in matmuls),
+        peak_flops_per_s=peak,
         copy_bytes=sizes.copy_bytes,
         copy_bandwidth_bytes_per_s=2 * sizes.copy_bytes / copy_s,
-        launch_overhead_s=launch_s,
-        step_overhead_s=step_s,
+        launch_overhead_s=engine.launch_overhead_s,
+        step_overhead_s=engine.step_overhead_s,
+        engine=engine,
+        streaming=streaming,
         memory_bytes=memory_bytes,
         sm_count=sm_count,
         warmup=sizes.warmup,
         repeats=sizes.repeats,
-        launch_calls=sizes.launch_calls,
-        step_calls=sizes.step_calls,
         tf32=tf32,
         metadata={k: v for k, v in run_metadata().items() if v is not None},  # TOML has no null
     )
@@ -277,11 +254,20 @@ def _table(header: str, values: dict) -> list[str]:
     return [f"[{header}]", *(f"{key} = {toml_value(value)}" for key, value in values.items()), ""]
 
 
+def bandwidth_bytes_per_s(result: ProbeResult) -> float:
+    """The entry's bandwidth: the faster of the copy and the GEMV weight stream (a copy's bytes count read and write;
+    decode mostly reads)."""
+    return max(result.copy_bandwidth_bytes_per_s, result.streaming.gemv_bandwidth_bytes_per_s)
+
+
 def calibration_priors(result: ProbeResult) -> dict:
-    cuda = result.device == "cuda"
+    cuda, streaming, bandwidth = result.device == "cuda", result.streaming, bandwidth_bytes_per_s(result)
     return {
         "compute_efficiency": 1.0,
-        "memory_efficiency": 1.0,
+        "memory_efficiency": min(streaming.small_gemm_bandwidth_bytes_per_s / bandwidth, 1.0),
+        "gemm_half_efficiency_tokens": streaming.gemm_half_efficiency_tokens,
+        "gemv_max_tokens": float(streaming.gemv_max_tokens),
+        "gemv_memory_efficiency": min(streaming.gemv_bandwidth_bytes_per_s / bandwidth, 1.0),
         "kernel_launch_overhead_s": result.launch_overhead_s,
         "step_overhead_s": result.step_overhead_s,
         "gpu_memory_utilization": 0.90 if cuda else 0.5,
@@ -299,17 +285,26 @@ def _sources(result: ProbeResult) -> dict:
         shapes += "; skipped (one call too slow): " + ", ".join("x".join(map(str, s)) for s in result.skipped_shapes)
     tf32 = "" if result.tf32 is None else f", TF32 {'allowed' if result.tf32 else 'off'}"
     copy_mib = result.copy_bytes // MiB
+    stream, engine = result.streaming, result.engine
+    rates = ", ".join(f"M={m} {stream.weight_bytes / t / 1e9:,.1f} GB/s" for m, t in stream.stream_time_s.items())
+    steps = ", ".join(f"{depth}: {s * 1e6:,.0f} µs" for depth, s in engine.step_s_by_depth.items())
     sources = {
-        "hbm_bandwidth_bytes_per_s": f"{by}: {result.device} memory copy dst.copy_(src) of a {copy_mib} MiB float32 "
-        f"tensor, bytes = read + write = {2 * copy_mib} MiB per copy, {stats}",
+        "hbm_bandwidth_bytes_per_s": f"{by}: the faster of a {result.device} memory copy dst.copy_(src) of a "
+        f"{copy_mib} MiB float32 tensor (read + write = {2 * copy_mib} MiB per copy: "
+        f"{result.copy_bandwidth_bytes_per_s / 1e9:,.1f} GB/s) and F.linear of 1 row against a "
+        f"{stream.weight_bytes // MiB} MiB weight ({stream.gemv_bandwidth_bytes_per_s / 1e9:,.1f} GB/s of reads), {stats}",
         result.peak_field: f"{by}: best {result.dtype} torch.matmul over m x n x k shapes {shapes}{tf32}, {stats}",
         "compute_efficiency": "1.0: the peak above is a measured achievable rate, not a datasheet figure",
-        "memory_efficiency": "1.0: the bandwidth above is a measured achievable copy rate, not a datasheet figure",
-        "kernel_launch_overhead_s": f"{by}: torch.add of 1-element tensors, mean over {result.launch_calls} calls "
-        f"(device synchronized at the end), {stats}",
-        "step_overhead_s": f"{by}: empty decode step (embed 1 token for each of {STEP_BATCH} sequences, "
-        f"{STEP_WIDTH}x{STEP_VOCAB} logits, argmax, token fed back, synchronize), mean over {result.step_calls} "
-        f"steps, {stats}",
+        "memory_efficiency": f"{by}: F.linear of 16 rows against the same weight, {rates}, over the bandwidth above",
+        "gemm_half_efficiency_tokens": f"{by}: F.linear of {stream.compute_rows} rows against it "
+        f"({stream.compute_time_s * 1e3:,.2f} ms), t = 2·M·K·N·(1 + M½/M) / peak solved for M½",
+        "gemv_max_tokens": f"{by}: the largest M of 1, 2, 4 streaming the weight at >= 80% of the M = 1 rate "
+        "(0: no GEMV regime, M = 1 no faster than M = 16)",
+        "gemv_memory_efficiency": f"{by}: F.linear of 1 row, over the bandwidth above",
+        "kernel_launch_overhead_s": f"{by}: our engine's decode step (harness/engines) on tiny models of "
+        f"{' and '.join(map(str, engine.step_s_by_depth))} layers ({steps}): the step time per launch the perfmodel "
+        "counts, from the difference of the two depths",
+        "step_overhead_s": f"{by}: the same two decode steps, what is left of the shallow one after its launches",
     }
     props = "torch.cuda.get_device_properties()"
     if result.device == "cuda":
@@ -336,7 +331,7 @@ def hardware_toml(result: ProbeResult) -> str:
     entry = {
         "display_name": result.display_name,
         "measured": True,
-        "hbm_bandwidth_bytes_per_s": float(result.copy_bandwidth_bytes_per_s),
+        "hbm_bandwidth_bytes_per_s": float(bandwidth_bytes_per_s(result)),
         result.peak_field: float(result.peak_flops_per_s),
         "memory_bytes": int(result.memory_bytes),
         "sm_count": int(result.sm_count),
@@ -345,7 +340,7 @@ def hardware_toml(result: ProbeResult) -> str:
         f"# Hardware entry written by `archscale probe` ({result.device}, {result.dtype}"
         + (", --quick" if result.quick else "") + "): rates this machine reached, not datasheet peaks.",
         "# Format: perfmodel/data/hardware.toml. Use it with `archscale predict --hardware FILE` (or `--gpu local`).",
-        "# Its efficiency priors are 1.0 (the figures are achievable rates) and calibrated = false.",
+        "# Its priors come from the same measurements (the decode-shaped ones: harness/probe_decode.py); calibrated = false.",
         "",
         *_table(n, entry),
         *_table(f"{n}.sources", _sources(result)),

@@ -13,6 +13,7 @@ import pytest
 from harness.cli import main
 from harness.cmd_probe import format_summary
 from harness.probe import MatmulResult, ProbeResult, hardware_toml, probe, slug, write_hardware_file
+from harness.probe_decode import EngineOverheads, WeightStreaming
 from harness.toml_io import toml_value
 from perfmodel import PRESETS, ArchscaleInputError
 from perfmodel.hardware import load_hardware_file
@@ -55,7 +56,8 @@ def test_probe_returns_positive_finite_figures(result):
 
 def test_summary_names_every_figure(result):
     text = format_summary(result, "/x/local.toml")
-    for needle in ("GFLOP/s", "GB/s", "µs per tiny op", "empty decode step", "Wrote local-cpu to /x/local.toml"):
+    for needle in ("GFLOP/s", "GB/s", "weight stream", "GEMV regime", "M½ =", "µs per launch the perfmodel counts",
+                   "Wrote local-cpu to /x/local.toml"):  # fmt: skip
         assert needle in text
     assert f"{result.matmuls[0].m}x{result.matmuls[0].n}x{result.matmuls[0].k}" in text
 
@@ -65,12 +67,20 @@ def test_cli_writes_an_entry_that_loads(probed):
     hw = load_hardware_file(path)
     assert (hw.name, hw.measured, hw.peak_bf16_flops_per_s) == ("local-cpu", True, None)
     assert hw.peak_fp32_flops_per_s == pytest.approx(printed["peak_flops_per_s"])
-    assert hw.hbm_bandwidth_bytes_per_s == pytest.approx(printed["copy_bandwidth_bytes_per_s"])
+    streaming = printed["streaming"]
+    bandwidth = max(printed["copy_bandwidth_bytes_per_s"], streaming["gemv_bandwidth_bytes_per_s"])
+    assert hw.hbm_bandwidth_bytes_per_s == pytest.approx(bandwidth)
     priors = hw.calibration_priors["torch"]
-    assert (priors["compute_efficiency"], priors["memory_efficiency"], priors["calibrated"]) == (1.0, 1.0, False)
+    assert (priors["compute_efficiency"], priors["calibrated"]) == (1.0, False)
+    assert priors["memory_efficiency"] == pytest.approx(
+        min(streaming["small_gemm_bandwidth_bytes_per_s"] / bandwidth, 1)
+    )
+    assert priors["gemm_half_efficiency_tokens"] == pytest.approx(streaming["gemm_half_efficiency_tokens"])
+    assert priors["kernel_launch_overhead_s"] == pytest.approx(printed["engine"]["launch_overhead_s"])
     assert priors["step_overhead_s"] == pytest.approx(printed["step_overhead_s"])
     assert (priors["gpu_memory_utilization"], priors["workspace_bytes"]) == (0.5, 256 * 2**20)
-    for figure in ("hbm_bandwidth_bytes_per_s", "peak_fp32_flops_per_s", "kernel_launch_overhead_s", "step_overhead_s"):
+    for figure in ("hbm_bandwidth_bytes_per_s", "peak_fp32_flops_per_s", "kernel_launch_overhead_s", "step_overhead_s",
+                   "memory_efficiency", "gemm_half_efficiency_tokens", "gemv_max_tokens"):  # fmt: skip
         assert hw.sources[figure].startswith("measured by archscale probe:")
     assert "memory_bytes" in hw.sources and "gpu_memory_utilization" in hw.sources
     assert hw.metadata["cpu_model"] and "gpu_name" not in hw.metadata  # None values are left out
@@ -123,14 +133,22 @@ def test_a_cuda_entry_has_gpu_priors(tmp_path):
     """The CUDA branch of the writer, without a GPU: a hand-made result as a CUDA probe would return it."""
     name = "local-" + slug("NVIDIA H100 80GB HBM3")
     assert name == "local-nvidia-h100-80gb-hbm3"
+    engine = EngineOverheads(5e-6, 4e-5, {2: 2.1e-4, 8: 6.3e-4})
+    gib = 2**30  # 1 GiB bf16 weight: GEMV at 3.0 TB/s, M = 16 at 2.6 TB/s, no faster M = 1 regime beyond 80%
+    streaming = WeightStreaming(gib, {1: gib / 3.0e12, 2: gib / 3.0e12, 4: gib / 2.9e12, 8: gib / 2.7e12,
+                                      16: gib / 2.6e12}, 4096, 1.3e-3, 4, 3.0e12, 2.6e12, 150.0)  # fmt: skip
     fake = ProbeResult(name, "NVIDIA H100 80GB HBM3", "cuda", "bfloat16", False,
                        [MatmulResult(8192, 8192, 8192, 2 * 8192**3, 1.5e-3, 2 * 8192**3 / 1.5e-3, 30)], [],
-                       2 * 8192**3 / 1.5e-3, 2**30, 2.9e12, 5e-6, 4e-5, 85_000_000_000, 132, 3, 7, 5000, 1000, None,
-                       {"gpu_name": "NVIDIA H100 80GB HBM3"})  # fmt: skip
+                       2 * 8192**3 / 1.5e-3, 2**30, 2.9e12, 5e-6, 4e-5, engine, streaming, 85_000_000_000, 132, 3, 7,
+                       None, {"gpu_name": "NVIDIA H100 80GB HBM3"})  # fmt: skip
     hw = load_hardware_file(write_hardware_file(fake, tmp_path / "gpu.toml"))
     assert (hw.name, hw.peak_bf16_flops_per_s, hw.peak_fp32_flops_per_s) == (name, fake.peak_flops_per_s, None)
     priors = hw.calibration_priors["torch"]
     assert (priors["gpu_memory_utilization"], priors["workspace_bytes"]) == (0.9, 2 * 2**30)
+    # the bandwidth is the faster of copy (2.9 TB/s) and the GEMV stream (3.0 TB/s); priors relative to it
+    assert hw.hbm_bandwidth_bytes_per_s == pytest.approx(3.0e12)
+    assert priors["memory_efficiency"] == pytest.approx(2.6 / 3.0) and priors["gemv_memory_efficiency"] == 1.0
+    assert (priors["gemv_max_tokens"], priors["gemm_half_efficiency_tokens"]) == (4.0, 150.0)
     assert "multi_processor_count" in hw.sources["sm_count"] and "8192x8192x8192" in hardware_toml(fake)
 
 
@@ -163,3 +181,10 @@ def test_probe_on_cuda(tmp_path):
     hw = load_hardware_file(write_hardware_file(gpu, tmp_path / "gpu.toml"))
     assert hw.peak_bf16_flops_per_s == pytest.approx(gpu.peak_flops_per_s)
     assert hw.calibration_priors["torch"]["gpu_memory_utilization"] == 0.9
+
+
+def test_launches_per_step_are_counted_as_the_perfmodel_charges_them():
+    """Per layer: qkv, o, 3 MLP, 2 norms, 2 attention (rotary+append, decode); plus final norm, embedding, LM head."""
+    from harness.probe_decode import _tiny_arch, perfmodel_launches_per_step
+
+    assert [perfmodel_launches_per_step(_tiny_arch(depth)) for depth in (2, 8)] == [9 * 2 + 3, 9 * 8 + 3]
