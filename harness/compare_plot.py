@@ -4,32 +4,12 @@ file is written to a temporary name and moved into place, so a reader never sees
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from harness.plotting import pyplot
+from harness.plotting import pyplot, save_figure
 
 FILES = ("compare-predicted-vs-measured.png", "compare-throughput-vs-batch.png", "compare-ratio-vs-batch.png")
-
-
-def _save_atomic(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            fig.savefig(out, format="png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a PNG is as readable as any file written here
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        pyplot().close(fig)
-    return path
 
 
 def _colours(configs):
@@ -82,7 +62,7 @@ def plot_scatter(comparison, path: Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    return _save_atomic(fig, path)
+    return save_figure(fig, path)
 
 
 def _by_lengths(items):
@@ -121,7 +101,7 @@ def plot_throughput(comparison, path: Path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle("output tokens/s vs batch size: " + _title(comparison), fontsize=8)
     fig.tight_layout()
-    return _save_atomic(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ratios(comparison, path: Path) -> Path:
@@ -138,7 +118,7 @@ def plot_ratios(comparison, path: Path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(f"throughput ratio to {pairs.baseline}: " + _title(comparison), fontsize=8)
     fig.tight_layout()
-    return _save_atomic(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_comparison(comparison, out_dir: str | Path) -> list[Path]:

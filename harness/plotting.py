@@ -1,4 +1,4 @@
-"""Shared matplotlib plumbing for the PNGs the CLI writes: a headless backend and one way to save a figure."""
+"""Shared matplotlib plumbing for the PNGs the CLI writes: a headless backend and one atomic way to save a figure."""
 
 from __future__ import annotations
 
@@ -16,9 +16,15 @@ def pyplot():
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Write `fig` to `path` (parent folders created) and release it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    pyplot().close(fig)
-    return path
+    """Write `fig` as a PNG to `path` atomically (a crash never leaves a half-written image where a good one was;
+    parent folders created) and release it."""
+    import io
+
+    from harness.toml_io import write_atomic
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png")
+    finally:
+        pyplot().close(fig)
+    return write_atomic(Path(path), buffer.getvalue())
