@@ -45,8 +45,12 @@ def probed(tmp_path_factory):
 
 def test_probe_returns_positive_finite_figures(result):
     figures = (result.peak_flops_per_s, result.copy_bandwidth_bytes_per_s, result.launch_overhead_s,
-               result.step_overhead_s, result.memory_bytes, result.sm_count)  # fmt: skip
+               result.memory_bytes, result.sm_count, result.streaming.gemv_bandwidth_bytes_per_s)  # fmt: skip
     assert all(math.isfinite(x) and x > 0 for x in figures)
+    # the step overhead is what is left of a shallow step after its launches: small, possibly 0 within noise
+    assert math.isfinite(result.step_overhead_s) and result.step_overhead_s >= 0
+    depths = result.engine.step_s_by_depth
+    assert depths[8] > depths[2] > 0  # the deeper tiny model takes longer per step
     assert (result.name, result.device, result.dtype, result.peak_field) == ("local-cpu", "cpu", "float32",
                                                                             "peak_fp32_flops_per_s")  # fmt: skip
     assert len(result.matmuls) >= 2 and result.peak_flops_per_s == max(r.flops_per_s for r in result.matmuls)
