@@ -118,6 +118,10 @@ def run(args) -> int:
                           engine=args.engine, options=options, hardware=hardware,
                           calibration_file=args.calibration)  # fmt: skip
     out = args.out or default_out_path(args.engine, device)
+    if not args.dry_run:
+        from harness.results_io import check_writable
+
+        check_writable(out)  # before anything is measured or printed, not after the first point
     plan = plan_sweep(points, out, dry_run=args.dry_run)
     if plan.warning:
         print(f"archscale: warning: {plan.warning}", file=sys.stderr)

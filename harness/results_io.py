@@ -19,10 +19,23 @@ from pathlib import Path
 from perfmodel.errors import ArchscaleInputError
 
 
+def check_writable(path: str | Path) -> Path:
+    """Create `path`'s folder and check a results file can be appended there, before anything is measured."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArchscaleInputError(f"cannot create the folder of {path}: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise ArchscaleInputError(f"{path} is a directory: give a results file (.jsonl) there")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ArchscaleInputError(f"cannot write {path}: permission denied")
+    return path
+
+
 def append_jsonl(path: str | Path, row: dict) -> None:
     """Append `row` as one line to `path` (parent folders created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_writable(path)
     line = json.dumps(row, sort_keys=True, allow_nan=False) + "\n"
     if path.exists() and path.stat().st_size > 0:
         with path.open("rb") as existing:  # a torn last line from a killed run must not swallow this row
@@ -40,6 +53,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
+    if path.is_dir():
+        raise ArchscaleInputError(f"{path} is a directory, not a results file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -67,7 +82,12 @@ def prepare_resume(path: str | Path, set_aside: bool = True) -> tuple[list[dict]
     path = Path(path)
     if not path.exists():
         return [], None
-    data = path.read_bytes()
+    if path.is_dir():
+        raise ArchscaleInputError(f"{path} is a directory: give a results file (.jsonl) there")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArchscaleInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     complete, newline, tail = data.rpartition(b"\n")
     if not newline:  # no newline at all: the whole file is one unterminated line
         complete, tail = b"", data

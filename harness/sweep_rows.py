@@ -62,7 +62,7 @@ def load_sweeps(paths) -> SweepData:
     for path in paths:
         path = Path(path)
         if not path.is_file():
-            raise ArchscaleInputError(f"sweep file {path} does not exist")
+            raise ArchscaleInputError(f"sweep file {path} " + ("is a directory" if path.is_dir() else "does not exist"))
         rows = read_jsonl(path)
         if not rows:
             raise ArchscaleInputError(f"{path}: no rows (an empty sweep file)")

@@ -145,6 +145,17 @@ def test_bad_sweep_arguments_are_one_line_and_exit_2(tmp_path, capsys, argv, mes
     assert not (tmp_path / "s.jsonl").exists()
 
 
+def test_an_output_that_cannot_be_written_is_one_line_before_anything_is_measured(tmp_path, capsys):
+    grid = ["sweep", "tiny-mha", "--batch-size", "1", "--input-len", "8", "--output-len", "2", "--quiet"]
+    assert main([*grid, "--out", str(tmp_path)]) == 2  # a directory
+    assert "is a directory" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main([*grid, "--out", str(blocker / "sub" / "s.jsonl")]) == 2  # its folder cannot be created
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot create the folder" in err
+
+
 def test_row_json_is_strict(tmp_path):
     """Rows are strict JSON (no NaN), so any JSON reader can load the file."""
     out = tmp_path / "sweep.jsonl"
