@@ -111,6 +111,10 @@ def run(args) -> int:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        from perfmodel.errors import ArchscaleInputError
+
+        raise ArchscaleInputError("--device cuda asked for, but torch sees no CUDA GPU (use --device cpu)")
     hardware, note = _hardware_for_prediction(args, device)
     options = engine_options(args, device, hardware)
     check_options(options)

@@ -135,6 +135,11 @@ def exit_code(argv) -> int:
         (["tiny-mha", "--engine", "vllm"], "vllm adapter is not built"),
         (["tiny-mha", "--batch-size", "1,0"], "positive integer"),
         (["no-such-model"], "neither a preset"),
+        pytest.param(
+            ["tiny-mha", "--device", "cuda"],
+            "no CUDA GPU",
+            marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is here"),
+        ),
     ],
 )
 def test_bad_sweep_arguments_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
