@@ -70,9 +70,24 @@ def run_conditional(args) -> int:
     return emit(fit.to_dict() | {"lopt": lopt.law.to_dict()}, text, args.json)
 
 
+def format_steps(steps) -> str:
+    """The progressive-extrapolation steps (law.evaluate.ExtrapolationStep) as a table."""
+    import math
+
+    from harness.tables import format_table
+
+    def rho(value: float) -> str:
+        return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+    body = [(f"<= {s.train_groups[-1]}", s.test_group, s.n_train, s.n_test, f"{s.mse:.2e}", f"{s.rmse:.4f}",
+             rho(s.spearman), f"{rho(s.spearman_per_group)} ({s.n_spearman_groups})") for s in steps]  # fmt: skip
+    header = ("fit on sizes", "predict", "train pts", "test pts", "MSE", "RMS", "Spearman all", "per (N, D) (groups)")
+    return format_table(header, body)
+
+
 def run_evaluate(args) -> int:
     from law.data_io import load_columns
-    from law.evaluate import TOLERANCE_STEPS, extrapolation_rmse, format_steps, progressive_extrapolation
+    from law.evaluate import TOLERANCE_STEPS, extrapolation_rmse, progressive_extrapolation
 
     columns = load_columns(args.data, ("N", "D", "d", "r", "loss", "group"))
     steps = progressive_extrapolation(columns, form=args.form)

@@ -93,15 +93,3 @@ def extrapolation_rmse(steps: list[ExtrapolationStep], last: int = TOLERANCE_STE
     """RMS error of the predicted loss over every held-out point of the `last` steps, pooled."""
     chosen = steps[-last:]
     return float(np.sqrt(sum(s.mse * s.n_test for s in chosen) / sum(s.n_test for s in chosen)))
-
-
-def format_steps(steps: list[ExtrapolationStep]) -> str:
-    from harness.tables import format_table
-
-    def rho(value: float) -> str:
-        return "n/a" if np.isnan(value) else f"{value:.2f}"
-
-    body = [(f"<= {s.train_groups[-1]}", s.test_group, s.n_train, s.n_test, f"{s.mse:.2e}", f"{s.rmse:.4f}",
-             rho(s.spearman), f"{rho(s.spearman_per_group)} ({s.n_spearman_groups})") for s in steps]  # fmt: skip
-    header = ("fit on sizes", "predict", "train pts", "test pts", "MSE", "RMS", "Spearman all", "per (N, D) (groups)")
-    return format_table(header, body)
