@@ -13,9 +13,6 @@ from pathlib import Path
 
 from harness.cli_args import positive_int, positive_int_list
 
-DEFAULT_CPU = {"memory_utilization": 0.5, "workspace_bytes": 256 * 2**20}
-DEFAULT_CUDA = {"memory_utilization": 0.9, "workspace_bytes": 2 * 2**30}
-
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("sweep", help="measure throughput over batch sizes on an engine (CPU or CUDA)",
@@ -78,9 +75,9 @@ def _hardware_for_prediction(args, device: str):
 
 
 def engine_options(args, device: str, hardware):
-    from harness.engines.base import EngineOptions
+    from harness.engines.base import MEMORY_POLICY, EngineOptions
 
-    policy = dict(DEFAULT_CUDA if device == "cuda" else DEFAULT_CPU)
+    policy = dict(MEMORY_POLICY[device])
     if hardware is not None:  # admit sequences exactly as the perfmodel's capacity formula does for this hardware
         from perfmodel.calibration import get_calibration
 

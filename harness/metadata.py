@@ -91,6 +91,18 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def cpu_memory_bytes() -> int:
+    """MemTotal from /proc/meminfo, else pages × page size."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def cpu_info() -> dict:
     """CPU model, logical CPU count, the threads torch uses (None without torch) and the platform string."""
     try:

@@ -19,8 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.engines.base import MEMORY_POLICY
 from harness.probe_decode import EngineOverheads, WeightStreaming, engine_overheads, weight_streaming
-from harness.toml_io import toml_value, write_atomic
+from harness.toml_io import dumps, write_atomic
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import default_probe_path, load_hardware_file
 
@@ -108,18 +109,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
 
 
-def cpu_memory_bytes() -> int:
-    """MemTotal from /proc/meminfo, else pages × page size."""
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024  # reported in kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
 class _Timer:
     """Median seconds per call of a function on one device."""
 
@@ -192,7 +181,7 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
     "cuda"; default: cuda if available) at `dtype` (default float32 on the CPU, bfloat16 on CUDA)."""
     import torch
 
-    from harness.metadata import cpu_model, run_metadata
+    from harness.metadata import cpu_memory_bytes, cpu_model, run_metadata
 
     device = device or default_device()
     if device not in ("cpu", "cuda"):
@@ -250,10 +239,6 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
 
 
 # ---- the hardware entry (TOML written by hand) ----
-def _table(header: str, values: dict) -> list[str]:
-    return [f"[{header}]", *(f"{key} = {toml_value(value)}" for key, value in values.items()), ""]
-
-
 def bandwidth_bytes_per_s(result: ProbeResult) -> float:
     """The entry's bandwidth: the faster of the copy and the GEMV weight stream (a copy's bytes count read and write;
     decode mostly reads)."""
@@ -261,7 +246,7 @@ def bandwidth_bytes_per_s(result: ProbeResult) -> float:
 
 
 def calibration_priors(result: ProbeResult) -> dict:
-    cuda, streaming, bandwidth = result.device == "cuda", result.streaming, bandwidth_bytes_per_s(result)
+    streaming, bandwidth = result.streaming, bandwidth_bytes_per_s(result)
     return {
         "compute_efficiency": 1.0,
         "memory_efficiency": min(streaming.small_gemm_bandwidth_bytes_per_s / bandwidth, 1.0),
@@ -270,8 +255,8 @@ def calibration_priors(result: ProbeResult) -> dict:
         "gemv_memory_efficiency": min(streaming.gemv_bandwidth_bytes_per_s / bandwidth, 1.0),
         "kernel_launch_overhead_s": result.launch_overhead_s,
         "step_overhead_s": result.step_overhead_s,
-        "gpu_memory_utilization": 0.90 if cuda else 0.5,
-        "workspace_bytes": 2 * GiB if cuda else 256 * MiB,
+        "gpu_memory_utilization": MEMORY_POLICY[result.device]["memory_utilization"],
+        "workspace_bytes": MEMORY_POLICY[result.device]["workspace_bytes"],
         "calibrated": False,
     }
 
@@ -327,7 +312,6 @@ def _sources(result: ProbeResult) -> dict:
 
 def hardware_toml(result: ProbeResult) -> str:
     """The hardware entry as TOML text, in the format of perfmodel/data/hardware.toml."""
-    n = result.name
     entry = {
         "display_name": result.display_name,
         "measured": True,
@@ -342,12 +326,10 @@ def hardware_toml(result: ProbeResult) -> str:
         "# Format: perfmodel/data/hardware.toml. Use it with `archscale predict --hardware FILE` (or `--gpu local`).",
         "# Its priors come from the same measurements (the decode-shaped ones: harness/probe_decode.py); calibrated = false.",
         "",
-        *_table(n, entry),
-        *_table(f"{n}.sources", _sources(result)),
-        *_table(f"{n}.calibration.torch", calibration_priors(result)),
-        *_table(f"{n}.metadata", result.metadata),
     ]  # fmt: skip
-    return "\n".join(lines)
+    tables = {result.name: {**entry, "sources": _sources(result), "calibration": {"torch": calibration_priors(result)},
+                  "metadata": result.metadata}}  # fmt: skip
+    return "\n".join(lines) + "\n" + dumps(tables)
 
 
 def write_hardware_file(result: ProbeResult, path: str | Path | None = None) -> Path:

@@ -21,6 +21,15 @@ class Workload:
     output_len: int
 
 
+# The KV-cache budget policy per device when no hardware entry gives one: the share of device memory the engine may
+# use and what it keeps free. CUDA: vLLM's default gpu_memory_utilization and calibration.toml's 2 GiB workspace;
+# CPU: RAM is shared with the OS and no engine reserves a fixed share of it, so half of MemTotal, 256 MiB kept free.
+MEMORY_POLICY = {
+    "cuda": {"memory_utilization": 0.9, "workspace_bytes": 2 * 2**30},
+    "cpu": {"memory_utilization": 0.5, "workspace_bytes": 256 * 2**20},
+}
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """How to run: device, compute dtype, decode attention backend, KV-cache policy and measurement repeats."""

@@ -46,14 +46,9 @@ def device_memory_bytes(device: str) -> int:
         import torch
 
         return int(torch.cuda.get_device_properties(0).total_memory)
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    from harness.metadata import cpu_memory_bytes
+
+    return cpu_memory_bytes()
 
 
 def check_options(options: EngineOptions) -> None:
