@@ -14,23 +14,6 @@ from perfmodel import PRESETS
 from perfmodel.calibration import get_calibration, load_calibration_file
 from perfmodel.hardware import load_hardware_file
 
-TOY_TOML = """
-[toy-cpu]
-display_name = "toy CPU"
-measured = true
-hbm_bandwidth_bytes_per_s = 2.0e10
-peak_fp32_flops_per_s = 3.0e11
-memory_bytes = 1.6e10
-sm_count = 2
-[toy-cpu.calibration.torch]
-compute_efficiency = 1.0
-memory_efficiency = 1.0
-kernel_launch_overhead_s = 1e-6
-step_overhead_s = 2e-5
-gpu_memory_utilization = 0.5
-workspace_bytes = 268435456
-calibrated = false
-"""
 TRUE = {"compute_efficiency": 0.55, "memory_efficiency": 0.7, "gemm_half_efficiency_tokens": 24.0,
         "kernel_launch_overhead_s": 8e-6, "step_overhead_s": 3e-4}  # fmt: skip
 CONFIGS = [
@@ -45,9 +28,8 @@ CONFIGS = [
 
 
 @pytest.fixture
-def toy(tmp_path):
-    path = tmp_path / "toy.toml"
-    path.write_text(TOY_TOML)
+def toy(write_probed_hardware):
+    path = write_probed_hardware("toy-cpu", display_name="toy CPU", peak_fp32=3.0e11, launch_s=1e-6, step_s=2e-5)
     return path, load_hardware_file(path)
 
 

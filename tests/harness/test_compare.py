@@ -16,26 +16,6 @@ from perfmodel.arch import ARCH_FIELDS
 from perfmodel.calibration import get_calibration
 from perfmodel.hardware import load_hardware_file
 
-# A machine in the format `archscale probe` writes; 2 GB of memory so that llama-3.2-1b in fp32 does not fit.
-HARDWARE = """\
-[local-cpu]
-display_name = "Toy CPU, 2 logical CPUs"
-measured = true
-hbm_bandwidth_bytes_per_s = 2.0e10
-peak_fp32_flops_per_s = 5.0e10
-memory_bytes = 2000000000
-sm_count = 2
-
-[local-cpu.calibration.torch]
-compute_efficiency = 1.0
-memory_efficiency = 1.0
-kernel_launch_overhead_s = 3e-6
-step_overhead_s = 4e-5
-gpu_memory_utilization = 0.5
-workspace_bytes = 268435456
-calibrated = false
-"""
-
 CALIBRATION = """\
 [local-cpu.torch]
 compute_efficiency = 0.5
@@ -53,10 +33,9 @@ IN, OUT = 32, 8
 
 
 @pytest.fixture
-def hw_path(tmp_path):
-    path = tmp_path / "hw.toml"
-    path.write_text(HARDWARE)
-    return path
+def hw_path(write_probed_hardware):
+    """2 GB of memory, so that llama-3.2-1b in fp32 does not fit."""
+    return write_probed_hardware(memory_bytes=2_000_000_000)
 
 
 def predicted(config, batch, hw_path, calibration_file=None, output_len=OUT):
