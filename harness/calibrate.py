@@ -1,10 +1,13 @@
 """Fit the perfmodel's efficiency factors and overheads to measured sweeps (`archscale calibrate`).
 
 The fit: scipy.optimize.least_squares over the log of each factor (bounded, so efficiencies stay in (0, 1] and
-overheads positive) on the log-ratios of predicted to measured TTFT and TPOT of the training points. Two phases, so
+overheads positive) on the log-ratios of predicted to measured prefill time (a full wave) and TPOT of the training
+points. Two phases, so
 the compute terms (prefill is mostly compute-bound) and the memory terms (decode mostly memory-bound) separate.
 
-The factors: compute and memory efficiency, the GEMM rows at half compute efficiency (small-M GEMMs, i.e. decode
+The factors: compute and memory efficiency (GEMMs), the efficiencies of the other operator classes (attention
+prefill compute, attention decode memory, elementwise memory; each follows its GEMM figure unless the points
+identify it), the GEMM rows at half compute efficiency (small-M GEMMs, i.e. decode
 at small batch, fall short of the peak), the memory efficiency of GEMV kernels (M of at most `gemv_max_tokens`
 rows: a count, so each of GEMV_THRESHOLDS is tried and a larger one kept only if it fits significantly better), per-launch and
 per-step overhead. A factor is fitted only where the
@@ -30,8 +33,16 @@ from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import Hardware
 
 FACTORS = ("compute_efficiency", "memory_efficiency", "gemm_half_efficiency_tokens", "gemv_memory_efficiency",
-           "kernel_launch_overhead_s", "step_overhead_s")  # fmt: skip
+           "attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",
+           "elementwise_memory_efficiency", "kernel_launch_overhead_s", "step_overhead_s")  # fmt: skip
+# Operator-class efficiencies that default to a GEMM figure (perfmodel.calibration): held, they keep following it.
+INHERITS = {"attention_prefill_compute_efficiency": "compute_efficiency",
+            "attention_decode_memory_efficiency": "memory_efficiency",
+            "elementwise_memory_efficiency": "memory_efficiency"}  # fmt: skip
 BOUNDS = {
+    "attention_prefill_compute_efficiency": (1e-3, 1.0),
+    "attention_decode_memory_efficiency": (1e-3, 1.0),
+    "elementwise_memory_efficiency": (1e-3, 1.0),
     "compute_efficiency": (1e-3, 1.0),
     "memory_efficiency": (1e-3, 1.0),
     "gemv_memory_efficiency": (1e-3, 1.0),
@@ -41,8 +52,11 @@ BOUNDS = {
 }
 # A prior of 0 (the factor off) has no gradient in log space: start such a factor here instead.
 NEUTRAL_START = {"gemm_half_efficiency_tokens": 1.0}
-HOLD_FIRST = ("kernel_launch_overhead_s", "step_overhead_s", "gemv_memory_efficiency", "gemm_half_efficiency_tokens",
-              "memory_efficiency", "compute_efficiency")  # fmt: skip
+# Which factor to hold first when several are equally loose: the operator-class refinements, then the rest.
+HOLD_FIRST = ("elementwise_memory_efficiency", "attention_decode_memory_efficiency",
+              "attention_prefill_compute_efficiency", "kernel_launch_overhead_s", "step_overhead_s",
+              "gemv_memory_efficiency", "gemm_half_efficiency_tokens", "memory_efficiency",
+              "compute_efficiency")  # fmt: skip
 # GEMV regime (perfmodel.calibration): GEMMs of at most this many rows run as GEMV. A count is not a least-squares
 # variable: each is tried in turn, and a larger one replaces the current choice only if it lowers the residual sum
 # of squares by more than GEMV_F_LIMIT times the noise variance (an F-test with one extra parameter, far past 5%).
@@ -120,7 +134,7 @@ class CalibrationFit:
         split = {f"train_{'configs' if self.split.by == 'config' else 'batch_sizes'}": self.split.train,
                  f"holdout_{'configs' if self.split.by == 'config' else 'batch_sizes'}": self.split.holdout}  # fmt: skip
         return {
-            **asdict(self.calibration),
+            **{k: v for k, v in asdict(self.calibration).items() if v is not None},  # unset: follows the GEMM figure
             "n_points": self.n_points,
             **split,
             "fitted": [f.name for f in self.factors if f.std_error is not None],
@@ -133,13 +147,14 @@ class CalibrationFit:
 
 
 def _phase_ratios(rows: list[dict], hardware: Hardware, calibration: Calibration):
-    """log(predicted / measured) for TTFT of every row and TPOT of rows with a decode step, and their labels."""
+    """log(predicted / measured) for the prefill time of a full wave of every row and TPOT of rows with a decode
+    step, and their labels."""
     estimate = predict_rows(rows, hardware, calibration)
-    ttft = np.log(estimate.ttft_s / measured(rows, "ttft_s"))
+    prefill = np.log(estimate.prefill_time_s / measured(rows, "prefill_time_s"))
     decodes = np.asarray([row["output_len"] > 1 for row in rows])
     tpot = np.log(estimate.tpot_s[decodes] / measured(rows, "tpot_s")[decodes])
-    labels = [(row, "ttft") for row in rows] + [(row, "tpot") for row, d in zip(rows, decodes, strict=True) if d]
-    return np.concatenate([ttft, tpot]), labels
+    labels = [(row, "prefill") for row in rows] + [(row, "tpot") for row, d in zip(rows, decodes, strict=True) if d]
+    return np.concatenate([prefill, tpot]), labels
 
 
 def _least_squares(rows, hardware, prior: Calibration, free: list[str]):
@@ -151,10 +166,16 @@ def _least_squares(rows, hardware, prior: Calibration, free: list[str]):
 
     lower, upper = np.log([BOUNDS[f][0] for f in free]), np.log([BOUNDS[f][1] for f in free])
     # Start at the prior, pulled 5% inside the bounds: trf started on a bound can stall there.
-    start = [getattr(prior, f) or NEUTRAL_START.get(f, BOUNDS[f][0]) for f in free]
+    start = [prior_value(prior, f) or NEUTRAL_START.get(f, BOUNDS[f][0]) for f in free]
     start = np.clip(np.log(start), lower + START_MARGIN, upper - START_MARGIN)
     return least_squares(residuals, start, bounds=(lower, upper), method="trf", x_scale=1.0, ftol=1e-10, xtol=1e-10,
                          gtol=1e-10, max_nfev=200)  # fmt: skip
+
+
+def prior_value(calibration: Calibration, name: str) -> float:
+    """A factor's value in effect: an operator-class efficiency left unset follows its GEMM figure."""
+    value = getattr(calibration, name)
+    return getattr(calibration, INHERITS[name]) if value is None and name in INHERITS else value
 
 
 def _std_log(result, n_free: int) -> np.ndarray:
@@ -219,14 +240,16 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
     fitted = replace(start, **values, calibrated=True)
     factors = []
     for name in FACTORS:
-        prior_value = getattr(prior, name)
+        before_fit = prior_value(prior, name)
         if name not in free:
-            factors.append(FactorFit(name, prior_value, prior_value, None, "held at prior (not identified by these points)"))  # fmt: skip
+            follows = getattr(fitted, name) is None and name in INHERITS
+            status = (f"follows {INHERITS[name]}" if follows else "held at prior") + " (not identified by these points)"
+            factors.append(FactorFit(name, before_fit, prior_value(fitted, name), None, status))
             continue
         value, i = values[name], free.index(name)
         at_bound = any(np.isclose(np.log(value), np.log(b), atol=1e-6) for b in BOUNDS[name])
         std = float(value * std_log[i]) if np.isfinite(std_log[i]) else None
-        factors.append(FactorFit(name, prior_value, float(value), std, "at bound" if at_bound else "fitted"))
+        factors.append(FactorFit(name, before_fit, float(value), std, "at bound" if at_bound else "fitted"))
     chosen = int(fitted.gemv_max_tokens)
     factors.append(FactorFit("gemv_max_tokens", prior.gemv_max_tokens, float(chosen), None,
                              f"chosen from {', '.join(map(str, GEMV_THRESHOLDS))} (residual "
@@ -260,7 +283,7 @@ def format_report(fit: CalibrationFit, data: SweepData, hardware: Hardware) -> s
     split_name = "configs" if fit.split.by == "config" else "batch sizes"
     lines = [
         f"Calibration of {fit.engine} on {fit.machine} (hardware entry {fit.hardware}), "
-        f"{fit.n_points} training points, {len(fit.residuals)} phase residuals (TTFT, TPOT)",
+        f"{fit.n_points} training points, {len(fit.residuals)} phase residuals (a full wave's prefill, TPOT)",
         f"Trained on {split_name}: {', '.join(map(str, fit.split.train))}",
         f"Held out {split_name}: {', '.join(map(str, fit.split.holdout)) or '(none)'}",
         "",
@@ -278,7 +301,7 @@ def format_report(fit: CalibrationFit, data: SweepData, hardware: Hardware) -> s
             ],  # fmt: skip
         ),
         "",
-        f"RMS log error of TTFT and TPOT on the training points: {fit.rms_log_error_prior:.3f} with the priors, "
+        f"RMS log error of prefill time and TPOT on the training points: {fit.rms_log_error_prior:.3f} with the priors, "
         f"{fit.rms_log_error_fit:.3f} fitted (0.05 is about 5%)",
     ]
     held = [row for row in data.rows if not fit.split.is_train(row)]

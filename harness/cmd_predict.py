@@ -9,6 +9,7 @@ import sys
 from harness.cli_args import positive_int, positive_int_list
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # kept here so the parser needs no perfmodel import
+KV_DTYPE_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}  # as vLLM's --kv-cache-dtype names them
 
 
 def add_parser(subparsers) -> None:
@@ -27,6 +28,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--calibration", metavar="FILE.toml", default=None,
                    help="efficiency factors fitted by `archscale calibrate` (default: the priors)")  # fmt: skip
     p.add_argument("--dtype", choices=tuple(DTYPE_BYTES), help="weights/activations dtype (default: each config's own)")
+    p.add_argument("--kv-dtype", choices=tuple(KV_DTYPE_BYTES),
+                   help="KV-cache dtype, separate from the weights' (default: the weights' dtype)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="JSON: one object, or a list for several points")
     p.add_argument("--breakdown", action="store_true", help="also print the per-operator time breakdown")
     p.set_defaults(run=run)
@@ -35,8 +38,8 @@ def add_parser(subparsers) -> None:
 def format_predictions(rows: list[dict]) -> str:
     from harness.tables import format_table, humanize_bytes, humanize_count, humanize_seconds
 
-    header = ("config", "batch", "out tok/s", "total tok/s", "TTFT", "TPOT", "memory", "max seqs", "prefill",
-              "decode", "N", "r", "GQA")  # fmt: skip
+    header = ("config", "batch", "out tok/s", "total tok/s", "TTFT mean", "TTFT p99", "TPOT", "memory", "max seqs",
+              "prefill", "decode", "N", "r", "GQA")  # fmt: skip
     body = [
         (
             r["config"],
@@ -44,6 +47,7 @@ def format_predictions(rows: list[dict]) -> str:
             f"{r['output_tokens_per_s']:,.0f}",
             f"{r['total_tokens_per_s']:,.0f}",
             humanize_seconds(r["ttft_s"]),
+            humanize_seconds(r["ttft_p99_s"]),
             humanize_seconds(r["tpot_s"]),
             humanize_bytes(r["peak_memory_bytes"]),
             f"{r['max_concurrent_seqs']}" + ("*" if r["capacity_limited"] else ""),
@@ -60,8 +64,9 @@ def format_predictions(rows: list[dict]) -> str:
         f"{first['gpu']} ({first['hardware']}{', measured by archscale probe' if first['hardware_measured'] else ''})"
     )
     priors = "the hardware file" if first["calibration_source"] == "hardware entry" else first["calibration_source"]
+    kv = "" if first["kv_dtype_bytes"] == first["dtype_bytes"] else f" · {first['kv_dtype_bytes']}-byte KV cache"
     lines = [
-        f"{hardware} · {first['engine']} · in {first['input_len']} / out {first['output_len']} tokens"
+        f"{hardware} · {first['engine']} · in {first['input_len']} / out {first['output_len']} tokens{kv}"
         + (
             f" · calibrated ({first['calibration_source']})"
             if first["calibrated"]
@@ -71,17 +76,22 @@ def format_predictions(rows: list[dict]) -> str:
     ]
     if any(r["capacity_limited"] for r in rows):
         lines.append("* batch exceeds the KV-cache capacity: requests run in waves of 'max seqs' at a time")
+    lines.append("TTFT: per request, all queued at once (a later wave waits for the earlier ones); mean and p99")
     return "\n".join(lines)
 
 
 def format_breakdown(row: dict) -> str:
     from harness.tables import format_table, humanize_seconds
 
-    ops = list(row["breakdown"]["prefill_s"])
-    body = [(op, humanize_seconds(row["breakdown"]["prefill_s"][op]), humanize_seconds(row["breakdown"]["decode_s"][op]))
-            for op in ops]  # fmt: skip
-    title = f"{row['config']} batch {row['concurrency']} (one wave): time per operator"
-    return title + "\n" + format_table(("op", "prefill", "decode (all steps)"), body)
+    breakdown = row["breakdown"]
+    prefill, decode = breakdown["prefill_s"], breakdown["decode_s"]
+    total_prefill, total_decode = sum(prefill.values()), sum(decode.values())
+    body = [(op, breakdown["op_class"][op], humanize_seconds(prefill[op]), f"{prefill[op] / total_prefill:.0%}",
+             humanize_seconds(decode[op]), f"{decode[op] / total_decode:.0%}" if total_decode else "-")
+            for op in prefill]  # fmt: skip
+    title = (f"{row['config']} batch {row['concurrency']} (one wave): time per operator, without the per-step "
+             f"overhead; decode attention occupancy {row['decode_attention_occupancy']:.0%} of the SMs")  # fmt: skip
+    return title + "\n" + format_table(("op", "class", "prefill", "share", "decode (all steps)", "share"), body)
 
 
 def run(args) -> int:
@@ -94,6 +104,7 @@ def run(args) -> int:
     archs = [resolve_arch(spec) for spec in args.configs]
     if args.dtype is not None:
         archs = [replace(arch, dtype_bytes=DTYPE_BYTES[args.dtype]) for arch in archs]
+    kv_dtype_bytes = None if args.kv_dtype is None else KV_DTYPE_BYTES[args.kv_dtype]
     rows = []
     for arch in archs:
         for batch_size in args.batch_size:
@@ -105,6 +116,7 @@ def run(args) -> int:
                 output_len=args.output_len,
                 engine=args.engine,
                 calibration_file=args.calibration,
+                kv_dtype_bytes=kv_dtype_bytes,
             )
             rows.append(prediction.to_dict())
     if args.json:

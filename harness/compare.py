@@ -2,8 +2,8 @@
 
 Every measured row is re-predicted with the current model (`harness.sweep_rows.predict_rows`) for the hardware
 and calibration given, not read from the row's stored `predicted`. The result (`Comparison`, plain dataclasses)
-holds per point the measured and predicted output tokens/s, TTFT and TPOT with their signed errors
-(100·(predicted/measured − 1), TPOT only where output_len > 1); summaries of |error| over all points and, when the
+holds per point the measured and predicted output tokens/s, TTFT (mean over requests), a full wave's prefill time
+and TPOT with their signed errors (100·(predicted/measured − 1), TPOT only where output_len > 1); summaries of |error| over all points and, when the
 calibration records which configs it was fitted on, over training and held-out points separately; how well the
 model orders configs at each workload (what a search relies on: order right, pairwise concordance, Spearman); and
 the throughput ratio of every config to a baseline config, measured vs predicted. Points the comparison cannot use
@@ -27,7 +27,7 @@ from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import Hardware
 
 # (key in rows and estimates, label in reports)
-METRICS = (("output_tokens_per_s", "out tok/s"), ("ttft_s", "TTFT"), ("tpot_s", "TPOT"))
+METRICS = (("output_tokens_per_s", "out tok/s"), ("ttft_s", "TTFT"), ("prefill_time_s", "prefill"), ("tpot_s", "TPOT"))
 
 
 @dataclass
@@ -40,9 +40,12 @@ class PointComparison:
     measured_output_tokens_per_s: float
     predicted_output_tokens_per_s: float
     output_tokens_per_s_error_pct: float | None
-    measured_ttft_s: float
-    predicted_ttft_s: float
+    measured_ttft_s: float | None  # mean over requests; None in rows written before TTFT was per request
+    predicted_ttft_s: float | None
     ttft_s_error_pct: float | None
+    measured_prefill_time_s: float  # one full wave's prefill (what calibration fits)
+    predicted_prefill_time_s: float
+    prefill_time_s_error_pct: float | None
     measured_tpot_s: float | None  # None when output_len = 1 (no decode step)
     predicted_tpot_s: float | None
     tpot_s_error_pct: float | None
@@ -52,7 +55,7 @@ class PointComparison:
 
 @dataclass
 class MetricSummary:
-    metric: str  # "output_tokens_per_s", "ttft_s" or "tpot_s"
+    metric: str  # "output_tokens_per_s", "ttft_s", "prefill_time_s" or "tpot_s"
     split: str  # "all", "train" or "holdout"
     n_points: int
     median_abs_error_pct: float | None
@@ -227,7 +230,7 @@ def compare(data: SweepData, hardware: Hardware, calibration: Calibration, *, ca
         values = {}
         for key, _ in METRICS:
             m, p = float(measured([row], key)[0]), float(getattr(est, key)[i])
-            if key == "tpot_s" and row["output_len"] <= 1:
+            if (key == "tpot_s" and row["output_len"] <= 1) or math.isnan(m):
                 m = p = None
             values[key] = (m, p, None if m is None else _error_pct(p, m))
         points.append(PointComparison(
@@ -238,6 +241,8 @@ def compare(data: SweepData, hardware: Hardware, calibration: Calibration, *, ca
             output_tokens_per_s_error_pct=values["output_tokens_per_s"][2],
             measured_ttft_s=values["ttft_s"][0], predicted_ttft_s=values["ttft_s"][1],
             ttft_s_error_pct=values["ttft_s"][2],
+            measured_prefill_time_s=values["prefill_time_s"][0], predicted_prefill_time_s=values["prefill_time_s"][1],
+            prefill_time_s_error_pct=values["prefill_time_s"][2],
             measured_tpot_s=values["tpot_s"][0], predicted_tpot_s=values["tpot_s"][1],
             tpot_s_error_pct=values["tpot_s"][2],
             predicted_concurrency=int(est.concurrency[i]), measured_concurrency=row.get("concurrency"),

@@ -48,13 +48,14 @@ def _tiny_arch(n_layer: int):
                 name=f"probe-tiny-{n_layer}")  # fmt: skip
 
 
-def perfmodel_launches_per_step(arch) -> int:
-    """Kernel launches the perfmodel charges one decode step of `arch` (dense operators + attention)."""
+def perfmodel_launches_per_step(arch, sampler_logit_passes: float = 1.0) -> int:
+    """Kernel launches the perfmodel charges one decode step of `arch` (dense operators, sampler, attention)."""
     from perfmodel.arch_batch import ArchBatch
     from perfmodel.operators import decode_attention, dense_ops
 
     shape = ArchBatch.from_archs([arch])  # arrays of shape [1]
-    launches = sum(op.kernels for op in dense_ops(shape, 1, 1).values()) + decode_attention(shape, 1).kernels
+    ops = dense_ops(shape, 1, 1, sampler_logit_passes)
+    launches = sum(op.kernels for op in ops.values()) + decode_attention(shape, 1, shape.dtype_bytes).kernels
     return int(launches.item() if hasattr(launches, "item") else launches)
 
 

@@ -83,8 +83,8 @@ def predict_point(point: SweepPoint) -> tuple[dict | None, str | None]:
     w = point.workload
     try:
         prediction = predict(arch, point.hardware, batch_size=w.batch_size, input_len=w.input_len,
-                             output_len=w.output_len, engine=point.engine,
-                             calibration_file=point.calibration_file)  # fmt: skip
+                             output_len=w.output_len, engine=point.engine, calibration_file=point.calibration_file,
+                             max_prefill_tokens=point.options.max_prefill_tokens)  # fmt: skip
     except ArchscaleInputError as exc:
         return None, str(exc)
     row = prediction.to_dict()

@@ -1,7 +1,7 @@
 """Sweep rows as a data set: load and check sweep files, and re-predict their points under any calibration.
 
-`load_sweeps` reads JSONL files written by `archscale sweep`, keeps the measured rows (status ok, TTFT and TPOT
-present), and lists what it set aside and why; it refuses to mix hardware or engines in one data set (a fit or a
+`load_sweeps` reads JSONL files written by `archscale sweep`, keeps the measured rows (status ok, prefill time and
+TPOT present; rows from before per-request TTFT have their `ttft_s` read as the prefill time), and lists what it set aside and why; it refuses to mix hardware or engines in one data set (a fit or a
 comparison across two machines means nothing). `predict_rows` runs the perfmodel on every kept point in one
 vectorized `estimate` call — the architecture at the dtype the engine ran, its workload, the given hardware and
 calibration — so calibrate and compare judge the current model, not the prediction stored when the row was written.
@@ -22,7 +22,7 @@ from perfmodel.errors import ArchscaleInputError
 from perfmodel.estimator import Estimate, estimate
 from perfmodel.hardware import Hardware
 
-MEASURED = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "tpot_s")
+MEASURED = ("output_tokens_per_s", "total_tokens_per_s", "prefill_time_s", "tpot_s")  # every kept row has these
 
 
 def file_sha256(path: str | Path) -> str:
@@ -71,6 +71,9 @@ def load_sweeps(paths) -> SweepData:
             if "arch" not in row or "batch_size" not in row or "status" not in row:
                 raise ArchscaleInputError(f"{path}:{number}: not a sweep row (no arch/batch_size/status): "
                                           "is this a file written by `archscale sweep`?")  # fmt: skip
+            if row.get("status") == "ok" and "prefill_time_s" not in row:
+                # Written before TTFT was reported per request: its ttft_s is a full wave's prefill time.
+                row["prefill_time_s"], row["ttft_s"] = row.get("ttft_s"), None
             if row["status"] != "ok":
                 data.excluded.append(f"{_label(row)}: status {row['status']} ({row.get('message', '')})")
                 continue
@@ -101,8 +104,12 @@ def predict_rows(rows: list[dict], hardware: Hardware, calibration: Calibration)
     """The perfmodel's estimate of every row's point, arrays of shape [len(rows)]."""
     workload = {key: np.asarray([row[key] for row in rows], dtype=np.int64)
                 for key in ("batch_size", "input_len", "output_len")}  # fmt: skip
-    return estimate(arch_batch(rows), hardware, calibration=calibration, **workload)
+    prefill_tokens = [(row.get("options") or {}).get("max_prefill_tokens") or calibration.max_prefill_tokens
+                      for row in rows]  # fmt: skip
+    return estimate(arch_batch(rows), hardware, calibration=calibration, max_prefill_tokens=np.asarray(prefill_tokens),
+                    **workload)  # fmt: skip
 
 
 def measured(rows: list[dict], key: str) -> np.ndarray:
-    return np.asarray([row[key] for row in rows], dtype=np.float64)
+    """The rows' measured `key` (NaN where a row lacks it, e.g. per-request TTFT in rows that predate it)."""
+    return np.asarray([np.nan if row.get(key) is None else row[key] for row in rows], dtype=np.float64)

@@ -43,14 +43,50 @@ class Calibration:
     # matrix-vector kernels): memory-bound at `gemv_memory_efficiency`, without the small-M compute penalty. 0 = off.
     gemv_max_tokens: float = 0.0
     gemv_memory_efficiency: float = 1.0
+    # Operator classes with their own efficiency. Absent (None) = the GEMM figure above (compute_efficiency or
+    # memory_efficiency), so a calibration that fitted only those two still means what it meant.
+    attention_prefill_compute_efficiency: float | None = None  # causal flash attention over the prompt
+    attention_decode_memory_efficiency: float | None = (
+        None  # decode attention streaming the KV cache, at full occupancy
+    )
+    elementwise_memory_efficiency: float | None = None  # norms, embedding gather, the sampler's passes over logits
+    # The sampler: fp32-logit-sized reads and writes per sampled token after the logits are cast to fp32 (greedy
+    # argmax reads them once: 1; sampling with temperature, softmax and a random draw makes several passes).
+    sampler_logit_passes: float = 1.0
+    # Engine policy: prompt tokens per prefill forward (whole sequences, at least one), as our engine's
+    # max_prefill_tokens and vLLM's max_num_batched_tokens bound it.
+    max_prefill_tokens: float = 8192.0
+
+    def efficiencies(self, op_class: str) -> tuple[float, float]:
+        """(compute, memory) efficiency of an operator class: "gemm", "attention_prefill", "attention_decode",
+        "elementwise"."""
+        compute, memory = self.compute_efficiency, self.memory_efficiency
+        if op_class == "attention_prefill" and self.attention_prefill_compute_efficiency is not None:
+            compute = self.attention_prefill_compute_efficiency
+        elif op_class == "attention_decode" and self.attention_decode_memory_efficiency is not None:
+            memory = self.attention_decode_memory_efficiency
+        elif op_class == "elementwise" and self.elementwise_memory_efficiency is not None:
+            memory = self.elementwise_memory_efficiency
+        elif op_class not in OP_CLASSES:
+            raise ValueError(f"unknown operator class {op_class!r} (known: {', '.join(OP_CLASSES)})")
+        return compute, memory
 
 
+OP_CLASSES = ("gemm", "attention_prefill", "attention_decode", "elementwise")
 CALIBRATION_FIELDS = tuple(f.name for f in fields(Calibration))
 OPTIONAL_FIELDS = (
     "gemm_half_efficiency_tokens",
     "gemv_max_tokens",
     "gemv_memory_efficiency",
+    "attention_prefill_compute_efficiency",
+    "attention_decode_memory_efficiency",
+    "elementwise_memory_efficiency",
+    "sampler_logit_passes",
+    "max_prefill_tokens",
 )  # may be absent from a file: the dataclass default applies
+EFFICIENCY_FIELDS = ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization", "gemv_memory_efficiency",
+                     "attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",
+                     "elementwise_memory_efficiency")  # fmt: skip
 
 
 def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
@@ -70,9 +106,11 @@ def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
         value = entry[name]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
             raise ArchscaleInputError(f"{where}.{name} must be a non-negative number, got {value!r}")
-    for name in ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization", "gemv_memory_efficiency"):
+    for name in EFFICIENCY_FIELDS:
         if name in entry and not 0 < entry[name] <= 1:
             raise ArchscaleInputError(f"{where}.{name} must be in (0, 1], got {entry[name]!r}")
+    if "max_prefill_tokens" in entry and entry["max_prefill_tokens"] < 1:
+        raise ArchscaleInputError(f"{where}.max_prefill_tokens must be at least 1, got {entry['max_prefill_tokens']!r}")
     return {f: entry[f] for f in CALIBRATION_FIELDS if f in entry}
 
 

@@ -1,21 +1,31 @@
 """I_N(P): roofline + KV-cache I/O estimate of serving throughput, vectorized over architectures × workloads.
 
 Roofline per operator (operators.py): time = max(FLOPs / (peak·compute_eff), bytes / (bw·memory_eff))
-+ kernels · launch_overhead; a forward pass adds the engine's step overhead. A GEMM of M rows (tokens) reaches
-only M / (M + M½) of the compute efficiency (M½ = `gemm_half_efficiency_tokens`, 0 in the priors: off): tiles and
-vector units are filled by rows, so small-M GEMMs (decode at small batch) fall short of the peak even where the
++ kernels · launch_overhead; a forward pass adds the engine's step overhead. Each operator class has its own
+efficiencies (`Calibration.efficiencies`: GEMM, attention prefill, attention decode, elementwise); decode attention's
+bandwidth is further scaled by its occupancy (programs vs SMs, perfmodel/occupancy.py). A GEMM of M rows (tokens)
+reaches only M / (M + M½) of the compute efficiency (M½ = `gemm_half_efficiency_tokens`, 0 in the priors: off): tiles
+and vector units are filled by rows, so small-M GEMMs (decode at small batch) fall short of the peak even where the
 roofline calls them compute-bound. GEMMs of M <= `gemv_max_tokens` rows (0 = off) run as GEMV kernels instead:
-memory-bound at `gemv_memory_efficiency`, without that penalty (BLAS libraries dispatch M = 1 to GEMV). The op is compute-bound when the
-first term wins. peak = `Hardware.peak_flops_per_s(dtype_bytes)`: fp32 for 4-byte architectures, bf16 otherwise.
+memory-bound at `gemv_memory_efficiency`, without that penalty (BLAS libraries dispatch M = 1 to GEMV). The op is
+compute-bound when the first term wins. peak = `Hardware.peak_flops_per_s(dtype_bytes)`: fp32 for 4-byte
+architectures, fp8 for 1-byte ones where the GPU has an fp8 peak, bf16 otherwise.
 
-Workload: `batch_size` requests, each `input_len` prompt tokens and `output_len` generated tokens.
-- Memory: KV capacity = memory·gpu_memory_utilization − weights − workspace. One sequence needs
-  kv_bytes_per_token·(input_len + output_len). At most `max_concurrent_seqs` = floor(capacity / that) run at
-  once; a larger batch runs in waves of that many (as a paged engine admits requests), `capacity_limited`.
-- A wave of c sequences: one prefill forward over c·input_len tokens (TTFT), then output_len − 1 decode steps
-  (the prefill already yields the first token) with the KV length growing by one per step. Only attention
-  depends on the KV length, affinely, so the sum over steps is exact in closed form (`sum_max_affine`): no
-  per-token loop.
+Workload: `batch_size` requests, each `input_len` prompt tokens and `output_len` generated tokens, all arriving at
+once (an offline run, or a benchmark at infinite request rate).
+- Memory: KV capacity = memory·gpu_memory_utilization − weights − workspace, with the device's memory as it reports
+  it (GiB-sized HBM less what the driver keeps). One sequence needs kv_bytes_per_token·(input_len + output_len) in
+  the KV cache's own dtype (`kv_dtype_bytes`, default the weights'). At most `max_concurrent_seqs` =
+  floor(capacity / that) run at once; a larger batch runs in waves of that many (as a paged engine admits
+  requests), `capacity_limited`.
+- A wave of c sequences: prefill forwards of whole sequences, at most `max_prefill_tokens` prompt tokens each (at
+  least one sequence), each sampling the first token of its sequences; then output_len − 1 decode steps with the
+  KV length growing by one per step. Only attention depends on the KV length, affinely, so the sum over steps is
+  exact in closed form (`sum_max_affine`): no per-token loop.
+- TTFT as engines report it: a request's first token is ready when the prefill forward holding it ends; requests in
+  a later wave also wait for the waves before them. `ttft_s` is the mean over all requests (closed form), and
+  `ttft_p50_s` / `ttft_p99_s` the nearest-rank percentiles. `prefill_time_s` is the prefill of one full wave (all
+  its forwards): what calibration fits against a measured wave.
 - output tokens/s = batch_size·output_len / total time; total tokens/s counts the prompt tokens too.
   TPOT = mean decode step time of a full wave.
 """
@@ -26,10 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perfmodel import params
 from perfmodel.arch_batch import ArchBatch
 from perfmodel.calibration import Calibration
 from perfmodel.hardware import Hardware
-from perfmodel.operators import decode_attention, dense_ops, prefill_attention
+from perfmodel.occupancy import decode_attention_occupancy
+from perfmodel.operators import Op, decode_attention, dense_ops, prefill_attention
 
 
 def sum_max_affine(first, count, a1, b1, a2, b2):
@@ -57,62 +69,135 @@ def sum_max_affine(first, count, a1, b1, a2, b2):
     return part1 + series(a2, b2, start2, count - n1), part1
 
 
+def nearest_rank(quantile, count):
+    """0-based index of the nearest-rank `quantile` (in (0, 1]) of `count` sorted values: ceil(q·n) − 1."""
+    return np.maximum(np.ceil(np.asarray(quantile) * count).astype(np.int64) - 1, 0)
+
+
 @dataclass
 class Estimate:
     """Arrays broadcast to the common shape of the architectures and workloads."""
 
     output_tokens_per_s: np.ndarray
     total_tokens_per_s: np.ndarray
-    ttft_s: np.ndarray
+    ttft_s: np.ndarray  # mean over requests, from the moment all arrive
+    ttft_p50_s: np.ndarray  # nearest-rank median over requests
+    ttft_p99_s: np.ndarray
     tpot_s: np.ndarray
-    prefill_time_s: np.ndarray  # one full wave
+    prefill_time_s: np.ndarray  # one full wave, all its prefill forwards
     decode_time_s: np.ndarray  # one full wave
     total_time_s: np.ndarray
     peak_memory_bytes: np.ndarray
     weight_bytes: np.ndarray
+    kv_bytes_per_token: np.ndarray  # in the KV cache's dtype
     max_concurrent_seqs: np.ndarray
     concurrency: np.ndarray
     capacity_limited: np.ndarray
     feasible: np.ndarray
     prefill_compute_bound: np.ndarray
     decode_compute_bound: np.ndarray
+    decode_attention_occupancy: np.ndarray  # share of SMs a full wave's decode attention keeps busy
     prefill_op_time_s: dict  # op name -> array, one full wave
     decode_op_time_s: dict  # op name -> array, all decode steps of one full wave
+    op_classes: dict  # op name -> its operator class (Calibration.efficiencies); attention is "attention_<phase>"
 
 
-def _roofline(flops, bytes_, kernels, gpu: Hardware, cal: Calibration, peak_flops_per_s, gemm_rows=None):
-    compute_s = flops / (peak_flops_per_s * cal.compute_efficiency)
-    memory_s = bytes_ / (gpu.hbm_bandwidth_bytes_per_s * cal.memory_efficiency)
-    if gemm_rows is not None and cal.gemm_half_efficiency_tokens:  # a GEMM of M rows runs at M / (M + M½) of it
-        compute_s = compute_s * (1.0 + cal.gemm_half_efficiency_tokens / gemm_rows)
-    if gemm_rows is not None and cal.gemv_max_tokens:  # a GEMV streams the weights at its own efficiency
-        gemv = np.asarray(gemm_rows) <= cal.gemv_max_tokens
-        compute_s = np.where(gemv, flops / (peak_flops_per_s * cal.compute_efficiency), compute_s)
-        memory_s = np.where(gemv, bytes_ / (gpu.hbm_bandwidth_bytes_per_s * cal.gemv_memory_efficiency), memory_s)
-    return np.maximum(compute_s, memory_s) + kernels * cal.kernel_launch_overhead_s, compute_s >= memory_s
+def _roofline(op: Op, gpu: Hardware, cal: Calibration, peak_flops_per_s):
+    """(time, compute-bound) of one operator at its class's efficiencies."""
+    compute_eff, memory_eff = cal.efficiencies(op.op_class)
+    compute_s = op.flops / (peak_flops_per_s * compute_eff)
+    memory_s = op.bytes / (gpu.hbm_bandwidth_bytes_per_s * memory_eff)
+    if op.gemm_rows is not None and cal.gemm_half_efficiency_tokens:  # a GEMM of M rows runs at M / (M + M½) of it
+        compute_s = compute_s * (1.0 + cal.gemm_half_efficiency_tokens / op.gemm_rows)
+    if op.gemm_rows is not None and cal.gemv_max_tokens:  # a GEMV streams the weights at its own efficiency
+        gemv = np.asarray(op.gemm_rows) <= cal.gemv_max_tokens
+        compute_s = np.where(gemv, op.flops / (peak_flops_per_s * compute_eff), compute_s)
+        memory_s = np.where(gemv, op.bytes / (gpu.hbm_bandwidth_bytes_per_s * cal.gemv_memory_efficiency), memory_s)
+    return np.maximum(compute_s, memory_s) + op.kernels * cal.kernel_launch_overhead_s, compute_s >= memory_s
 
 
-def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration, peak_flops_per_s):
-    """Times of one wave of `n_seqs` sequences: prefill ops, decode ops summed over steps, and bound shares.
-    `peak_flops_per_s` is the hardware's peak for each architecture's dtype (a float or an array)."""
-    flop_rate = peak_flops_per_s * cal.compute_efficiency
-    byte_rate = gpu.hbm_bandwidth_bytes_per_s * cal.memory_efficiency
+def _forward(ops: dict[str, Op], gpu: Hardware, cal: Calibration, peak_flops_per_s):
+    """Per-op times of one forward, and the part of it spent in compute-bound ops."""
+    times, compute_s = {}, 0.0
+    for name, op in ops.items():
+        times[name], compute_bound = _roofline(op, gpu, cal, peak_flops_per_s)
+        compute_s = compute_s + np.where(compute_bound, times[name], 0.0)
+    return times, compute_s
+
+
+@dataclass
+class _Wave:
+    """Times of one wave of sequences: its prefill forwards (`full_chunks` of `chunk_seqs` sequences taking
+    `chunk_s` each, then a last one of the rest taking `last_chunk_s`, 0 if none) and its decode steps."""
+
+    prefill_ops: dict
+    decode_ops: dict
+    prefill_s: np.ndarray
+    decode_s: np.ndarray
+    prefill_compute_s: np.ndarray
+    decode_compute_s: np.ndarray
+    occupancy: np.ndarray
+    op_classes: dict
+    chunk_seqs: np.ndarray
+    full_chunks: np.ndarray
+    chunk_s: np.ndarray
+    last_chunk_s: np.ndarray
+
+    @property
+    def total_s(self):
+        return self.prefill_s + self.decode_s
+
+    def first_token_s(self, position):
+        """When the request at 0-based `position` of the wave has its first token, from the wave's start."""
+        chunk = position // self.chunk_seqs
+        done = self.full_chunks * self.chunk_s
+        return np.where(chunk < self.full_chunks, (chunk + 1) * self.chunk_s, done + self.last_chunk_s)
+
+    def first_token_sum_s(self, n_seqs):
+        """Σ first_token_s over the wave's `n_seqs` requests, in closed form."""
+        full, last_seqs = self.full_chunks, n_seqs - self.full_chunks * self.chunk_seqs
+        return self.chunk_seqs * self.chunk_s * full * (full + 1) / 2 + last_seqs * (full * self.chunk_s +
+                                                                                    self.last_chunk_s)  # fmt: skip
+
+
+def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration, peak_flops_per_s, kv_dtype_bytes,
+          max_prefill_tokens) -> _Wave:  # fmt: skip
+    """One wave of `n_seqs` sequences. `peak_flops_per_s` is the hardware's peak for each architecture's dtype."""
     steps = output_len - 1
-    prefill, decode = {}, {}
-    prefill_compute_s = decode_compute_s = 0.0
-    for name, op in dense_ops(shape, n_seqs * input_len, n_seqs).items():
-        prefill[name], compute_bound = _roofline(op.flops, op.bytes, op.kernels, gpu, cal, peak_flops_per_s,
-                                                 op.gemm_rows)  # fmt: skip
-        prefill_compute_s = prefill_compute_s + np.where(compute_bound, prefill[name], 0.0)
-    attn = prefill_attention(shape, n_seqs, input_len)
-    prefill["attention"], compute_bound = _roofline(attn.flops, attn.bytes, attn.kernels, gpu, cal, peak_flops_per_s)
-    prefill_compute_s = prefill_compute_s + np.where(compute_bound, prefill["attention"], 0.0)
+    passes = cal.sampler_logit_passes
 
-    for name, op in dense_ops(shape, n_seqs, n_seqs).items():
-        step_s, compute_bound = _roofline(op.flops, op.bytes, op.kernels, gpu, cal, peak_flops_per_s, op.gemm_rows)
-        decode[name] = steps * step_s
-        decode_compute_s = decode_compute_s + np.where(compute_bound, decode[name], 0.0)
-    attn = decode_attention(shape, n_seqs)
+    def prefill_forward(seqs):
+        ops = dense_ops(shape, seqs * input_len, seqs, passes)
+        ops["attention"] = prefill_attention(shape, seqs, input_len, kv_dtype_bytes)
+        return _forward(ops, gpu, cal, peak_flops_per_s)
+
+    per_forward = np.maximum(np.floor(max_prefill_tokens / input_len), 1)  # whole sequences, at least one
+    chunk_seqs = np.minimum(per_forward, n_seqs)
+    full_chunks = np.floor(n_seqs / chunk_seqs)
+    last_seqs = n_seqs - full_chunks * chunk_seqs
+    chunk_ops, chunk_compute_s = prefill_forward(chunk_seqs)
+    chunk_s = sum(chunk_ops.values()) + cal.step_overhead_s
+    prefill = {name: full_chunks * t for name, t in chunk_ops.items()}
+    prefill_compute_s = full_chunks * chunk_compute_s
+    last_chunk_s = np.zeros_like(chunk_s)
+    if np.any(last_seqs > 0):  # a last, smaller forward for the sequences left over
+        has_last = last_seqs > 0
+        last_ops, last_compute_s = prefill_forward(np.maximum(last_seqs, 1))
+        prefill = {name: t + np.where(has_last, last_ops[name], 0.0) for name, t in prefill.items()}
+        prefill_compute_s = prefill_compute_s + np.where(has_last, last_compute_s, 0.0)
+        last_chunk_s = np.where(has_last, sum(last_ops.values()) + cal.step_overhead_s, 0.0)
+    prefill_s = full_chunks * chunk_s + last_chunk_s
+
+    step_dense_ops = dense_ops(shape, n_seqs, n_seqs, passes)
+    op_classes = {name: op.op_class for name, op in step_dense_ops.items()} | {"attention": "attention"}
+    step_ops, decode_compute_s = _forward(step_dense_ops, gpu, cal, peak_flops_per_s)
+    decode = {name: steps * t for name, t in step_ops.items()}
+    decode_compute_s = steps * decode_compute_s
+    attn = decode_attention(shape, n_seqs, kv_dtype_bytes)
+    occupancy = decode_attention_occupancy(n_seqs, shape.n_kv_head, input_len + output_len, gpu.sm_count)
+    compute_eff, memory_eff = cal.efficiencies("attention_decode")
+    flop_rate = peak_flops_per_s * compute_eff
+    byte_rate = gpu.hbm_bandwidth_bytes_per_s * memory_eff * occupancy
     # KV length at decode step k (k = 0 .. steps-1) is input_len + 1 + k: the prompt plus the tokens so far.
     attn_s, attn_compute_s = sum_max_affine(
         input_len + 1,
@@ -124,9 +209,9 @@ def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration,
     )
     decode["attention"] = attn_s + steps * attn.kernels * cal.kernel_launch_overhead_s
     decode_compute_s = decode_compute_s + attn_compute_s
-    prefill_s = sum(prefill.values()) + cal.step_overhead_s
     decode_s = sum(decode.values()) + steps * cal.step_overhead_s
-    return prefill, decode, prefill_s, decode_s, prefill_compute_s, decode_compute_s
+    return _Wave(prefill, decode, prefill_s, decode_s, prefill_compute_s, decode_compute_s, occupancy, op_classes,
+                 chunk_seqs, full_chunks, chunk_s, last_chunk_s)  # fmt: skip
 
 
 def estimate(
@@ -137,14 +222,21 @@ def estimate(
     input_len,
     output_len,
     calibration: Calibration,
+    kv_dtype_bytes=None,
+    max_prefill_tokens=None,
 ) -> Estimate:
-    """Throughput, latency and memory for every (architecture, workload) combination, as arrays."""
+    """Throughput, latency and memory for every (architecture, workload) combination, as arrays.
+    `kv_dtype_bytes`: the KV cache's element size (default: each architecture's dtype_bytes); `max_prefill_tokens`:
+    prompt tokens per prefill forward (default: the calibration's engine policy)."""
     batch_size = np.asarray(batch_size, dtype=np.int64)
     input_len = np.asarray(input_len, dtype=np.int64)
     output_len = np.asarray(output_len, dtype=np.int64)
     cal = calibration
+    kv_dtype_bytes = archs.dtype_bytes if kv_dtype_bytes is None else np.asarray(kv_dtype_bytes)
+    max_prefill_tokens = cal.max_prefill_tokens if max_prefill_tokens is None else np.asarray(max_prefill_tokens)
     weight_bytes = archs.weight_bytes.astype(np.float64)
-    seq_kv_bytes = archs.kv_bytes_per_token * (input_len + output_len).astype(np.float64)
+    kv_bytes_per_token = params.kv_bytes_per_token(archs.n_layer, archs.n_kv_head, archs.d_head, kv_dtype_bytes)
+    seq_kv_bytes = kv_bytes_per_token * (input_len + output_len).astype(np.float64)
     kv_capacity_bytes = gpu.memory_bytes * cal.gpu_memory_utilization - weight_bytes - cal.workspace_bytes
     max_concurrent = np.floor(np.maximum(kv_capacity_bytes, 0.0) / seq_kv_bytes)
     feasible = max_concurrent >= 1
@@ -152,16 +244,30 @@ def estimate(
     full_waves = np.floor(batch_size / concurrency)
     remainder = batch_size - full_waves * concurrency
 
-    peak_flops_per_s = gpu.peak_flops_per_s(archs.dtype_bytes)  # fp32 or bf16 peak per architecture
-    prefill_ops, decode_ops, prefill_s, decode_s, prefill_c, decode_c = _wave(
-        archs, concurrency, input_len, output_len, gpu, cal, peak_flops_per_s
+    peak_flops_per_s = gpu.peak_flops_per_s(archs.dtype_bytes)  # fp32, bf16 or fp8 peak per architecture
+    wave_args = (input_len, output_len, gpu, cal, peak_flops_per_s, kv_dtype_bytes, max_prefill_tokens)
+    wave = _wave(archs, concurrency, *wave_args)
+    total_s = full_waves * wave.total_s
+    # TTFT: requests of full wave w wait w·wave.total_s, then their own prefill forward (closed-form sums).
+    ttft_sum_s = concurrency * wave.total_s * full_waves * (full_waves - 1) / 2 + full_waves * wave.first_token_sum_s(
+        concurrency
     )
-    total_s = full_waves * (prefill_s + decode_s)
+    last = None
     if np.any(remainder > 0):  # a last, partial wave (only when the batch exceeds the KV capacity)
-        _, _, last_prefill_s, last_decode_s, _, _ = _wave(
-            archs, np.maximum(remainder, 1.0), input_len, output_len, gpu, cal, peak_flops_per_s
-        )
-        total_s = total_s + np.where(remainder > 0, last_prefill_s + last_decode_s, 0.0)
+        last = _wave(archs, np.maximum(remainder, 1.0), *wave_args)
+        has_last = remainder > 0
+        total_s = total_s + np.where(has_last, last.total_s, 0.0)
+        ttft_sum_s = ttft_sum_s + np.where(has_last, remainder * full_waves * wave.total_s +
+                                           last.first_token_sum_s(np.maximum(remainder, 1.0)), 0.0)  # fmt: skip
+
+    def ttft_at(quantile):
+        index = nearest_rank(quantile, batch_size)
+        wave_index = index // concurrency
+        first_s = wave.first_token_s(index - wave_index * concurrency)
+        if last is not None:
+            first_s = np.where(wave_index < full_waves, first_s, last.first_token_s(index - wave_index * concurrency))
+        return wave_index * wave.total_s + first_s
+
     steps = np.maximum(output_len - 1, 1)
     shape = np.broadcast_shapes(np.shape(total_s), np.shape(max_concurrent))  # every field gets the full shape
     feasible, max_concurrent = np.broadcast_to(feasible, shape), np.broadcast_to(max_concurrent, shape)
@@ -172,19 +278,25 @@ def estimate(
     return Estimate(
         output_tokens_per_s=masked(batch_size * output_len / total_s),
         total_tokens_per_s=masked(batch_size * (input_len + output_len) / total_s),
-        ttft_s=masked(prefill_s),
-        tpot_s=masked(np.where(output_len > 1, decode_s / steps, 0.0)),
-        prefill_time_s=masked(prefill_s),
-        decode_time_s=masked(decode_s),
+        ttft_s=masked(ttft_sum_s / batch_size),
+        ttft_p50_s=masked(ttft_at(0.5)),
+        ttft_p99_s=masked(ttft_at(0.99)),
+        tpot_s=masked(np.where(output_len > 1, wave.decode_s / steps, 0.0)),
+        prefill_time_s=masked(wave.prefill_s),
+        decode_time_s=masked(wave.decode_s),
         total_time_s=masked(total_s),
         peak_memory_bytes=weight_bytes + cal.workspace_bytes + np.where(feasible, concurrency, 0) * seq_kv_bytes,
         weight_bytes=weight_bytes * np.ones_like(total_s),
+        kv_bytes_per_token=kv_bytes_per_token * np.ones_like(total_s),
         max_concurrent_seqs=max_concurrent.astype(np.int64),
         concurrency=np.where(feasible, concurrency, 0).astype(np.int64),
         capacity_limited=feasible & (batch_size > max_concurrent),
         feasible=feasible,
-        prefill_compute_bound=prefill_c > (prefill_s - cal.step_overhead_s) / 2,
-        decode_compute_bound=decode_c > (decode_s - steps * cal.step_overhead_s) / 2,
-        prefill_op_time_s={k: masked(v) for k, v in prefill_ops.items()},
-        decode_op_time_s={k: masked(v) for k, v in decode_ops.items()},
+        prefill_compute_bound=wave.prefill_compute_s
+        > (wave.prefill_s - (wave.full_chunks + (wave.last_chunk_s > 0)) * cal.step_overhead_s) / 2,  # fmt: skip
+        decode_compute_bound=wave.decode_compute_s > (wave.decode_s - steps * cal.step_overhead_s) / 2,
+        decode_attention_occupancy=masked(wave.occupancy * np.ones_like(total_s)),
+        prefill_op_time_s={k: masked(v) for k, v in wave.prefill_ops.items()},
+        decode_op_time_s={k: masked(v) for k, v in wave.decode_ops.items()},
+        op_classes=wave.op_classes,
     )

@@ -23,7 +23,7 @@ from perfmodel.calibration import check_engine_tables, read_toml
 from perfmodel.errors import ArchscaleInputError
 
 DATA_DIR = Path(__file__).with_name("data")
-PEAK_FIELDS = ("peak_fp32_flops_per_s", "peak_bf16_flops_per_s", "peak_fp16_flops_per_s")
+PEAK_FIELDS = ("peak_fp32_flops_per_s", "peak_bf16_flops_per_s", "peak_fp16_flops_per_s", "peak_fp8_flops_per_s")
 LOCAL_NAME = "local"  # `--gpu local`: the probe file of this machine
 
 
@@ -34,29 +34,33 @@ class Hardware:
     hbm_bandwidth_bytes_per_s: float  # datasheet peak, or the measured copy bandwidth (measured = true)
     peak_bf16_flops_per_s: float | None  # dense; None when unknown (a probe that ran another dtype)
     peak_fp16_flops_per_s: float | None  # dense
-    memory_bytes: float
+    memory_bytes: float  # as the device reports it (torch / cudaMemGetInfo total), or the machine's RAM
     sm_count: int  # CUDA multiprocessors; for a probed CPU, the threads torch uses
     aliases: tuple[str, ...] = ()
     sources: dict = field(default_factory=dict, compare=False, hash=False)
     peak_fp32_flops_per_s: float | None = None  # dense, non-tensor-core fp32 (no TF32)
+    peak_fp8_flops_per_s: float | None = None  # dense fp8 tensor cores (Hopper and later); None where there are none
     measured: bool = False  # figures are rates `archscale probe` reached, not datasheet peaks
     calibration_priors: dict = field(default_factory=dict, compare=False, hash=False)  # engine -> Calibration kw
     metadata: dict = field(default_factory=dict, compare=False, hash=False)  # run metadata of the probe
 
     def peak_flops_per_s(self, dtype_bytes):
         """The dense peak for a weight/activation width: 4 bytes -> fp32, 2 -> bf16 (fp16 if only that is
-        known: the model cannot tell the two apart), 1 -> bf16 for now. `dtype_bytes` may be a numpy array;
-        the answer is a float when all widths agree, else an array of the same shape."""
+        known: the model cannot tell the two apart), 1 -> fp8 where the hardware has fp8 tensor cores, else bf16
+        (an fp8 checkpoint on an A100 runs weight-only kernels that compute in bf16). `dtype_bytes` may be a numpy
+        array; the answer is a float when all widths agree, else an array of the same shape."""
         widths = np.asarray(dtype_bytes)
         if widths.size == 0:
             return np.full(widths.shape, np.nan)
         lowest, highest = int(widths.min()), int(widths.max())
         if lowest == highest:  # the usual case: one float, no per-element work
             return self._peak_for_width(lowest)
-        fp32 = self._peak_for_width(4) if highest == 4 else np.nan
-        return np.where(widths == 4, fp32, self._peak_for_width(2))
+        peaks = {width: self._peak_for_width(width) for width in np.unique(widths).tolist()}
+        return np.select([widths == width for width in peaks], list(peaks.values()), np.nan)
 
     def _peak_for_width(self, width: int) -> float:
+        if width == 1 and self.peak_fp8_flops_per_s is not None:
+            return self.peak_fp8_flops_per_s
         if width == 4:
             if self.peak_fp32_flops_per_s is None:
                 raise ArchscaleInputError(self._missing_peak("fp32", "peak_fp32_flops_per_s", "float32"))
@@ -69,7 +73,7 @@ class Hardware:
     def _missing_peak(self, label: str, field_name: str, dtype: str) -> str:
         dtypes = {"peak_fp32_flops_per_s": "float32", "peak_bf16_flops_per_s": "bfloat16",
                   "peak_fp16_flops_per_s": "float16"}  # fmt: skip
-        known = [dtypes[f] for f in PEAK_FIELDS if getattr(self, f) is not None]
+        known = [dtypes[f] for f in PEAK_FIELDS if f in dtypes and getattr(self, f) is not None]
         fixes = [f"predict with --dtype {' or '.join(known)}"] if known else []
         fixes.append(f"probe it with `archscale probe --dtype {dtype}`" if self.measured else f"add {field_name}")
         return (
@@ -137,6 +141,7 @@ def _hardware_from_table(key: str, spec, origin: str) -> Hardware:
         peak_bf16_flops_per_s=peaks.get("peak_bf16_flops_per_s"),
         peak_fp16_flops_per_s=peaks.get("peak_fp16_flops_per_s"),
         peak_fp32_flops_per_s=peaks.get("peak_fp32_flops_per_s"),
+        peak_fp8_flops_per_s=peaks.get("peak_fp8_flops_per_s"),
         sm_count=sm_count,
         aliases=tuple(aliases),
         sources=dict(spec.get("sources", {})),

@@ -10,10 +10,17 @@ Prefill of `n_seqs` sequences of `input_len` tokens (T = n_seqs·input_len token
   o     2·T·hq·dh·d                   weights hq·dh·d·B + activations
   mlp   2·T·3·d·d_ff (gate, up, down) weights 3·d·d_ff·B + activations (SwiGLU product included)
   norm  2 RMSNorms per layer          read + write T·d·B each
-  lm_head only the last token of each sequence: 2·n_seqs·d·V FLOPs, V·d·B weights + fp32 logits
+  lm_head only the last token of each sequence: 2·n_seqs·d·V FLOPs, V·d·B weights + its logits in the compute dtype
+  sampler per sampled token (the last of each sequence): cast the logits to fp32 (B + 4 bytes per logit when
+        B < 4), then `sampler_logit_passes` fp32 reads or writes of them (greedy argmax: 1 read)
 Decode of one token for each of `n_seqs` sequences at KV length `kv_len`: the same with T = n_seqs, except
-attention: 4·n_seqs·hq·dh·kv_len FLOPs and n_seqs·kv_len·2·hkv·dh·B bytes of KV cache read (each KV head's
-cache is read once for its whole query group), plus q, out and the appended K/V.
+attention: 4·n_seqs·hq·dh·kv_len FLOPs and n_seqs·kv_len·2·hkv·dh·Bkv bytes of KV cache read (each KV head's
+cache is read once for its whole query group), plus q, out and the appended K/V. Bkv = the KV cache's dtype bytes,
+which may differ from B (an fp8 cache next to bf16 weights).
+
+Each operator belongs to a class with its own efficiencies (`Calibration.efficiencies`): "gemm" (projections, MLP,
+LM head), "attention_prefill", "attention_decode" (with an occupancy term, perfmodel/occupancy.py), "elementwise"
+(norms, embedding gather, the sampler).
 
 Attention's cost is split into a part proportional to kv_len and a constant part, so the estimator can sum it
 over a growing context in closed form.
@@ -25,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LOGIT_BYTES = 4  # engines compute logits in fp32
+LOGIT_BYTES = 4  # samplers work on fp32 logits
 
 
 @dataclass
@@ -35,6 +42,7 @@ class Op:
     flops: np.ndarray
     bytes: np.ndarray
     kernels: int  # launches per forward pass
+    op_class: str  # "gemm", "attention_prefill", "elementwise" (see Calibration.efficiencies)
     gemm_rows: np.ndarray | None = None  # M (tokens) of its GEMMs; None for non-GEMM operators
 
 
@@ -49,8 +57,9 @@ class DecodeAttention:
     kernels: int
 
 
-def dense_ops(shape, tokens, lm_head_tokens) -> dict[str, Op]:
-    """The operators whose cost does not depend on the context length, for `tokens` tokens in one forward."""
+def dense_ops(shape, tokens, lm_head_tokens, sampler_logit_passes) -> dict[str, Op]:
+    """The operators whose cost does not depend on the context length, for `tokens` tokens in one forward that
+    samples one token for each of `lm_head_tokens` sequences."""
     d, L, hq, hkv, dh, dff, V, B = (
         shape.d_model,
         shape.n_layer,
@@ -67,54 +76,80 @@ def dense_ops(shape, tokens, lm_head_tokens) -> dict[str, Op]:
             flops=L * 2.0 * tokens * d * qkv_width,
             bytes=L * B * (d * qkv_width + tokens * (d + qkv_width)),
             kernels=L,
+            op_class="gemm",
             gemm_rows=tokens,
         ),
         "o_proj": Op(
             flops=L * 2.0 * tokens * hq * dh * d,
             bytes=L * B * (hq * dh * d + tokens * (hq * dh + d)),
             kernels=L,
+            op_class="gemm",
             gemm_rows=tokens,
         ),
         "mlp": Op(  # gate+up GEMM [d -> 2·d_ff], SiLU·mul [2·d_ff -> d_ff], down GEMM [d_ff -> d]
             flops=L * 2.0 * tokens * 3 * d * dff,
             bytes=L * B * (3 * d * dff + tokens * ((d + 2 * dff) + (2 * dff + dff) + (dff + d))),
             kernels=3 * L,
+            op_class="gemm",
             gemm_rows=tokens,
         ),
         "norms": Op(  # two RMSNorms per layer + the final one (a few FLOPs per element)
             flops=(2 * L + 1) * 4.0 * tokens * d,
             bytes=(2 * L + 1) * B * 2.0 * tokens * d,
             kernels=2 * L + 1,
+            op_class="elementwise",
         ),
-        "embedding": Op(flops=np.zeros_like(tokens * d, dtype=np.float64), bytes=B * 2.0 * tokens * d, kernels=1),
+        "embedding": Op(
+            flops=np.zeros_like(tokens * d, dtype=np.float64),
+            bytes=B * 2.0 * tokens * d,
+            kernels=1,
+            op_class="elementwise",
+        ),  # fmt: skip
         "lm_head": Op(
             flops=2.0 * lm_head_tokens * d * V,
-            bytes=B * (V * d + lm_head_tokens * d) + LOGIT_BYTES * lm_head_tokens * V,
+            bytes=B * (V * d + lm_head_tokens * d + lm_head_tokens * V),
             kernels=1,
+            op_class="gemm",
             gemm_rows=lm_head_tokens,
         ),
+        "sampler": sampler(lm_head_tokens, V, B, sampler_logit_passes),
     }
 
 
-def prefill_attention(shape, n_seqs, input_len) -> Op:
+def sampler(n_seqs, vocab, dtype_bytes, logit_passes) -> Op:
+    """Turning the LM head's logits into one token per sequence: the cast to fp32 (skipped when the logits are
+    already fp32), then `logit_passes` fp32 reads or writes of n_seqs × vocab logits; about one FLOP per element
+    per pass."""
+    logits = n_seqs * vocab
+    cast_bytes = np.where(np.asarray(dtype_bytes) < LOGIT_BYTES, dtype_bytes + LOGIT_BYTES, 0)
+    return Op(
+        flops=1.0 * logits * logit_passes,
+        bytes=logits * (cast_bytes + LOGIT_BYTES * logit_passes),
+        kernels=1 + int(np.ceil(logit_passes / 2)),  # the cast, then about one kernel per read-and-write pass
+        op_class="elementwise",
+    )
+
+
+def prefill_attention(shape, n_seqs, input_len, kv_dtype_bytes) -> Op:
     """Causal self-attention over `input_len` tokens for `n_seqs` sequences, all layers (flash-style I/O)."""
     L, hq, hkv, dh, B = shape.n_layer, shape.n_head, shape.n_kv_head, shape.d_head, shape.dtype_bytes
     tokens = n_seqs * input_len
     return Op(
         flops=L * 2.0 * n_seqs * hq * dh * input_len**2,
-        # read q, k, v; write out; write K and V into the cache
-        bytes=L * B * tokens * ((hq + 2 * hkv) * dh + hq * dh + 2 * hkv * dh),
+        # read q, k, v; write out; write K and V into the cache (in the cache's dtype)
+        bytes=L * tokens * (B * ((hq + 2 * hkv) * dh + hq * dh) + kv_dtype_bytes * 2 * hkv * dh),
         kernels=2 * L,  # rotary + attention
+        op_class="attention_prefill",
     )
 
 
-def decode_attention(shape, n_seqs) -> DecodeAttention:
+def decode_attention(shape, n_seqs, kv_dtype_bytes) -> DecodeAttention:
     """One decode step's attention for `n_seqs` sequences, all layers, as affine functions of kv_len."""
     L, hq, hkv, dh, B = shape.n_layer, shape.n_head, shape.n_kv_head, shape.d_head, shape.dtype_bytes
     return DecodeAttention(
         flops_per_kv=L * 4.0 * n_seqs * hq * dh,
-        bytes_per_kv=L * B * n_seqs * 2.0 * hkv * dh,
+        bytes_per_kv=L * kv_dtype_bytes * n_seqs * 2.0 * hkv * dh,
         # q in, out written, the new token's K and V appended to the cache
-        bytes_fixed=L * B * n_seqs * (2.0 * hq * dh + 2.0 * hkv * dh),
+        bytes_fixed=L * n_seqs * (B * 2.0 * hq * dh + kv_dtype_bytes * 2.0 * hkv * dh),
         kernels=2 * L,  # rotary + cache append fused, decode attention
     )

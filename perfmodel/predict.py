@@ -8,13 +8,13 @@ hardware entry lacks) into one clear error. The hardware may be a datasheet GPU 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from perfmodel.arch import Arch
 from perfmodel.arch_batch import ArchBatch
 from perfmodel.calibration import get_calibration
 from perfmodel.errors import ArchscaleInputError
-from perfmodel.estimator import Estimate, estimate
+from perfmodel.estimator import estimate
 from perfmodel.hardware import Hardware
 
 GiB = 2**30
@@ -22,77 +22,102 @@ GiB = 2**30
 
 @dataclass(frozen=True)
 class Prediction:
+    """One architecture on one deployment: plain fields (scalars, the `Arch`, the `Hardware`), so a prediction
+    copies, pickles and crosses process boundaries. Times in seconds; see perfmodel/estimator.py for each field."""
+
     arch: Arch
     gpu: Hardware
     engine: str
     batch_size: int
     input_len: int
     output_len: int
+    kv_dtype_bytes: int
     calibrated: bool
-    estimate: Estimate  # arrays of shape (1,)
-    calibration_source: str = "perfmodel/data/calibration.toml"
-
-    def __getattr__(self, name):  # prediction.output_tokens_per_s etc. read the estimate's scalar
-        value = getattr(self.__dict__["estimate"], name)
-        return value[0].item() if hasattr(value, "shape") else value
+    calibration_source: str
+    output_tokens_per_s: float
+    total_tokens_per_s: float
+    ttft_s: float  # mean over requests, all arriving at once
+    ttft_p50_s: float
+    ttft_p99_s: float
+    tpot_s: float
+    prefill_time_s: float  # one full wave, all its prefill forwards
+    decode_time_s: float  # one full wave
+    total_time_s: float
+    peak_memory_bytes: int
+    weight_bytes: int
+    kv_bytes_per_token: int
+    max_concurrent_seqs: int
+    concurrency: int
+    capacity_limited: bool
+    prefill_bound: str  # "compute" | "memory"
+    decode_bound: str
+    decode_attention_occupancy: float
+    prefill_op_time_s: dict = field(default_factory=dict)  # op -> seconds, one full wave
+    decode_op_time_s: dict = field(default_factory=dict)  # op -> seconds, all decode steps of one full wave
+    op_classes: dict = field(default_factory=dict)  # op -> operator class ("attention": prefill / decode class)
 
     def to_dict(self) -> dict:
-        e = self.estimate
         return {
             "config": self.arch.name,
             "gpu": self.gpu.name,
             "hardware": self.gpu.display_name,
             "hardware_measured": self.gpu.measured,
             "dtype_bytes": self.arch.dtype_bytes,
+            "kv_dtype_bytes": self.kv_dtype_bytes,
             "engine": self.engine,
             "batch_size": self.batch_size,
             "input_len": self.input_len,
             "output_len": self.output_len,
-            "output_tokens_per_s": float(e.output_tokens_per_s[0]),
-            "total_tokens_per_s": float(e.total_tokens_per_s[0]),
-            "ttft_s": float(e.ttft_s[0]),
-            "tpot_s": float(e.tpot_s[0]),
-            "peak_memory_bytes": int(e.peak_memory_bytes[0]),
-            "weight_bytes": int(e.weight_bytes[0]),
-            "max_concurrent_seqs": int(e.max_concurrent_seqs[0]),
-            "concurrency": int(e.concurrency[0]),
-            "capacity_limited": bool(e.capacity_limited[0]),
-            "prefill_bound": "compute" if e.prefill_compute_bound[0] else "memory",
-            "decode_bound": "compute" if e.decode_compute_bound[0] else "memory",
+            **{name: getattr(self, name) for name in SCALAR_FIELDS},
             "n_params_non_embedding": self.arch.n_params_non_embedding,
             "n_params_total": self.arch.n_params_total,
             "mlp_attn_ratio": self.arch.mlp_attn_ratio,
             "gqa_group": self.arch.gqa_group,
-            "kv_bytes_per_token": self.arch.kv_bytes_per_token,
             "calibrated": self.calibrated,
             "calibration_source": self.calibration_source,
             "breakdown": {
-                "prefill_s": {op: float(t[0]) for op, t in e.prefill_op_time_s.items()},
-                "decode_s": {op: float(t[0]) for op, t in e.decode_op_time_s.items()},
+                "prefill_s": dict(self.prefill_op_time_s),
+                "decode_s": dict(self.decode_op_time_s),
+                "op_class": dict(self.op_classes),
             },
         }
 
 
+SCALAR_FIELDS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "ttft_p50_s", "ttft_p99_s", "tpot_s",
+                 "prefill_time_s", "decode_time_s", "total_time_s", "peak_memory_bytes", "weight_bytes",
+                 "kv_bytes_per_token", "max_concurrent_seqs", "concurrency", "capacity_limited", "prefill_bound",
+                 "decode_bound", "decode_attention_occupancy")  # fmt: skip
+
+
 def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, output_len: int, engine: str = "torch",
-            calibration_file=None):  # fmt: skip
-    """`calibration_file`: a file `archscale calibrate` wrote, used instead of the priors (perfmodel.calibration)."""
+            calibration_file=None, kv_dtype_bytes: int | None = None, max_prefill_tokens: int | None = None):  # fmt: skip
+    """`calibration_file`: a file `archscale calibrate` wrote, used instead of the priors (perfmodel.calibration).
+    `kv_dtype_bytes`: the KV cache's element size (default: the architecture's dtype); `max_prefill_tokens`: prompt
+    tokens per prefill forward (default: the engine's, from the calibration)."""
     for label, value in (("batch size", batch_size), ("input length", input_len), ("output length", output_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ArchscaleInputError(f"{label} must be a positive integer, got {value!r}")
+    kv_dtype_bytes = arch.dtype_bytes if kv_dtype_bytes is None else kv_dtype_bytes
+    if kv_dtype_bytes not in (1, 2, 4):
+        raise ArchscaleInputError(
+            f"KV-cache dtype must be 1, 2 or 4 bytes wide (fp8, bf16/fp16, fp32), got {kv_dtype_bytes!r}"
+        )
     calibration = get_calibration(gpu, engine, calibration_file)
     if calibration_file is not None:
         source = str(calibration_file)
     else:
         source = "hardware entry" if engine in gpu.calibration_priors else "perfmodel/data/calibration.toml"
-    result = estimate(
+    e = estimate(
         ArchBatch.from_archs([arch]),
         gpu,
         batch_size=batch_size,
         input_len=input_len,
         output_len=output_len,
         calibration=calibration,
+        kv_dtype_bytes=kv_dtype_bytes,
+        max_prefill_tokens=max_prefill_tokens,
     )
-    if not result.feasible[0]:
+    if not e.feasible[0]:
         usable_bytes = gpu.memory_bytes * calibration.gpu_memory_utilization - calibration.workspace_bytes
         label = arch.name or "the model"
         if arch.weight_bytes >= usable_bytes:
@@ -102,6 +127,21 @@ def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, outpu
             )
         raise ArchscaleInputError(
             f"not even one sequence of {input_len + output_len} tokens fits next to {label}'s weights on "
-            f"{gpu.display_name} (needs {arch.kv_bytes_per_token * (input_len + output_len) / GiB:.1f} GiB of KV cache)"
+            f"{gpu.display_name} (needs {float(e.kv_bytes_per_token[0]) * (input_len + output_len) / GiB:.1f} GiB "
+            "of KV cache)"
         )
-    return Prediction(arch, gpu, engine, batch_size, input_len, output_len, calibration.calibrated, result, source)
+    scalars = {
+        name: getattr(e, name)[0].item() for name in SCALAR_FIELDS if name not in ("prefill_bound", "decode_bound")
+    }
+    for name in ("peak_memory_bytes", "weight_bytes", "kv_bytes_per_token"):
+        scalars[name] = int(scalars[name])
+    return Prediction(
+        arch=arch, gpu=gpu, engine=engine, batch_size=batch_size, input_len=input_len, output_len=output_len,
+        kv_dtype_bytes=kv_dtype_bytes, calibrated=calibration.calibrated, calibration_source=source,
+        prefill_bound="compute" if e.prefill_compute_bound[0] else "memory",
+        decode_bound="compute" if e.decode_compute_bound[0] else "memory",
+        prefill_op_time_s={op: float(t[0]) for op, t in e.prefill_op_time_s.items()},
+        decode_op_time_s={op: float(t[0]) for op, t in e.decode_op_time_s.items()},
+        op_classes=dict(e.op_classes),
+        **scalars,
+    )  # fmt: skip

@@ -52,8 +52,10 @@ class EngineOptions:
 class Measurement:
     """One served workload. Times in seconds; medians over `repeats` timed runs, per-run values in `runs`.
 
-    ttft_s: prefill time of one full wave (the first token of every request in it); tpot_s: mean decode step time of
-    a full wave; output/total tokens per second over the whole workload (all waves), prompt tokens counted in total.
+    ttft_s: mean time to first token over requests, from the moment all were queued (a later wave's requests include
+    their wait), as serving benchmarks report it; ttft_p50_s / ttft_p99_s: its nearest-rank percentiles;
+    prefill_time_s: the prefill of one full wave (all its forwards); tpot_s: mean decode step time of a full wave;
+    output/total tokens per second over the whole workload (all waves), prompt tokens counted in total.
     """
 
     status: str  # "ok" | "oom" | "error"
@@ -61,6 +63,9 @@ class Measurement:
     output_tokens_per_s: float | None = None
     total_tokens_per_s: float | None = None
     ttft_s: float | None = None
+    ttft_p50_s: float | None = None
+    ttft_p99_s: float | None = None
+    prefill_time_s: float | None = None
     tpot_s: float | None = None
     total_time_s: float | None = None
     peak_memory_bytes: int | None = None

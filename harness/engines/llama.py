@@ -185,14 +185,16 @@ class LlamaModel:
         engine bounds its prefill batch, so activations stay small at large batch × long prompts (on the CPU a
         16k-token forward costs 25% more per token than an 8k one: its activations fall out of cache).
         """
+        return torch.cat(list(self.prefill_forwards(tokens, cache, block_table)))
+
+    @torch.inference_mode()
+    def prefill_forwards(self, tokens: torch.Tensor, cache: PagedKVCache, block_table: torch.Tensor):
+        """`prefill`, one forward at a time: yields the logits [b, V] of each forward's b sequences, in order, so
+        a caller can time when each request's first token is ready."""
         batch, length = tokens.shape
         per_chunk = max(1, self.max_prefill_tokens // length)
-        return torch.cat(
-            [
-                self._prefill_chunk(tokens[start : start + per_chunk], cache, block_table[start : start + per_chunk])
-                for start in range(0, batch, per_chunk)
-            ]
-        )
+        for start in range(0, batch, per_chunk):
+            yield self._prefill_chunk(tokens[start : start + per_chunk], cache, block_table[start : start + per_chunk])
 
     def _prefill_chunk(self, tokens, cache, block_table):
         a, w = self.arch, self.weights

@@ -1,9 +1,11 @@
 """Our engine: serve a workload with `LlamaModel` on CPU or CUDA and measure it with real synchronisation.
 
 The workload is served the way the perfmodel describes it: all `batch_size` requests are queued at once; as many
-run together as the KV-cache budget admits (`concurrency`), in waves; each wave is one prefill of its prompts, then
-output_len − 1 greedy decode steps (the prefill already yields the first token), the KV length growing by one per
-step. The KV budget is the engine's policy, as vLLM's gpu_memory_utilization is: device memory × utilization −
+run together as the KV-cache budget admits (`concurrency`), in waves; each wave is a prefill of its prompts in
+forwards of at most `max_prefill_tokens` tokens (each yields the first token of its requests), then output_len − 1
+greedy decode steps, the KV length growing by one per step. TTFT is reported as serving benchmarks do: per request,
+from the moment all were queued (a later wave's requests include their wait), as a mean and p50/p99; the prefill
+time of a full wave is reported next to it. The KV budget is the engine's policy, as vLLM's gpu_memory_utilization is: device memory × utilization −
 weights − workspace.
 
 Timing: one untimed warm-up wave (Triton JIT, CUDA-graph capture, allocator warm-up), then `repeats` timed runs of
@@ -36,6 +38,7 @@ WARMUP_DECODE_STEPS = 2
 @dataclass
 class WaveTiming:
     prefill_s: float
+    first_token_s: list[float]  # per request of the wave: when its first token was ready, from the wave's start
     step_s: list[float]
     total_s: float
 
@@ -148,13 +151,25 @@ def _prompts(arch: Arch, n_seqs: int, input_len: int, device, seed: int):
 
 
 def _summarize(full_waves: list[WaveTiming], all_waves: list[WaveTiming], workload: Workload) -> dict:
+    """Throughputs, TTFT over requests (all queued at the workload's start, so a later wave's requests include
+    their wait; nearest-rank percentiles, as perfmodel.estimator), a full wave's prefill time and TPOT."""
+    from perfmodel.estimator import nearest_rank
+
     total_s = sum(w.total_s for w in all_waves)
     steps = [s for w in full_waves for s in w.step_s]
     tokens = workload.batch_size * workload.output_len
+    ttfts, wave_start_s = [], 0.0
+    for wave in all_waves:
+        ttfts += [wave_start_s + first_s for first_s in wave.first_token_s]
+        wave_start_s += wave.total_s
+    ttfts.sort()
     return {
         "output_tokens_per_s": tokens / total_s,
         "total_tokens_per_s": workload.batch_size * (workload.input_len + workload.output_len) / total_s,
-        "ttft_s": statistics.fmean(w.prefill_s for w in full_waves),
+        "ttft_s": statistics.fmean(ttfts),
+        "ttft_p50_s": ttfts[int(nearest_rank(0.5, len(ttfts)))],
+        "ttft_p99_s": ttfts[int(nearest_rank(0.99, len(ttfts)))],
+        "prefill_time_s": statistics.fmean(w.prefill_s for w in full_waves),
         "tpot_s": statistics.fmean(steps) if steps else 0.0,
         "total_time_s": total_s,
     }
@@ -225,13 +240,17 @@ class WaveRunner:
             self._capture(prompts[:, -1])
         sync()
         start = time.perf_counter()
-        first = self.model.prefill(prompts, self.cache, self.block_table).argmax(dim=-1)
-        sync()
-        prefill_s = time.perf_counter() - start
-        self._reset(first)
+        first_tokens, first_token_s = [], []
+        for logits in self.model.prefill_forwards(prompts, self.cache, self.block_table):
+            first_tokens.append(logits.argmax(dim=-1))
+            sync()  # the forward's requests have their first token now
+            first_token_s += [time.perf_counter() - start] * logits.shape[0]
+        prefill_s = first_token_s[-1]
+        self._reset(torch.cat(first_tokens))
         step_s = self._decode_timed(steps) if self.is_cuda else self._decode_timed_cpu(steps)
         sync()
-        return WaveTiming(prefill_s=prefill_s, step_s=step_s, total_s=time.perf_counter() - start)
+        return WaveTiming(prefill_s=prefill_s, first_token_s=first_token_s, step_s=step_s,
+                          total_s=time.perf_counter() - start)  # fmt: skip
 
     def _decode_timed_cpu(self, steps: int) -> list[float]:
         times = []

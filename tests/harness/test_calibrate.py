@@ -52,9 +52,10 @@ def synthetic_sweep(path, hardware, factors, noise=0.02, seed=0, configs=CONFIGS
 
     est = predict_rows(rows, hardware, truth)
     for i, row in enumerate(rows):
-        ttft, tpot = est.ttft_s[i] * np.exp(rng.normal(0, noise)), est.tpot_s[i] * np.exp(rng.normal(0, noise))
-        total = ttft + (row["output_len"] - 1) * tpot
-        row.update(ttft_s=ttft, tpot_s=tpot, total_time_s=total,
+        prefill_noise, tpot = np.exp(rng.normal(0, noise)), est.tpot_s[i] * np.exp(rng.normal(0, noise))
+        prefill = est.prefill_time_s[i] * prefill_noise
+        total = prefill + (row["output_len"] - 1) * tpot
+        row.update(prefill_time_s=prefill, ttft_s=est.ttft_s[i] * prefill_noise, tpot_s=tpot, total_time_s=total,
                    output_tokens_per_s=row["batch_size"] * row["output_len"] / total,
                    total_tokens_per_s=row["batch_size"] * (row["input_len"] + row["output_len"]) / total)  # fmt: skip
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -44,14 +44,16 @@ def predicted(config, batch, hw_path, calibration_file=None, output_len=OUT):
                    engine="torch", calibration_file=calibration_file)  # fmt: skip
 
 
-def row(config, batch, tok_s, ttft_s, tpot_s, *, output_len=OUT, status="ok", cpu="Toy CPU", hardware="local-cpu"):
+def row(config, batch, tok_s, ttft_s, tpot_s, *, output_len=OUT, status="ok", cpu="Toy CPU", hardware="local-cpu",
+        prefill_time_s=None):  # fmt: skip
+    """A sweep row; the wave's prefill time defaults to the mean TTFT (one prefill forward, no wait)."""
     arch = PRESETS[config]
     return {
         "config": config, "shape_hash": "0123456789", "engine": "torch", "device": "cpu", "dtype": "float32",
         "attention": "torch", "batch_size": batch, "input_len": IN, "output_len": output_len, "status": status,
         "message": "" if status == "ok" else "CUDA out of memory", "output_tokens_per_s": tok_s,
         "total_tokens_per_s": tok_s * (IN + output_len) / output_len, "ttft_s": ttft_s, "tpot_s": tpot_s,
-        "concurrency": batch, "waves": 1, "hardware": hardware, "predicted": None,
+        "prefill_time_s": ttft_s if prefill_time_s is None else prefill_time_s, "concurrency": batch, "waves": 1, "hardware": hardware, "predicted": None,
         "arch": {f: getattr(arch, f) for f in ARCH_FIELDS if f not in ("name", "dtype_bytes")},
         "metadata": {"cpu_model": cpu, "cpu_count_logical": 2, "gpu_name": None},
     }  # fmt: skip
@@ -65,7 +67,8 @@ def write_rows(path, rows):
 def scaled(config, batch, hw_path, factor, **kw):
     """A row measured `factor` times the model's speed: tok/s · factor, TTFT and TPOT / factor."""
     p = predicted(config, batch, hw_path, output_len=kw.get("output_len", OUT))
-    return row(config, batch, p.output_tokens_per_s * factor, p.ttft_s / factor, p.tpot_s / factor, **kw)
+    return row(config, batch, p.output_tokens_per_s * factor, p.ttft_s / factor, p.tpot_s / factor,
+               prefill_time_s=p.prefill_time_s / factor, **kw)  # fmt: skip
 
 
 def run_cli(capsys, *argv):

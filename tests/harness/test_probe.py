@@ -188,7 +188,8 @@ def test_probe_on_cuda(tmp_path):
 
 
 def test_launches_per_step_are_counted_as_the_perfmodel_charges_them():
-    """Per layer: qkv, o, 3 MLP, 2 norms, 2 attention (rotary+append, decode); plus final norm, embedding, LM head."""
+    """Per layer: qkv, o, 3 MLP, 2 norms, 2 attention (rotary+append, decode); plus final norm, embedding, LM head
+    and the greedy sampler (cast to fp32, argmax)."""
     from harness.probe_decode import _tiny_arch, perfmodel_launches_per_step
 
-    assert [perfmodel_launches_per_step(_tiny_arch(depth)) for depth in (2, 8)] == [9 * 2 + 3, 9 * 8 + 3]
+    assert [perfmodel_launches_per_step(_tiny_arch(depth)) for depth in (2, 8)] == [9 * 2 + 5, 9 * 8 + 5]

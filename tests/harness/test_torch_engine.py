@@ -88,3 +88,32 @@ def test_the_triton_attention_path_serves_a_workload():
         pytest.skip("a CUDA machine runs this path in the gpu tests")
     m = get_engine("torch").run(TINY, Workload(3, 12, 4), EngineOptions(**{**CPU.__dict__, "attention": "triton"}))
     assert m.status == "ok" and m.concurrency == 3 and m.tpot_s > 0
+
+
+def test_ttft_is_summarized_per_request_from_the_moment_all_were_queued():
+    """Two waves: the first prefills 2 requests in two forwards (first tokens at 1 s and 2 s) and ends at 5 s; the
+    second, 1 request, has its first token 1 s into it. TTFTs 1, 2, 6: mean 3, p50 2, p99 6 (nearest rank)."""
+    waves = [torch_engine.WaveTiming(prefill_s=2.0, first_token_s=[1.0, 2.0], step_s=[1.0, 2.0], total_s=5.0),
+             torch_engine.WaveTiming(prefill_s=1.0, first_token_s=[1.0], step_s=[0.5, 0.5], total_s=2.0)]  # fmt: skip
+    summary = torch_engine._summarize(waves[:1], waves, Workload(batch_size=3, input_len=8, output_len=3))
+    assert summary["ttft_s"] == pytest.approx(3.0)
+    assert (summary["ttft_p50_s"], summary["ttft_p99_s"]) == (2.0, 6.0)
+    assert summary["prefill_time_s"] == 2.0 and summary["tpot_s"] == 1.5 and summary["total_time_s"] == 7.0
+
+
+def test_each_prefill_forward_gives_its_requests_their_first_token():
+    """One prompt per forward (max_prefill_tokens = input_len): first tokens come one forward apart, the last at the
+    end of the wave's prefill."""
+    import torch
+
+    from harness.engines.llama import LlamaModel, LlamaWeights, PagedKVCache
+
+    workload = Workload(batch_size=3, input_len=20, output_len=2)
+    weights = LlamaWeights.random(TINY, torch.float32, torch.device("cpu"), seed=0)
+    cache = PagedKVCache(TINY, 3 * 2, 16, torch.float32, torch.device("cpu"))
+    model = LlamaModel(TINY, weights, attention="torch", max_prefill_tokens=20)
+    runner = torch_engine.WaveRunner(model, cache, 3, 2, workload, CPU)
+    wave = runner.serve(torch.randint(0, TINY.vocab, (3, 20)))
+    assert len(wave.first_token_s) == 3
+    assert wave.first_token_s[0] < wave.first_token_s[1] < wave.first_token_s[2] == wave.prefill_s
+    assert wave.prefill_s < wave.total_s
