@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# Larger counts (batch sizes, token lengths, repeats) are typos, and would overflow the model's 64-bit arithmetic.
+MAX_INT = 2**31 - 1
+
 
 def positive_int(text: str) -> int:
     try:
@@ -12,12 +15,21 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"expected a positive integer of at most {MAX_INT:,}, got {value:,}")
     return value
 
 
 def positive_int_list(text: str) -> tuple[int, ...]:
-    """'1,16,128' -> (1, 16, 128); duplicates dropped, order kept."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not parts:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of positive integers")
-    return tuple(dict.fromkeys(positive_int(part) for part in parts))
+    """'1,16,128' -> (1, 16, 128), order kept; spaces around items are allowed. An empty item ('1,,2', a trailing
+    comma) or a value given twice is an error: both are usually a typo for another value."""
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of positive integers, got '{text}'")
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"empty item in '{text}' (expected e.g. 1,8,64)")
+    values = tuple(positive_int(part) for part in parts)
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"{', '.join(map(str, repeated))} given more than once in '{text}'")
+    return values

@@ -71,11 +71,16 @@ def run(args) -> int:
         return 0
     if not has_cuda:
         raise ArchscaleInputError("bench-kernel needs a CUDA GPU and none was found (--dry-run lists the grid)")
+    from harness.results_io import check_writable
+    from perfmodel.atomic_io import check_output_file
+
+    plot_path = args.plot or out.with_suffix(".png")
+    check_writable(out)  # both outputs checked before the first point is measured
+    check_output_file(plot_path, "--plot")
     measure(args, todo, out, device_name)
     from harness.kernel_plot import plot_kernel_bench
     from harness.results_io import read_jsonl
 
-    plot_path = args.plot or out.with_suffix(".png")
     plot_kernel_bench(read_jsonl(out), plot_path, title=device_name)
     print(f"Wrote {out} and {plot_path}")
     return 0

@@ -57,11 +57,15 @@ def run(args) -> int:
     from harness.calibrate import calibrate, choose_split, format_report
     from harness.metadata import run_metadata
     from harness.sweep_rows import load_sweeps
-    from perfmodel.calibration import get_calibration
+    from perfmodel.atomic_io import check_output_file
+    from perfmodel.calibration import get_calibration, read_toml
     from perfmodel.errors import ArchscaleInputError
     from perfmodel.hardware import resolve_hardware
 
     hardware = resolve_hardware(args.gpu, args.hardware)
+    check_output_file(args.out, "--out")  # before fitting: a bad path is one line, and nothing is written
+    if args.out.exists():  # its other tables are kept: it must be a calibration file already
+        read_toml(args.out, "calibration file")
     data = load_sweeps(args.sweeps)
     if args.engine is not None and args.engine != data.engine:
         raise ArchscaleInputError(f"--engine {args.engine}, but the sweep files measured {data.engine}")

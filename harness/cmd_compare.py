@@ -43,10 +43,13 @@ def calibration_label(hardware, engine: str, calibration, calibration_file) -> s
 def run(args) -> int:
     from harness.compare import compare, fit_holdout
     from harness.sweep_rows import load_sweeps
+    from perfmodel.atomic_io import check_output_dir
     from perfmodel.calibration import get_calibration
     from perfmodel.hardware import resolve_hardware
 
     hardware = resolve_hardware(args.gpu, args.hardware)
+    if args.plot is not None:
+        check_output_dir(args.plot, "--plot")  # before the report: a bad folder is one line, nothing printed
     data = load_sweeps(args.sweeps)
     calibration = get_calibration(hardware, data.engine, args.calibration)
     holdout = {} if args.calibration is None else fit_holdout(args.calibration, hardware.name, data.engine, data)
@@ -138,9 +141,10 @@ def format_report(c: Comparison) -> str:
     body = [(p.config, p.batch_size, p.input_len, p.output_len, *([p.split] if split else []),
              f"{p.measured_output_tokens_per_s:,.1f}", f"{p.predicted_output_tokens_per_s:,.1f}",
              _pct(p.output_tokens_per_s_error_pct), sec(p.measured_ttft_s), sec(p.predicted_ttft_s),
-             _pct(p.ttft_s_error_pct), sec(p.measured_tpot_s), sec(p.predicted_tpot_s), _pct(p.tpot_s_error_pct))
+             _pct(p.ttft_s_error_pct), sec(p.measured_prefill_time_s), sec(p.predicted_prefill_time_s),
+             _pct(p.prefill_time_s_error_pct), sec(p.measured_tpot_s), sec(p.predicted_tpot_s), _pct(p.tpot_s_error_pct))
             for p in c.points]  # fmt: skip
     header = ("config", "batch", "in", "out", *(["split"] if split else []), "out tok/s", "predicted", "err", "TTFT",
-              "predicted", "err", "TPOT", "predicted", "err")  # fmt: skip
+              "predicted", "err", "prefill", "predicted", "err", "TPOT", "predicted", "err")  # fmt: skip
     lines += ["", "Per point (measured, predicted now, error):", format_table(header, body)]
     return "\n".join(lines)

@@ -54,7 +54,11 @@ def run_conditional(args) -> int:
     from law.chinchilla import fit_chinchilla
     from law.conditional import fit_conditional
     from law.data_io import load_columns
+    from perfmodel.atomic_io import check_output_file
 
+    for option, path in (("--out", args.out), ("--plot", args.plot)):  # before fitting: nothing half-written
+        if path is not None:
+            check_output_file(path, option)
     columns = load_columns(args.data, ("N", "D", "d", "r", "loss"))
     lopt = fit_chinchilla(columns["N"], columns["D"], columns["loss"], n_starts=10)
     fit = fit_conditional(*(columns[c] for c in ("N", "D", "d", "r", "loss")), form=args.form, lopt=lopt.law)

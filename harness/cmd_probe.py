@@ -60,6 +60,10 @@ def format_summary(result, path) -> str:
 def run(args) -> int:
     from harness.probe import probe, write_hardware_file
 
+    if args.out is not None:  # before measuring: a bad path is one line, not a lost probe
+        from perfmodel.atomic_io import check_output_file
+
+        check_output_file(args.out, "--out")
     result = probe(args.device, args.dtype, quick=args.quick)
     path = write_hardware_file(result, args.out)
     if args.json:

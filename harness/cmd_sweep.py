@@ -38,10 +38,23 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-prefill-tokens", type=positive_int, default=8192,
                    help="prompt tokens per prefill forward (whole sequences), default 8192")  # fmt: skip
     p.add_argument("--no-cuda-graph", action="store_true", help="run the decode step eagerly on CUDA")
-    p.add_argument("--seed", type=int, default=0, help="weights and prompts seed")
+    p.add_argument("--seed", type=seed, default=0, help="weights and prompts seed (0 to 2^63 - 1)")
     p.add_argument("--dry-run", action="store_true", help="list the points (and predictions) without measuring")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
+
+
+def seed(text: str) -> int:
+    """A seed torch.manual_seed takes: an integer from 0 to 2^63 - 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2^63 - 1, got {value}")
+    return value
 
 
 def _device_name(device: str) -> str:
@@ -113,16 +126,24 @@ def run(args) -> int:
 
         raise ArchscaleInputError("--device cuda asked for, but torch sees no CUDA GPU (use --device cpu)")
     hardware, note = _hardware_for_prediction(args, device)
+    if args.calibration is not None:  # a bad file is one line now, not a missing prediction in every row
+        from perfmodel.calibration import get_calibration
+        from perfmodel.errors import ArchscaleInputError
+
+        if hardware is None:
+            raise ArchscaleInputError(f"--calibration {args.calibration}: no hardware entry to predict for "
+                                      "(pass --hardware FILE.toml or --gpu NAME)")  # fmt: skip
+        get_calibration(hardware, args.engine, args.calibration)
     options = engine_options(args, device, hardware)
     check_options(options)
     points = build_points(archs, batch_sizes=args.batch_size, input_lens=args.input_len, output_lens=args.output_len,
                           engine=args.engine, options=options, hardware=hardware,
                           calibration_file=args.calibration)  # fmt: skip
     out = args.out or default_out_path(args.engine, device)
-    if not args.dry_run:
-        from harness.results_io import check_writable
+    from harness.results_io import check_writable
 
-        check_writable(out)  # before anything is measured or printed, not after the first point
+    # Before anything is measured or printed, not after the first point; a dry run says it too but creates nothing.
+    check_writable(out, create=not args.dry_run)
     plan = plan_sweep(points, out, dry_run=args.dry_run)
     if plan.warning:
         print(f"archscale: warning: {plan.warning}", file=sys.stderr)

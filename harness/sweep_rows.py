@@ -56,13 +56,14 @@ def _label(row: dict) -> str:
 
 def load_sweeps(paths) -> SweepData:
     """The measured rows of sweep files (one machine, one engine); see the module docstring."""
-    from harness.results_io import read_jsonl
+    from harness.results_io import check_sweep_files, read_jsonl
 
     data = SweepData(rows=[])
     for path in paths:
         path = Path(path)
         if not path.is_file():
             raise ArchscaleInputError(f"sweep file {path} " + ("is a directory" if path.is_dir() else "does not exist"))
+        check_sweep_files([path])  # a corrupt row is one line naming file:line and the field
         rows = read_jsonl(path)
         if not rows:
             raise ArchscaleInputError(f"{path}: no rows (an empty sweep file)")

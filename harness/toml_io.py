@@ -1,19 +1,18 @@
 """Writing TOML (hardware entries, calibration files) without a writer dependency, and writing files atomically.
 
 `dumps` turns nested dicts into TOML tables ([a], [a.b], ...; scalars and lists of scalars as values);
-`write_atomic` writes to a temporary file in the target's folder, optionally checks it, then `os.replace`s it, so a
-crash never leaves a half-written file where a good one was.
+`write_atomic` (perfmodel.atomic_io, re-exported here) writes to a temporary file in the target's folder, optionally
+checks it, then `os.replace`s it, so a crash never leaves a half-written file where a good one was.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
-from pathlib import Path
 
-from perfmodel.errors import ArchscaleInputError
+from perfmodel.atomic_io import write_atomic
+
+__all__ = ["dumps", "toml_key", "toml_value", "write_atomic"]
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -53,26 +52,3 @@ def dumps(tables: dict, prefix: str = "") -> str:
         if children:
             lines.append(dumps(children, header))
     return "\n".join(lines)
-
-
-def write_atomic(path: str | Path, text: str | bytes, check=None) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder; `check(tmp_path)` may raise to abort."""
-    path = Path(path).expanduser()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise ArchscaleInputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8") if isinstance(text, str) else text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        if check is not None:
-            check(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -132,20 +132,29 @@ def fit_chinchilla(N, D, loss, *, delta: float = HUBER_DELTA, n_starts: int = 40
         raise ArchscaleInputError("a Chinchilla fit needs at least 2 distinct model sizes and 2 distinct token counts")
     log_n, log_d, log_loss = np.log(N), np.log(D), np.log(loss)
     grid = np.array(list(itertools.product(*INIT_GRID.values())))  # [G, 5] in (e, a, b, alpha, beta) order
-    scores = _grid_objective(grid, log_n, log_d, log_loss, delta)
-    starts = grid[np.argsort(scores)[:n_starts]]
-    best = _minimize(log_n, log_d, log_loss, starts, delta)
-    law = _to_law(best.x)
-    fit = ChinchillaFit(law=law, mse=float(np.mean((law.predict(N, D) - loss) ** 2)), huber_objective=float(best.fun),
-                        n_points=int(N.size))  # fmt: skip
+    # Data far outside any real model (N or D near 1e300, a loss of 1e-200) overflows inside the optimizer: that is
+    # one clear error below, not numpy warnings on stderr.
+    with np.errstate(all="ignore"):
+        scores = _grid_objective(grid, log_n, log_d, log_loss, delta)
+        starts = grid[np.argsort(scores)[:n_starts]]
+        best = _minimize(log_n, log_d, log_loss, starts, delta)
+        law = _to_law(best.x)
+        mse = float(np.mean((law.predict(N, D) - loss) ** 2))
+    if not all(np.isfinite([*law.to_dict().values(), mse, best.fun])):
+        raise ArchscaleInputError(
+            "the Chinchilla fit found no finite optimum on this data: check that N (parameters), D (tokens) and the "
+            "loss (nats) are in plausible ranges"
+        )
+    fit = ChinchillaFit(law=law, mse=mse, huber_objective=float(best.fun), n_points=int(N.size))
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
         samples = []
-        for _ in range(bootstrap):
-            pick = rng.integers(0, N.size, N.size)
-            refit = _minimize(log_n[pick], log_d[pick], log_loss[pick], [best.x], delta)
-            samples.append([getattr(_to_law(refit.x), name) for name in PARAM_NAMES])
-        lo, hi = np.percentile(np.array(samples), [2.5, 97.5], axis=0)
+        with np.errstate(all="ignore"):
+            for _ in range(bootstrap):
+                pick = rng.integers(0, N.size, N.size)
+                refit = _minimize(log_n[pick], log_d[pick], log_loss[pick], [best.x], delta)
+                samples.append([getattr(_to_law(refit.x), name) for name in PARAM_NAMES])
+            lo, hi = np.percentile(np.array(samples), [2.5, 97.5], axis=0)
         fit.confidence_intervals = {name: (float(lo[i]), float(hi[i])) for i, name in enumerate(PARAM_NAMES)}
         fit.n_bootstrap = bootstrap
     return fit

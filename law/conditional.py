@@ -19,12 +19,14 @@ L_opt held fixed). The paper's coefficients come without a covariance: their sta
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from law.chinchilla import ChinchillaLaw
+from law.chinchilla import PARAM_NAMES, ChinchillaLaw
+from perfmodel.atomic_io import JSON_ERRORS, json_failure, json_type, write_atomic
 from perfmodel.errors import ArchscaleInputError
 
 FORMS = ("multiplicative", "additive")
@@ -119,25 +121,66 @@ class ConditionalLaw:
         return out
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the law as JSON, atomically (a failed write leaves an existing file as it was)."""
+        write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ConditionalLaw:
+        """A law written by `save`; anything else is one `ArchscaleInputError` saying what is wrong."""
         path = Path(path)
+        not_a_law = f"{path}: not a law saved by `archscale fit conditional`"
         try:
-            raw = json.loads(path.read_text())
-            lopt, covariance = raw.get("lopt"), raw.get("covariance")
-            return cls(
-                form=raw["form"],
-                **{name: float(raw[name]) for name in COEFFICIENTS},
-                lopt=None if lopt is None else ChinchillaLaw(**{k: float(v) for k, v in lopt.items()}),
-                source=str(raw.get("source", path)),
-                covariance=None if covariance is None else as_covariance(np.asarray(covariance, dtype=np.float64)),
-            )
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ArchscaleInputError(f"{path}: no such law file") from None
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ArchscaleInputError(f"{path}: not a law saved by `archscale fit conditional` ({exc!r})") from None
+        except IsADirectoryError:
+            raise ArchscaleInputError(f"{path} is a folder, not a law file") from None
+        except UnicodeDecodeError:
+            raise ArchscaleInputError(f"{not_a_law} (not UTF-8 text)") from None
+        except OSError as exc:
+            raise ArchscaleInputError(f"{path}: cannot read the law file ({exc.strerror or exc})") from None
+        try:
+            raw = json.loads(text)
+        except JSON_ERRORS as exc:
+            raise ArchscaleInputError(f"{not_a_law} ({json_failure(exc)})") from None
+        if not isinstance(raw, dict):
+            raise ArchscaleInputError(f"{not_a_law} (it holds a JSON {json_type(raw)}, not an object)")
+
+        def number(table: dict, key: str, where: str = "", positive: bool = False) -> float:
+            value = table.get(key)
+            try:
+                ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+            except OverflowError:  # an integer beyond any float
+                ok = False
+            if not ok or (positive and not value > 0):
+                kind = "a positive finite number" if positive else "a finite number"
+                got = "nothing" if key not in table else f"{value!r:.40}"
+                raise ArchscaleInputError(f"{not_a_law} ('{where}{key}' must be {kind}, got {got})")
+            return float(value)
+
+        form = raw.get("form")
+        if form not in FORMS:
+            raise ArchscaleInputError(f"{not_a_law} ('form' must be one of {', '.join(FORMS)}, got {form!r:.40})")
+        coefficients = {name: number(raw, name) for name in COEFFICIENTS}
+        lopt = raw.get("lopt")
+        if lopt is not None:
+            if not isinstance(lopt, dict) or set(lopt) - set(PARAM_NAMES):
+                raise ArchscaleInputError(
+                    f"{not_a_law} ('lopt' must be an object with {', '.join(PARAM_NAMES)}, or null)"
+                )
+            lopt = ChinchillaLaw(**{name: number(lopt, name, "lopt.", positive=True) for name in PARAM_NAMES})
+        covariance = raw.get("covariance")
+        if covariance is not None:
+            try:
+                covariance = as_covariance(np.asarray(covariance, dtype=np.float64))
+            except (TypeError, ValueError, OverflowError, RecursionError):
+                raise ArchscaleInputError(
+                    f"{not_a_law} ('covariance' must be a finite {len(COEFFICIENTS)}x{len(COEFFICIENTS)} matrix, or "
+                    "null)"
+                ) from None
+        source = raw.get("source")
+        return cls(form=form, **coefficients, lopt=lopt, source=source if isinstance(source, str) else str(path),
+                   covariance=covariance)  # fmt: skip
 
 
 def as_covariance(matrix: np.ndarray) -> tuple[tuple[float, ...], ...]:
@@ -198,8 +241,13 @@ def fit_conditional(
         raise ArchscaleInputError(f"--form must be one of {', '.join(FORMS)}, got '{form}'")
     N, D, d, r, loss = (np.asarray(v, dtype=np.float64) for v in (N, D, d, r, loss))
     lopt_law = lopt if isinstance(lopt, ChinchillaLaw) else None
-    lopt_values = lopt.predict(N, D) if lopt_law else np.asarray(lopt, dtype=np.float64)
-    x = d / np.sqrt(N)
+    with np.errstate(all="ignore"):
+        lopt_values = lopt.predict(N, D) if lopt_law else np.asarray(lopt, dtype=np.float64)
+        x = d / np.sqrt(N)
+    if not (np.all(np.isfinite(lopt_values)) and np.all(lopt_values > 0)):
+        raise ArchscaleInputError("L_opt(N, D) is not a finite positive loss at every point: check N, D and the loss")
+    if not (np.all(np.isfinite(x)) and np.all(x > 0) and np.all(np.isfinite(np.log(r)))):
+        raise ArchscaleInputError("d/sqrt(N) or r is not a finite positive number at every point: check N, d and r")
     r_identifiable = float(np.ptp(np.log(r))) >= MIN_R_SPREAD
     fixed = {"b0": 1.0 if form == "multiplicative" else 0.0}
     notes = []
@@ -224,24 +272,36 @@ def fit_conditional(
         return make_law(values).predict_loss(N, D, d, r, lopt_values=lopt_values) - loss
 
     start = {"a0": 1.0 if form == "multiplicative" else 0.0, "a1": 0.01, "a2": 0.01, "b1": 0.0, "b2": 0.0}
-    result = least_squares(residuals, [start[name] for name in free], method="lm", x_scale="jac", max_nfev=20000)
-    dof = max(N.size - len(free), 1)
-    sigma2 = float(result.fun @ result.fun) / dof
-    jtj = result.jac.T @ result.jac
-    full_covariance = None
-    try:
-        covariance = np.linalg.inv(jtj) * sigma2
-        errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-        index = [COEFFICIENTS.index(name) for name in free]
-        full = np.zeros((len(COEFFICIENTS), len(COEFFICIENTS)))
-        full[np.ix_(index, index)] = covariance
-        full_covariance = as_covariance(full) if np.all(np.isfinite(full)) else None
-    except np.linalg.LinAlgError:
-        errors = np.full(len(free), np.inf)
+    not_finite = ArchscaleInputError(
+        "the conditional law has no finite fit on this data: check that N, D, d, r and the loss are in plausible "
+        "ranges (d/sqrt(N) is about 0.02-0.2 for real models)"
+    )
+    with np.errstate(all="ignore"):  # data far outside any real model: one clear error, not numpy warnings
+        try:
+            result = least_squares(residuals, [start[name] for name in free], method="lm", x_scale="jac",
+                                   max_nfev=20000)  # fmt: skip
+        except ValueError:  # "Residuals are not finite in the initial point"
+            raise not_finite from None
+        mse = float(np.mean(result.fun**2))
+        if not (np.all(np.isfinite(result.x)) and np.isfinite(mse)):
+            raise not_finite
+        dof = max(N.size - len(free), 1)
+        sigma2 = float(result.fun @ result.fun) / dof
+        jtj = result.jac.T @ result.jac
+        full_covariance = None
+        try:
+            covariance = np.linalg.inv(jtj) * sigma2
+            errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+            index = [COEFFICIENTS.index(name) for name in free]
+            full = np.zeros((len(COEFFICIENTS), len(COEFFICIENTS)))
+            full[np.ix_(index, index)] = covariance
+            full_covariance = as_covariance(full) if np.all(np.isfinite(full)) else None
+        except np.linalg.LinAlgError:
+            errors = np.full(len(free), np.inf)
     stderr = {name: 0.0 for name in fixed} | dict(zip(free, map(float, errors), strict=True))
     law = make_law(result.x, full_covariance)
     for name, is_u, opt in (("x", law.x_is_u_shaped, "x*"), ("r", law.r_is_u_shaped, "r*")):
         if not is_u and (name == "x" or r_identifiable):
             notes.append(f"the fitted {name} factor is monotone (not U-shaped): no {opt} inside the data range")
-    return ConditionalFit(law=law, stderr=stderr, fixed=tuple(fixed), mse=float(np.mean(result.fun**2)),
+    return ConditionalFit(law=law, stderr=stderr, fixed=tuple(fixed), mse=mse,
                           n_points=int(N.size), r_identifiable=r_identifiable, notes=notes)  # fmt: skip

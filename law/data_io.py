@@ -46,6 +46,9 @@ def load_columns(
         raise ArchscaleInputError(f"{path}: no such data file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ArchscaleInputError(f"{path}: cannot read CSV ({exc})") from None
+    short = next((number for number, row in enumerate(rows, 1) if None in row.values()), None)
+    if short is not None:
+        raise ArchscaleInputError(f"{path}: data row {short} has fewer fields than the header ({len(header)})")
     if drop_outliers and "epoch_excluded_outlier" in header:
         rows = [row for row in rows if row["epoch_excluded_outlier"].strip().lower() != "true"]
     columns: dict[str, np.ndarray] = {}
@@ -67,6 +70,8 @@ def load_columns(
             raise ArchscaleInputError(f"{path}: column '{found}' has a non-numeric value") from None
         if np.isnan(values).any():
             raise ArchscaleInputError(f"{path}: column '{found}' has NaN values")
+        if np.isinf(values).any():
+            raise ArchscaleInputError(f"{path}: column '{found}' has infinite values")
         if name in POSITIVE and (values <= 0).any():
             raise ArchscaleInputError(f"{path}: column '{found}' must be positive everywhere")
         columns[name] = values

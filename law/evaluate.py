@@ -78,12 +78,17 @@ def progressive_extrapolation(columns: dict, *, form: str = "multiplicative", mi
         test = groups == names[k]
         lopt = fit_chinchilla(columns["N"][train], columns["D"][train], columns["loss"][train], n_starts=10).law
         fit = fit_conditional(*(columns[c][train] for c in ("N", "D", "d", "r", "loss")), form=form, lopt=lopt)
-        predicted = fit.law.predict_loss(*(columns[c][test] for c in ("N", "D", "d", "r")))
         measured = columns["loss"][test]
+        with np.errstate(all="ignore"):
+            predicted = fit.law.predict_loss(*(columns[c][test] for c in ("N", "D", "d", "r")))
+            mse = float(np.mean((predicted - measured) ** 2))
+        if not (np.all(np.isfinite(predicted)) and np.isfinite(mse)):
+            raise ArchscaleInputError(f"the law fitted on sizes up to {names[k - 1]} predicts non-finite losses for "
+                                      f"size {names[k]}: check the data's ranges")  # fmt: skip
         per_group, n_groups = spearman_per_group(predicted, measured, columns["D"][test])
         steps.append(ExtrapolationStep(train_groups=list(names[:k]), test_group=str(names[k]),
                                        n_train=int(train.sum()), n_test=int(test.sum()),
-                                       mse=float(np.mean((predicted - measured) ** 2)),
+                                       mse=mse,
                                        spearman=spearman(predicted, measured), spearman_per_group=per_group,
                                        n_spearman_groups=n_groups))  # fmt: skip
     return steps

@@ -14,10 +14,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from perfmodel import params
+from perfmodel.atomic_io import JSON_ERRORS, json_failure, json_type
 from perfmodel.errors import ArchscaleInputError
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1}
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+MAX_CONFIG_INT = 2**31 - 1  # larger dimensions in a config.json are corrupt (and overflow 64-bit arithmetic)
+MAX_CONFIG_PARAMS = 10**15  # a quadrillion parameters: 1000x beyond any model, well inside 64-bit products
 
 
 @dataclass(frozen=True)
@@ -140,27 +143,42 @@ class Arch:
                 config = json.loads(path.read_text())
             except FileNotFoundError:
                 raise ArchscaleInputError(f"{path}: no such config file") from None
+            except IsADirectoryError:
+                raise ArchscaleInputError(f"{path}: is a folder without a config.json") from None
             except (OSError, UnicodeDecodeError) as exc:
                 raise ArchscaleInputError(f"{path}: cannot read config ({exc})") from None
-            except json.JSONDecodeError as exc:
-                raise ArchscaleInputError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+            except JSON_ERRORS as exc:
+                raise ArchscaleInputError(f"{path}: {json_failure(exc)}") from None
             if not isinstance(config, dict):
-                raise ArchscaleInputError(f"{path}: a config.json must hold a JSON object")
+                raise ArchscaleInputError(
+                    f"{path}: a config.json must hold a JSON object (this one holds a JSON {json_type(config)})"
+                )
         if "text_config" in config and "hidden_size" not in config:  # multimodal wrappers nest the LM
             config = config["text_config"]
+            if not isinstance(config, dict):
+                raise ArchscaleInputError(f"{source}: 'text_config' must be a JSON object")
 
         def integer(key: str, default: int | None = None) -> int:
             value = config.get(key, default)
             if value is None:
                 raise ArchscaleInputError(f"{source}: missing key '{key}'")
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ArchscaleInputError(f"{source}: '{key}' must be a positive integer, got {value!r}")
+                raise ArchscaleInputError(f"{source}: '{key}' must be a positive integer, got {value!r:.80}")
+            if value > MAX_CONFIG_INT:
+                raise ArchscaleInputError(f"{source}: '{key}' = {value:.3g} is too large (at most {MAX_CONFIG_INT:,})")
             return value
 
+        def flag(key: str) -> bool:
+            value = config.get(key)
+            if value is not None and not isinstance(value, bool):
+                raise ArchscaleInputError(f"{source}: '{key}' must be true or false, got {value!r:.80}")
+            return bool(value)
+
         model_type = config.get("model_type", "llama")
-        if model_type not in SUPPORTED_MODEL_TYPES:
+        if not isinstance(model_type, str) or model_type not in SUPPORTED_MODEL_TYPES:
             raise ArchscaleInputError(
-                f"{source}: model_type '{model_type}' is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+                f"{source}: model_type {model_type!r:.80} is not supported (supported: "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)})"
             )
         d_model = integer("hidden_size")
         n_head = integer("num_attention_heads")
@@ -169,10 +187,12 @@ class Arch:
                 f"{source}: hidden_size={d_model} is not divisible by num_attention_heads={n_head} and no head_dim given"
             )
         dtype_name = config.get("torch_dtype", config.get("dtype", "bfloat16")) or "bfloat16"
-        if dtype_name not in DTYPE_BYTES:
-            raise ArchscaleInputError(f"{source}: unsupported torch_dtype {dtype_name!r}")
+        if not isinstance(dtype_name, str) or dtype_name not in DTYPE_BYTES:
+            raise ArchscaleInputError(
+                f"{source}: unsupported torch_dtype {dtype_name!r:.80} (supported: {', '.join(DTYPE_BYTES)})"
+            )
         try:
-            return cls(
+            arch = cls(
                 d_model=d_model,
                 n_layer=integer("num_hidden_layers"),
                 n_head=n_head,
@@ -180,14 +200,19 @@ class Arch:
                 d_head=integer("head_dim", config.get("head_dim") or d_model // n_head),
                 d_ff=integer("intermediate_size"),
                 vocab=integer("vocab_size"),
-                tie_embeddings=bool(config.get("tie_word_embeddings", False)),
-                qkv_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
+                tie_embeddings=flag("tie_word_embeddings"),
+                qkv_bias=model_type == "qwen2" or flag("attention_bias"),
                 qk_norm=model_type == "qwen3",
                 dtype_bytes=DTYPE_BYTES[dtype_name],
                 name=name,
             )
         except ArchscaleInputError as exc:
             raise ArchscaleInputError(f"{source}: {exc}") from None
+        if arch.n_params_total > MAX_CONFIG_PARAMS:
+            raise ArchscaleInputError(
+                f"{source}: {arch.n_params_total:.3g} parameters is too large a model (at most {MAX_CONFIG_PARAMS:.0e})"
+            )
+        return arch
 
     def to_hf_config(self) -> dict:
         """A config.json dict that transformers, vLLM and SGLang accept (weights are random/dummy)."""
