@@ -1,0 +1,404 @@
+"""`report`: everything committed under results/ rendered as one Markdown document (results/REPORT.md).
+
+`build_report(results_dir)` reads the results files and returns the Markdown text; it writes nothing. Sections, each
+with the metadata of the runs it came from (git SHA, machine, versions, command, time): kernel benchmarks
+(kernels/*.jsonl), measured hardware entries (hardware/*.toml), calibrations (calibration/*.toml), every sweep
+(sweeps/*.jsonl) compared with the current model uncalibrated and calibrated (harness.compare, recomputed from the
+rows so the report matches the code), the search results (search-*.json, predictions) and a link to every PNG. A
+missing kind of file gives a plain sentence saying what would produce it. The text holds no current time, so
+re-running on unchanged results gives the same file. A corrupt or unexpected file raises ArchscaleInputError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness.report_markdown import md_table, pct, run_line, runs_lines
+from harness.tables import humanize_bytes, humanize_count, humanize_seconds
+from perfmodel.errors import ArchscaleInputError
+
+SEARCH_ROLES = ("baseline", "panda", "surefire", "surefire_gqa")
+
+
+def build_report(results_dir: str | Path, *, link_dir: str | Path | None = None) -> str:
+    """The Markdown report of `results_dir`; links are relative to `link_dir` (default: `results_dir`, where
+    REPORT.md goes)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise ArchscaleInputError(f"results folder {root} does not exist or is not a folder")
+    ctx = _Context(root, Path(link_dir) if link_dir is not None else root)
+    schema = f" (schema: {ctx.link(root / 'README.md')})" if (root / "README.md").is_file() else ""
+    parts = ["# archscale results", "",
+             f"Rendered by `archscale report` from the files under `{root.name}/`{schema}. Nothing here is written by "
+             "hand, and the file holds no time of rendering: re-running on unchanged results gives the same file. "
+             "Each section names the runs it came from."]  # fmt: skip
+    for section in (_kernel_section, _hardware_section, _calibration_section, _sweep_section, _search_section,
+                    _plots_section):  # fmt: skip
+        parts += section(ctx)
+    return "\n".join(parts).rstrip("\n") + "\n"
+
+
+class _Context:
+    def __init__(self, root: Path, link_dir: Path):
+        self.root, self.link_dir = root, link_dir
+
+    def target(self, path: Path) -> str:
+        """`path` relative to the folder the report is written to, as a Markdown link target."""
+        return Path(os.path.relpath(path.resolve(), self.link_dir.resolve())).as_posix()
+
+    def link(self, path: Path, text: str | None = None) -> str:
+        return f"[{text or self.rel(path)}]({self.target(path)})"
+
+    def image(self, path: Path) -> str:
+        return f"![{self.rel(path)}]({self.target(path)})"
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def files(self, pattern: str) -> list[Path]:
+        return sorted(p for p in self.root.glob(pattern) if p.is_file())
+
+
+@contextmanager
+def _reading(path: Path, writer: str):
+    """Unexpected content in `path` (a missing key, a wrong type) as one error line naming the file."""
+    try:
+        yield
+    except ArchscaleInputError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ArchscaleInputError(f"{path}: not what `{writer}` writes ({type(exc).__name__}: {exc}); fix or remove "
+                                  "the file") from None  # fmt: skip
+
+
+# ---- sections ----
+def _kernel_section(ctx: _Context) -> list[str]:
+    from harness.results_io import read_jsonl
+
+    lines = ["", "## Kernel benchmarks: GQA decode attention", ""]
+    files = ctx.files("kernels/*.jsonl")
+    if not files:
+        return lines + ["No kernel benchmark has been committed yet (it needs a CUDA GPU: `archscale bench-kernel` "
+                        "writes `results/kernels/gqa_decode-<gpu>.jsonl` and its plot).", ""]  # fmt: skip
+    for path in files:
+        rows = read_jsonl(path)
+        lines += [f"### {ctx.link(path)}", ""]
+        if not rows:
+            lines += ["Empty file: no point measured.", ""]
+            continue
+        with _reading(path, "archscale bench-kernel"):
+            ok = sorted((r for r in rows if r.get("status") == "ok"),
+                        key=lambda r: (r["head_dim"], r["group"], r["batch_size"], r["kv_len"]))  # fmt: skip
+            copy = sorted({r["copy_bandwidth_bytes_per_s"] for r in ok})
+            fastest = Counter(r.get("fastest", "?") for r in ok)
+            lines += [f"{len(ok)} points measured, {len(rows) - len(ok)} not (OOM or failed). Achieved bandwidth = "
+                      "bytes moved (K + V once per KV head, q, output) / median time; copy bandwidth measured in "
+                      f"the same run: {', '.join(f'{c / 1e9:,.0f} GB/s' for c in copy) or '-'}. Fastest: "
+                      f"{', '.join(f'{k} {v}' for k, v in sorted(fastest.items())) or '-'}.", ""]  # fmt: skip
+            lines += runs_lines(rows)
+
+            def gbps(r, impl):
+                value = r.get(f"{impl}_bytes_per_s")
+                return f"{value / 1e9:,.0f}" if value is not None else str(r.get(f"{impl}_status", "-")).split()[0]
+
+            body = [(r["head_dim"], r["group"], r["batch_size"], r["kv_len"], gbps(r, "triton"),
+                     pct(r.get("triton_pct_of_copy_bandwidth")), gbps(r, "sdpa"), gbps(r, "flex"),
+                     r.get("fastest", "-"), f"{r.get('triton_vs_fastest_peer', float('nan')):.2f}",
+                     f"{r.get('max_abs_diff_vs_sdpa', float('nan')):.1e}") for r in ok]  # fmt: skip
+            lines += md_table(("head_dim", "group", "batch", "kv_len", "ours GB/s", "ours % of copy", "SDPA GB/s",
+                               "Flex GB/s", "fastest", "ours / fastest peer (time)", "max abs diff vs SDPA"), body)  # fmt: skip
+        png = path.with_suffix(".png")
+        if png.is_file():
+            lines += [ctx.image(png), ""]
+    return lines
+
+
+def _hardware_section(ctx: _Context) -> list[str]:
+    from perfmodel.calibration import read_toml
+    from perfmodel.hardware import load_hardware_file
+
+    lines = ["", "## Measured hardware entries", ""]
+    files = ctx.files("hardware/*.toml")
+    if not files:
+        return lines + ["No hardware entry has been committed yet (`archscale probe --out "
+                        "results/hardware/<machine>.toml` measures one).", ""]  # fmt: skip
+    body, runs = [], []
+    for path in files:
+        for name in read_toml(path, "hardware file"):
+            hw = load_hardware_file(path, name)
+            peaks = ", ".join(f"{label} {value / 1e12:.3g} TFLOP/s" for label, value in (
+                ("bf16", hw.peak_bf16_flops_per_s), ("fp16", hw.peak_fp16_flops_per_s),
+                ("fp32", hw.peak_fp32_flops_per_s)) if value)  # fmt: skip
+            body.append((ctx.link(path), f"`{name}`", hw.display_name, f"{hw.hbm_bandwidth_bytes_per_s / 1e9:,.1f}",
+                         peaks, humanize_bytes(hw.memory_bytes), "yes" if hw.measured else "no",
+                         ", ".join(sorted(hw.calibration_priors)) or "-"))  # fmt: skip
+            runs.append(f"- {ctx.rel(path)} [{name}]: {run_line(hw.metadata)}")
+    lines += md_table(("file", "entry", "machine", "bandwidth GB/s", "peak", "memory", "measured",
+                       "priors for engines"), body)  # fmt: skip
+    return lines + runs + [""]
+
+
+def _calibration_section(ctx: _Context) -> list[str]:
+    from perfmodel.calibration import load_calibration_file, read_toml
+
+    lines = ["", "## Calibrations", ""]
+    files = ctx.files("calibration/*.toml")
+    if not files:
+        return lines + ["No calibration has been committed yet (`archscale calibrate SWEEP.jsonl --hardware F "
+                        "--out results/calibration/<machine>.toml` fits one).", ""]  # fmt: skip
+    for path in files:
+        load_calibration_file(path)  # validates the factors
+        for hardware, engines in read_toml(path, "calibration file").items():
+            for engine, entry in engines.items():
+                with _reading(path, "archscale calibrate"):
+                    lines += _calibration_entry(ctx, path, hardware, engine, entry)
+    return lines
+
+
+def _calibration_entry(ctx: _Context, path: Path, hardware: str, engine: str, entry: dict) -> list[str]:
+    from harness.sweep_rows import file_sha256
+    from perfmodel.calibration import CALIBRATION_FIELDS
+
+    std, fitted = entry.get("std_errors", {}), set(entry.get("fitted", []))
+    lines = [f"### {ctx.link(path)} [{hardware}.{engine}]", ""]
+    if "n_points" in entry:
+        split = [f"{side} {kind.replace('_', ' ')}: {', '.join(map(str, entry[f'{side}_{kind}']))}"
+                 for kind in ("configs", "batch_sizes") for side in ("train", "holdout") if f"{side}_{kind}" in entry]  # fmt: skip
+        rms = entry.get("fit_rms_log_error")
+        lines += [f"Fitted on {entry['n_points']} points; {'; '.join(split) or 'no split recorded'}"
+                  + (f"; RMS log error on the training points {rms:.4f}" if rms is not None else "") + ".", ""]  # fmt: skip
+    else:
+        lines += ["No fit recorded in this table (factors written by hand or priors).", ""]
+
+    def value(name):
+        v = entry[name]
+        if name.endswith("_s"):
+            return f"{v:.4g} ({humanize_seconds(v)})"
+        return humanize_bytes(v) if name.endswith("_bytes") else f"{v:.4g}"
+
+    def how(name):
+        if name == "gemv_max_tokens" and "gemv_max_tokens_tried" in entry:
+            return f"best of {', '.join(map(str, entry['gemv_max_tokens_tried']))}"
+        return "fitted" if name in fitted else "prior (held)"
+
+    names = [name for name in CALIBRATION_FIELDS if name != "calibrated"]
+    body = [
+        (name, value(name), f"{std[name]:.2g}" if name in std else "-", how(name)) for name in names if name in entry
+    ]
+    lines += md_table(("factor", "value", "± std error", "how"), body)
+    absent = [name for name in names if name not in entry]
+    if absent:
+        lines += [f"Not in the file (the model's defaults apply): {', '.join(absent)}.", ""]
+    for sweep, sha in sorted(entry.get("sweep_sha256", {}).items()):
+        current = ctx.root / "sweeps" / Path(sweep).name
+        state = "not under results/sweeps/" if not current.is_file() else (
+            "matches the committed file" if file_sha256(current) == sha else "the committed file has changed since")  # fmt: skip
+        lines.append(f"- Sweep fitted: `{sweep}` (SHA-256 {sha[:12]}…, {state})")
+    return lines + [f"- Run: {run_line(entry.get('metadata'))}", ""]
+
+
+def _sweep_section(ctx: _Context) -> list[str]:
+    lines = ["", "## Sweeps: measured against the model", ""]
+    files = ctx.files("sweeps/*.jsonl")
+    if not files:
+        return lines + ["No sweep has been committed yet (`archscale sweep CONFIG... --out "
+                        "results/sweeps/<engine>-<machine>.jsonl` measures one).", ""]  # fmt: skip
+    lines += ["Every measured point is predicted again by the current model (`archscale compare`), with the hardware "
+              "entry's priors (uncalibrated) and with the calibration fitted on these rows; error = "
+              "100·(predicted/measured − 1). Train / holdout: the configs (or batch sizes) the calibration was "
+              "fitted on / held out, for both models. Per-point tables: `archscale compare`'s output.", ""]  # fmt: skip
+    for path in files:
+        lines += _sweep_file(ctx, path)
+    return lines
+
+
+def _predicted_for(ctx: _Context, sweep: Path, data) -> tuple:
+    """(Hardware, its file or None, calibration file or None) to re-predict a sweep with: hardware/<machine>.toml
+    (the sweep being <engine>-<machine>.jsonl), else the datasheet GPU the rows name; the calibration of that entry
+    and engine that was fitted on this sweep file, else calibration/<machine>.toml."""
+    from perfmodel.calibration import read_toml
+    from perfmodel.hardware import get_gpu, list_gpus, load_hardware_file
+
+    slug = sweep.stem.removeprefix(f"{data.engine}-")
+    hw_file = ctx.root / "hardware" / f"{slug}.toml"
+    names = {r["hardware"] for r in data.rows if r.get("hardware")}
+    if hw_file.is_file():
+        hardware = load_hardware_file(hw_file)
+    elif len(names) == 1 and next(iter(names)) in {g.name for g in list_gpus()}:
+        hardware, hw_file = get_gpu(next(iter(names))), None
+    else:
+        return None, None, None
+    candidates = []
+    for path in ctx.files("calibration/*.toml"):
+        tables = read_toml(path, "calibration file").get(hardware.name)
+        entry = tables.get(data.engine) if isinstance(tables, dict) else None
+        if isinstance(entry, dict):
+            fitted_on = {Path(p).name for p in entry.get("sweep_sha256", {})}
+            candidates.append((sweep.name not in fitted_on, path.stem != slug, path))
+    return hardware, hw_file, min(candidates)[2] if candidates else None
+
+
+def _sweep_file(ctx: _Context, path: Path) -> list[str]:
+    from harness.compare import compare, fit_holdout
+    from harness.results_io import read_jsonl
+    from harness.sweep_rows import load_sweeps
+    from perfmodel.calibration import get_calibration
+
+    rows = read_jsonl(path)
+    lines = [f"### {ctx.link(path)}", ""]
+    if not any(r.get("status") == "ok" for r in rows):
+        return lines + [f"No measured point (status ok) among its {len(rows)} rows: not compared.", ""]
+    data = load_sweeps([path])
+    slug = path.stem.removeprefix(f"{data.engine}-")  # the machine, as in hardware/<machine>.toml
+    with _reading(path, "archscale sweep"):
+        batches = sorted({r["batch_size"] for r in data.rows})
+        shapes = sorted({(r["input_len"], r["output_len"]) for r in data.rows})
+        lines += [f"{len(data.rows)} measured points ({len(rows) - len(data.rows)} rows not ok) on {data.machine}, "
+                  f"engine {data.engine}: configs {', '.join(data.configs)}; batch {', '.join(map(str, batches))}; "
+                  f"(in, out) {', '.join(f'({i}, {o})' for i, o in shapes)}.", "", *runs_lines(rows)]  # fmt: skip
+    hardware, hw_file, cal_file = _predicted_for(ctx, path, data)
+    if hardware is None:
+        return lines + [f"No hardware entry to predict for (looked for `hardware/{slug}.toml` and a datasheet GPU "
+                        "named in the rows): not compared.", ""]  # fmt: skip
+    where = ctx.link(hw_file) if hw_file else "the datasheet (perfmodel/data/hardware.toml)"
+    # Both models are split by what the calibration held out, so that their held-out errors compare like for like.
+    holdout = {} if cal_file is None else fit_holdout(cal_file, hardware.name, data.engine, data)
+    variants = [("uncalibrated", None)] + ([("calibrated", cal_file)] if cal_file is not None else [])
+    lines += [f"Predicted for hardware entry `{hardware.name}` ({hardware.display_name}) from {where}; calibration: "
+              + (f"{ctx.link(cal_file)} [{hardware.name}.{data.engine}]." if cal_file else
+                 "none committed for it, so uncalibrated only."), ""]  # fmt: skip
+    comparisons = {}
+    for label, cal in variants:
+        calibration = get_calibration(hardware, data.engine, cal)
+        try:
+            comparisons[label] = compare(data, hardware, calibration, calibration_label=label, **holdout)
+        except ArchscaleInputError as exc:  # e.g. every point infeasible on that entry: say so, go on
+            return lines + [f"Not compared ({label}): {exc}.", ""]
+    first = next(iter(comparisons.values()))
+    if first.excluded:
+        lines += [f"Excluded from the comparison ({len(first.excluded)}): " + "; ".join(first.excluded), ""]
+    lines += _error_table(comparisons)
+    for label, c in comparisons.items():
+        r = c.ranking
+        rho = "n/a" if r.mean_spearman is None else f"{r.mean_spearman:.2f} over {r.n_spearman_groups} workloads"
+        lines.append(f"- Ranking of configs by output tok/s, {label}: order fully right at {r.n_groups_right} of "
+                     f"{r.n_groups} workloads, {r.n_pairs_right} of {r.n_pairs} pairs right, mean Spearman {rho}.")  # fmt: skip
+    lines += ["", *_ratio_table(comparisons)]
+    extra = [p for p in ctx.files("compare/*") if p.name.startswith(f"{slug}-")]
+    extra += [p for p in ctx.files("compare/**/*.png") if p.parent.name.startswith(f"{slug}-")]
+    if extra:
+        lines += ["Committed `archscale calibrate` / `compare` outputs for this machine (as their run wrote them, with "
+                  "the model of that time): "
+                  + ", ".join(ctx.link(p) for p in extra), ""]  # fmt: skip
+    return lines
+
+
+def _error_table(comparisons: dict) -> list[str]:
+    """Median / max |error| per (split, metric), one column group per model (uncalibrated, calibrated)."""
+    from harness.compare import METRICS
+
+    names = dict(METRICS)
+    keyed = {label: {(s.split, s.metric): s for s in c.summary} for label, c in comparisons.items()}
+    header = ["split", "metric", "points"]
+    header += [f"{h}, {label}" for label in keyed for h in ("median |err|", "max |err|", "median err")]
+    body = []
+    for (split, metric), first in next(iter(keyed.values())).items():
+        if not first.n_points:  # a metric these rows do not measure (e.g. written by an older sweep)
+            continue
+        row = [split, names[metric], first.n_points]
+        for summary in keyed.values():
+            s = summary[(split, metric)]
+            signed = "-" if s.median_error_pct is None else f"{s.median_error_pct:+.1f}%"
+            row += [pct(s.median_abs_error_pct), pct(s.max_abs_error_pct), signed]
+        body.append(row)
+    return md_table(header, body)
+
+
+def _span(values) -> str:
+    values = list(values)
+    return f"{min(values):.2f}–{max(values):.2f}" if values else "-"
+
+
+def _ratio_table(comparisons: dict) -> list[str]:
+    """Per config: measured and predicted ratio to the baseline config (range) and the ratio's |error|."""
+    from harness.compare import error_stats
+
+    ratios = {label: defaultdict(list) for label in comparisons}
+    for label, c in comparisons.items():
+        for x in c.pairs.ratios:
+            ratios[label][x.config].append(x)
+    configs = sorted({config for by_config in ratios.values() for config in by_config})
+    if not configs:
+        return ["No throughput ratio to a baseline config (one config only, or none at a shared workload).", ""]
+    body = []
+    for config in configs:
+        xs = next(by_config[config] for by_config in ratios.values() if config in by_config)
+        row = [config, len(xs), _span(x.measured_ratio for x in xs)]
+        for by_config in ratios.values():
+            median, largest, _ = error_stats([y.ratio_error_pct for y in by_config.get(config, [])])
+            row += [_span(y.predicted_ratio for y in by_config.get(config, [])), f"{pct(median)} / {pct(largest)}"]
+        body.append(row)
+    header = ["config", "points", "measured x"]
+    header += [f"{h}, {label}" for label in comparisons for h in ("predicted x", "|ratio err| median / max")]
+    base = next(iter(comparisons.values())).pairs.baseline
+    return [f"Throughput ratio of each config to `{base}` (output tok/s at the same batch, in, out):", "",
+            *md_table(header, body)]  # fmt: skip
+
+
+def _search_section(ctx: _Context) -> list[str]:
+    lines = ["", "## Architecture search (predictions, not measurements)", ""]
+    files = ctx.files("search-*.json")
+    if not files:
+        return lines + ["No search result has been committed yet (`make run`, i.e. `archscale search ... --save "
+                        "results/search-<baseline>-<gpu>.json`, writes them).", ""]  # fmt: skip
+    for path in files:
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArchscaleInputError(f"{path}: corrupt JSON ({exc}); not a search result") from None
+        with _reading(path, "archscale search --save"):
+            lines += _search_file(ctx, path, payload)
+    return lines
+
+
+def _search_file(ctx: _Context, path: Path, p: dict) -> list[str]:
+    dep = p["deployment"]
+    lines = [f"### {ctx.link(path)}", "",
+             f"Around `{p['baseline']['name']}` on {dep['gpu']} ({dep['engine']}), batch {dep['batch_size']}, in "
+             f"{dep['input_len']} / out {dep['output_len']}. Law: {p['law']}. Loss target L_t = "
+             f"{p['loss_target']:.4f}; ties: {p['n_ties']:,} candidates within {p['loss_tolerance']:.4f} of the lowest "
+             f"predicted loss {p['min_loss']:.4f} ({p['loss_tolerance_source']}). Pareto frontier: "
+             f"{len(p['frontier'])} of {p['n_candidates']:,} candidates.", ""]  # fmt: skip
+    body = [(role.replace("_", "-"), r["d_model"], r["n_layer"], f"{r['n_head']}/{r['n_kv_head']}", r["d_ff"],
+             f"{r['mlp_attn_ratio']:.2f}", r["gqa_group"], humanize_count(r["n_params_non_embedding"]),
+             f"{r['predicted_loss']:.4f}", "n/a" if r["predicted_loss_stderr"] is None
+             else f"{r['predicted_loss_stderr']:.4f}", f"{r['output_tokens_per_s']:,.0f}",
+             f"{r['throughput_ratio_vs_baseline']:.2f}") for role in SEARCH_ROLES if (r := p.get(role))]  # fmt: skip
+    lines += md_table(("", "d", "layers", "heads/kv", "d_ff", "r", "GQA", "N", "loss", "± se", "out tok/s", "x base"),
+                      body)  # fmt: skip
+    if p.get("placed"):
+        base = p["baseline"]["output_tokens_per_s"]
+        body = [(r["name"], r["d_model"], f"{r['n_head']}/{r['n_kv_head']}", f"{r['mlp_attn_ratio']:.2f}",
+                 r["gqa_group"], f"{r['predicted_loss']:.4f}", f"{r['loss_rank_held_gqa']:,} of {r['n_held_gqa']:,}",
+                 "yes" if r["within_tolerance"] else "no", "yes" if r["meets_loss_target"] else "no",
+                 f"{r['output_tokens_per_s'] / base:.2f}") for r in p["placed"]]  # fmt: skip
+        lines += md_table(("placed", "d", "heads/kv", "r", "GQA", "loss", "rank (GQA held)", "tie", "<= L_t",
+                           "x base"), body)  # fmt: skip
+    lines += [f"- Note: {note}" for note in p.get("notes", [])]
+    lines += [f"- Run: {run_line(p.get('metadata'))}", ""]
+    png = path.with_suffix(".png")
+    if png.is_file():
+        lines += [ctx.image(png), ""]
+    return lines
+
+
+def _plots_section(ctx: _Context) -> list[str]:
+    pngs = ctx.files("**/*.png")
+    lines = ["", "## All plots", ""]
+    if not pngs:
+        return lines + ["No plot has been committed yet.", ""]
+    return lines + [f"- {ctx.link(p)}" for p in pngs] + [""]
