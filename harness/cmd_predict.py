@@ -30,6 +30,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dtype", choices=tuple(DTYPE_BYTES), help="weights/activations dtype (default: each config's own)")
     p.add_argument("--kv-dtype", choices=tuple(KV_DTYPE_BYTES),
                    help="KV-cache dtype, separate from the weights' (default: the weights' dtype)")  # fmt: skip
+    p.add_argument("--tp", type=positive_int, default=1,
+                   help="tensor-parallel GPUs per replica (heads must split as vLLM requires; default 1)")  # fmt: skip
+    p.add_argument("--dp", type=positive_int, default=1,
+                   help="data-parallel replicas; --batch-size is the whole batch, split evenly (default 1)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="JSON: one object, or a list for several points")
     p.add_argument("--breakdown", action="store_true", help="also print the per-operator time breakdown")
     p.set_defaults(run=run)
@@ -65,6 +69,8 @@ def format_predictions(rows: list[dict]) -> str:
     )
     priors = "the hardware file" if first["calibration_source"] == "hardware entry" else first["calibration_source"]
     kv = "" if first["kv_dtype_bytes"] == first["dtype_bytes"] else f" · {first['kv_dtype_bytes']}-byte KV cache"
+    if first["tp"] > 1 or first["dp"] > 1:
+        kv += f" · TP {first['tp']} x DP {first['dp']} ({first['tp'] * first['dp']} GPUs; memory per GPU)"
     lines = [
         f"{hardware} · {first['engine']} · in {first['input_len']} / out {first['output_len']} tokens{kv}"
         + (
@@ -117,6 +123,8 @@ def run(args) -> int:
                 engine=args.engine,
                 calibration_file=args.calibration,
                 kv_dtype_bytes=kv_dtype_bytes,
+                tp=args.tp,
+                dp=args.dp,
             )
             rows.append(prediction.to_dict())
     if args.json:

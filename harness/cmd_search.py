@@ -10,12 +10,15 @@ GQA stays at the baseline's unless --gqa opens it (the law has no GQA term).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from harness.cli_args import positive_int, positive_int_list
+from harness.cmd_predict import KV_DTYPE_BYTES
+from perfmodel.atomic_io import write_atomic
 
 ROLES = ("baseline", "panda", "surefire", "surefire_gqa")
 FRONTIER_ROWS_SHOWN = 12
@@ -35,6 +38,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--input-len", type=positive_int, default=4096)
     p.add_argument("--output-len", type=positive_int, default=1024)
+    p.add_argument("--kv-dtype", choices=tuple(KV_DTYPE_BYTES),
+                   help="KV-cache dtype, separate from the weights' (default: the baseline's dtype)")  # fmt: skip
+    p.add_argument("--tp", type=positive_int, default=1,
+                   help="tensor-parallel GPUs per replica (heads must split as vLLM requires; default 1)")  # fmt: skip
+    p.add_argument("--dp", type=positive_int, default=1,
+                   help="data-parallel replicas; --batch-size is the whole batch, split evenly (default 1)")  # fmt: skip
     target = p.add_mutually_exclusive_group()
     target.add_argument("--loss-delta", type=float, default=None,
                         help="L_t = the baseline's predicted loss + this (default 0.0: no worse than the baseline); "
@@ -251,6 +260,7 @@ def run(args) -> int:
     from perfmodel import get_gpu, resolve_arch
     from perfmodel.errors import ArchscaleInputError
 
+    check_outputs(args)  # before any work: a bad output path is one line, and nothing is written
     baseline = resolve_arch(args.baseline)
     deployment = Deployment(
         gpu=get_gpu(args.gpu),
@@ -259,12 +269,19 @@ def run(args) -> int:
         input_len=args.input_len,
         output_len=args.output_len,
         calibration_file=args.calibration,
+        kv_dtype_bytes=None if args.kv_dtype is None else KV_DTYPE_BYTES[args.kv_dtype],
+        tp=args.tp,
+        dp=args.dp,
     )
-    if args.loss_target is not None and not args.loss_target > 0:
-        raise ArchscaleInputError(f"--loss-target must be a positive loss, got {args.loss_target}")
-    if args.loss_tolerance is not None and not args.loss_tolerance >= 0:
-        raise ArchscaleInputError(f"--loss-tolerance must be >= 0, got {args.loss_tolerance}")
-    placed_archs = [resolve_arch(name) for name in args.place.split(",") if name] if args.place else []
+    if args.loss_target is not None and not 0 < args.loss_target < math.inf:
+        raise ArchscaleInputError(f"--loss-target must be a positive loss, finite, got {args.loss_target}")
+    if args.loss_delta is not None and not math.isfinite(args.loss_delta):
+        raise ArchscaleInputError(f"--loss-delta must be a finite number, got {args.loss_delta}")
+    if args.loss_tolerance is not None and not 0 <= args.loss_tolerance < math.inf:
+        raise ArchscaleInputError(f"--loss-tolerance must be >= 0 and finite, got {args.loss_tolerance}")
+    if args.train_tokens is not None and not 0 < args.train_tokens < math.inf:
+        raise ArchscaleInputError(f"--train-tokens must be a positive finite number, got {args.train_tokens}")
+    placed_archs = [resolve_arch(name) for name in place_specs(args.place)]
     law, law_description = load_law(args.law)
     space = SearchSpace(gqa_groups=None if args.gqa is None else tuple(args.gqa), min_kv_heads=args.min_kv_heads,
                         d_multiple=args.d_multiple, budget_tolerance=args.budget_tolerance)  # fmt: skip
@@ -304,9 +321,8 @@ def run(args) -> int:
         plot_search(result, args.plot, title=f"{baseline.name or args.baseline} on {deployment.gpu.name}")
         payload["plot"] = str(args.plot)
     if args.save is not None:
-        args.save.parent.mkdir(parents=True, exist_ok=True)
         saved = {**payload, "kind": "prediction", "metadata": run_metadata()}
-        args.save.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+        write_atomic(args.save, json.dumps(saved, indent=2, sort_keys=True) + "\n")
 
     if args.json:
         json.dump(payload, sys.stdout, indent=2)
@@ -319,12 +335,34 @@ def run(args) -> int:
     return 0
 
 
+def place_specs(text: str | None) -> list[str]:
+    """--place 'a,b' -> ['a', 'b']; an empty item is an error, as in every comma list of the CLI."""
+    from perfmodel.errors import ArchscaleInputError
+
+    if text is None:
+        return []
+    specs = [part.strip() for part in text.split(",")]
+    if not all(specs):
+        raise ArchscaleInputError(f"--place: empty item in '{text}' (expected e.g. panda-1b,surefire-1b)")
+    return specs
+
+
+def check_outputs(args) -> None:
+    """--save and --plot must be writable files and --emit-config a folder, before the search runs."""
+    from perfmodel.atomic_io import check_output_dir, check_output_file
+
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        if path is not None:
+            check_output_file(path, option)
+    if args.emit_config is not None:
+        check_output_dir(args.emit_config, "--emit-config")
+
+
 def write_configs(directory: Path, archs: dict) -> list[Path]:
-    """One HF config.json per chosen architecture: DIR/<name>/config.json."""
-    written = []
-    for arch in archs.values():
-        path = directory / arch.name / "config.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(arch.to_hf_config(), indent=2) + "\n")
-        written.append(path)
-    return written
+    """One HF config.json per chosen architecture: DIR/<name>/config.json, each written atomically."""
+    from perfmodel.atomic_io import check_output_dir, check_output_file
+
+    check_output_dir(directory, "--emit-config")
+    paths = {arch.name: check_output_file(directory / arch.name / "config.json") for arch in archs.values()}
+    return [write_atomic(paths[arch.name], json.dumps(arch.to_hf_config(), indent=2) + "\n")
+            for arch in archs.values()]  # fmt: skip

@@ -52,8 +52,9 @@ def perfmodel_launches_per_step(arch, sampler_logit_passes: float = 1.0) -> int:
     """Kernel launches the perfmodel charges one decode step of `arch` (dense operators, sampler, attention)."""
     from perfmodel.arch_batch import ArchBatch
     from perfmodel.operators import decode_attention, dense_ops
+    from perfmodel.parallel import shard
 
-    shape = ArchBatch.from_archs([arch])  # arrays of shape [1]
+    shape = shard(ArchBatch.from_archs([arch]), 1)  # arrays of shape [1], one GPU
     ops = dense_ops(shape, 1, 1, sampler_logit_passes)
     launches = sum(op.kernels for op in ops.values()) + decode_attention(shape, 1, shape.dtype_bytes).kernels
     return int(launches.item() if hasattr(launches, "item") else launches)

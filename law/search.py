@@ -27,6 +27,7 @@ Surefire = the highest predicted throughput with loss <= L_t, at the baseline's 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,11 +87,15 @@ class Deployment:
     input_len: int
     output_len: int
     calibration_file: str | None = None  # `archscale calibrate` output; None: the priors
+    kv_dtype_bytes: int | None = None  # the KV cache's element size; None: the architecture's dtype
+    tp: int = 1  # tensor-parallel GPUs per replica (candidates vLLM cannot split this way are infeasible)
+    dp: int = 1  # data-parallel replicas; batch_size is the whole batch
 
     @property
     def workload(self) -> dict:
         """The keyword arguments `perfmodel.estimate` and `perfmodel.predict` take for the requests."""
-        return {"batch_size": self.batch_size, "input_len": self.input_len, "output_len": self.output_len}
+        return {"batch_size": self.batch_size, "input_len": self.input_len, "output_len": self.output_len,
+                "kv_dtype_bytes": self.kv_dtype_bytes, "tp": self.tp, "dp": self.dp}  # fmt: skip
 
 
 @dataclass
@@ -216,7 +221,14 @@ def evaluate_candidates(
     """Predicted loss and throughput for every candidate, vectorized."""
     n_params = archs.n_params_non_embedding.astype(np.float64)
     ratio = archs.mlp_attn_ratio
-    loss, stderr = law.predict_loss(n_params, train_tokens, archs.d_model.astype(np.float64), ratio, return_stderr=True)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a law that overflows: one error below
+        loss, stderr = law.predict_loss(n_params, train_tokens, archs.d_model.astype(np.float64), ratio,
+                                        return_stderr=True)  # fmt: skip
+    if not np.all(np.isfinite(loss)) or (stderr is not None and not np.all(np.isfinite(stderr))):
+        raise ArchscaleInputError(
+            f"the law ({law.source or law.form}) predicts a non-finite loss or standard error for some "
+            "architectures: check its coefficients"
+        )
     calibration = get_calibration(deployment.gpu, deployment.engine, deployment.calibration_file)
     result = estimate(archs, deployment.gpu, calibration=calibration, **deployment.workload)
     feasible = np.asarray(result.feasible, dtype=bool)
@@ -262,16 +274,24 @@ def search(
     DEFAULT_LOSS_TOLERANCE) decides which losses tie with the minimum."""
     if loss_target is not None and loss_delta is not None:
         raise ArchscaleInputError("give a loss target (absolute) or a loss delta (vs the baseline), not both")
-    if loss_tolerance is not None and not loss_tolerance >= 0:
-        raise ArchscaleInputError(f"the loss tolerance must be >= 0, got {loss_tolerance}")
+    if loss_tolerance is not None and not (loss_tolerance >= 0 and math.isfinite(loss_tolerance)):
+        raise ArchscaleInputError(f"the loss tolerance must be a finite number >= 0, got {loss_tolerance}")
+    for what, value in (("loss target", loss_target), ("loss delta", loss_delta)):
+        if value is not None and not math.isfinite(value):
+            raise ArchscaleInputError(f"the {what} must be a finite number, got {value}")
     budget = baseline.n_params_non_embedding
     if train_tokens is None:
         train_tokens = CHINCHILLA_TOKENS_PER_PARAM * budget
-    if train_tokens <= 0:
-        raise ArchscaleInputError(f"training tokens must be positive, got {train_tokens:g}")
+    if not (train_tokens > 0 and math.isfinite(train_tokens)):
+        raise ArchscaleInputError(f"training tokens must be a positive finite number, got {train_tokens:g}")
     # The baseline goes through the very same vectorized path as the candidates.
     base = evaluate_candidates(ArchBatch.from_archs([baseline]), law, deployment, train_tokens)
     baseline_loss = float(base.predicted_loss[0])
+    if not baseline_loss > 0:
+        raise ArchscaleInputError(
+            f"the law predicts a loss of {baseline_loss:.4g} for the baseline: a loss must be positive (check the "
+            "law's coefficients)"
+        )
     rule = "absolute" if loss_target is not None else "delta"
     if loss_target is None:
         loss_delta = 0.0 if loss_delta is None else float(loss_delta)

@@ -56,6 +56,8 @@ class Calibration:
     # Engine policy: prompt tokens per prefill forward (whole sequences, at least one), as our engine's
     # max_prefill_tokens and vLLM's max_num_batched_tokens bound it.
     max_prefill_tokens: float = 8192.0
+    # Share of the interconnect's bandwidth a TP collective reaches (NCCL's bus bandwidth against the link's).
+    interconnect_efficiency: float = 0.80
 
     def efficiencies(self, op_class: str) -> tuple[float, float]:
         """(compute, memory) efficiency of an operator class: "gemm", "attention_prefill", "attention_decode",
@@ -83,10 +85,11 @@ OPTIONAL_FIELDS = (
     "elementwise_memory_efficiency",
     "sampler_logit_passes",
     "max_prefill_tokens",
+    "interconnect_efficiency",
 )  # may be absent from a file: the dataclass default applies
 EFFICIENCY_FIELDS = ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization", "gemv_memory_efficiency",
                      "attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",
-                     "elementwise_memory_efficiency")  # fmt: skip
+                     "elementwise_memory_efficiency", "interconnect_efficiency")  # fmt: skip
 
 
 def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:

@@ -39,9 +39,11 @@ import numpy as np
 from perfmodel import params
 from perfmodel.arch_batch import ArchBatch
 from perfmodel.calibration import Calibration
+from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import Hardware
 from perfmodel.occupancy import decode_attention_occupancy
 from perfmodel.operators import Op, decode_attention, dense_ops, prefill_attention
+from perfmodel.parallel import communication_s, shard, tp_compatible
 
 
 def sum_max_affine(first, count, a1, b1, a2, b2):
@@ -161,15 +163,24 @@ class _Wave:
 
 
 def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration, peak_flops_per_s, kv_dtype_bytes,
-          max_prefill_tokens) -> _Wave:  # fmt: skip
-    """One wave of `n_seqs` sequences. `peak_flops_per_s` is the hardware's peak for each architecture's dtype."""
+          max_prefill_tokens, tp) -> _Wave:  # fmt: skip
+    """One wave of `n_seqs` sequences on one GPU of a TP group of `tp` (`shape`: that GPU's share).
+    `peak_flops_per_s` is the hardware's peak for each architecture's dtype."""
     steps = output_len - 1
     passes = cal.sampler_logit_passes
+
+    def communication(tokens, seqs):
+        if gpu.interconnect_bandwidth_bytes_per_s is None:
+            return 0.0  # tp = 1 (estimate() refuses tp > 1 without interconnect figures)
+        bandwidth = gpu.interconnect_bandwidth_bytes_per_s * cal.interconnect_efficiency
+        return communication_s(shape, tokens, seqs, tp, bandwidth, gpu.interconnect_latency_s)
 
     def prefill_forward(seqs):
         ops = dense_ops(shape, seqs * input_len, seqs, passes)
         ops["attention"] = prefill_attention(shape, seqs, input_len, kv_dtype_bytes)
-        return _forward(ops, gpu, cal, peak_flops_per_s)
+        times, compute_s = _forward(ops, gpu, cal, peak_flops_per_s)
+        times["communication"] = communication(seqs * input_len, seqs)
+        return times, compute_s
 
     per_forward = np.maximum(np.floor(max_prefill_tokens / input_len), 1)  # whole sequences, at least one
     chunk_seqs = np.minimum(per_forward, n_seqs)
@@ -189,7 +200,10 @@ def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration,
     prefill_s = full_chunks * chunk_s + last_chunk_s
 
     step_dense_ops = dense_ops(shape, n_seqs, n_seqs, passes)
-    op_classes = {name: op.op_class for name, op in step_dense_ops.items()} | {"attention": "attention"}
+    op_classes = {name: op.op_class for name, op in step_dense_ops.items()} | {
+        "attention": "attention",
+        "communication": "communication",
+    }
     step_ops, decode_compute_s = _forward(step_dense_ops, gpu, cal, peak_flops_per_s)
     decode = {name: steps * t for name, t in step_ops.items()}
     decode_compute_s = steps * decode_compute_s
@@ -208,6 +222,7 @@ def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration,
         attn.bytes_fixed / byte_rate,
     )
     decode["attention"] = attn_s + steps * attn.kernels * cal.kernel_launch_overhead_s
+    decode["communication"] = steps * communication(n_seqs, n_seqs)
     decode_compute_s = decode_compute_s + attn_compute_s
     decode_s = sum(decode.values()) + steps * cal.step_overhead_s
     return _Wave(prefill, decode, prefill_s, decode_s, prefill_compute_s, decode_compute_s, occupancy, op_classes,
@@ -224,29 +239,40 @@ def estimate(
     calibration: Calibration,
     kv_dtype_bytes=None,
     max_prefill_tokens=None,
+    tp: int = 1,
+    dp: int = 1,
 ) -> Estimate:
     """Throughput, latency and memory for every (architecture, workload) combination, as arrays.
     `kv_dtype_bytes`: the KV cache's element size (default: each architecture's dtype_bytes); `max_prefill_tokens`:
-    prompt tokens per prefill forward (default: the calibration's engine policy)."""
+    prompt tokens per prefill forward (default: the calibration's engine policy); `tp`, `dp`: tensor-parallel degree
+    and data-parallel replicas (perfmodel/parallel.py). With dp > 1 `batch_size` is the whole batch, split evenly over
+    the replicas; throughputs are totals, latencies, memory and concurrency those of one replica (per GPU).
+    Architectures whose heads `tp` does not split as vLLM requires come out infeasible (`check_tp` says why)."""
+    if tp > 1 and gpu.interconnect_bandwidth_bytes_per_s is None:
+        raise ArchscaleInputError(f"{gpu.display_name} has no interconnect figures in its hardware entry "
+                                  "(interconnect_bandwidth_bytes_per_s, interconnect_latency_s): cannot model --tp > 1")  # fmt: skip
+    total_batch = np.asarray(batch_size, dtype=np.int64)
+    batch_size = -(-total_batch // dp)  # the fullest replica
     batch_size = np.asarray(batch_size, dtype=np.int64)
     input_len = np.asarray(input_len, dtype=np.int64)
     output_len = np.asarray(output_len, dtype=np.int64)
     cal = calibration
     kv_dtype_bytes = archs.dtype_bytes if kv_dtype_bytes is None else np.asarray(kv_dtype_bytes)
     max_prefill_tokens = cal.max_prefill_tokens if max_prefill_tokens is None else np.asarray(max_prefill_tokens)
-    weight_bytes = archs.weight_bytes.astype(np.float64)
-    kv_bytes_per_token = params.kv_bytes_per_token(archs.n_layer, archs.n_kv_head, archs.d_head, kv_dtype_bytes)
+    shape = shard(archs, tp)  # one GPU's share; at tp = 1 the architectures themselves
+    weight_bytes = shape.weight_bytes.astype(np.float64)
+    kv_bytes_per_token = params.kv_bytes_per_token(shape.n_layer, shape.n_kv_head, shape.d_head, kv_dtype_bytes)
     seq_kv_bytes = kv_bytes_per_token * (input_len + output_len).astype(np.float64)
     kv_capacity_bytes = gpu.memory_bytes * cal.gpu_memory_utilization - weight_bytes - cal.workspace_bytes
     max_concurrent = np.floor(np.maximum(kv_capacity_bytes, 0.0) / seq_kv_bytes)
-    feasible = max_concurrent >= 1
+    feasible = (max_concurrent >= 1) & tp_compatible(archs, tp)
     concurrency = np.maximum(np.minimum(batch_size, max_concurrent), 1.0)  # 1 keeps the math finite
     full_waves = np.floor(batch_size / concurrency)
     remainder = batch_size - full_waves * concurrency
 
     peak_flops_per_s = gpu.peak_flops_per_s(archs.dtype_bytes)  # fp32, bf16 or fp8 peak per architecture
-    wave_args = (input_len, output_len, gpu, cal, peak_flops_per_s, kv_dtype_bytes, max_prefill_tokens)
-    wave = _wave(archs, concurrency, *wave_args)
+    wave_args = (input_len, output_len, gpu, cal, peak_flops_per_s, kv_dtype_bytes, max_prefill_tokens, tp)
+    wave = _wave(shape, concurrency, *wave_args)
     total_s = full_waves * wave.total_s
     # TTFT: requests of full wave w wait w·wave.total_s, then their own prefill forward (closed-form sums).
     ttft_sum_s = concurrency * wave.total_s * full_waves * (full_waves - 1) / 2 + full_waves * wave.first_token_sum_s(
@@ -254,7 +280,7 @@ def estimate(
     )
     last = None
     if np.any(remainder > 0):  # a last, partial wave (only when the batch exceeds the KV capacity)
-        last = _wave(archs, np.maximum(remainder, 1.0), *wave_args)
+        last = _wave(shape, np.maximum(remainder, 1.0), *wave_args)
         has_last = remainder > 0
         total_s = total_s + np.where(has_last, last.total_s, 0.0)
         ttft_sum_s = ttft_sum_s + np.where(has_last, remainder * full_waves * wave.total_s +
@@ -276,8 +302,8 @@ def estimate(
         return np.where(feasible, values, np.nan)
 
     return Estimate(
-        output_tokens_per_s=masked(batch_size * output_len / total_s),
-        total_tokens_per_s=masked(batch_size * (input_len + output_len) / total_s),
+        output_tokens_per_s=masked(total_batch * output_len / total_s),
+        total_tokens_per_s=masked(total_batch * (input_len + output_len) / total_s),
         ttft_s=masked(ttft_sum_s / batch_size),
         ttft_p50_s=masked(ttft_at(0.5)),
         ttft_p99_s=masked(ttft_at(0.99)),

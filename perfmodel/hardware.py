@@ -40,6 +40,11 @@ class Hardware:
     sources: dict = field(default_factory=dict, compare=False, hash=False)
     peak_fp32_flops_per_s: float | None = None  # dense, non-tensor-core fp32 (no TF32)
     peak_fp8_flops_per_s: float | None = None  # dense fp8 tensor cores (Hopper and later); None where there are none
+    # GPU-to-GPU link of a TP group, per GPU and per direction, and the latency of one small collective;
+    # None where unknown (a probed machine): then only --tp 1 can be modelled.
+    interconnect_bandwidth_bytes_per_s: float | None = None
+    interconnect_latency_s: float | None = None
+    interconnect: str = ""  # e.g. "NVLink 4"
     measured: bool = False  # figures are rates `archscale probe` reached, not datasheet peaks
     calibration_priors: dict = field(default_factory=dict, compare=False, hash=False)  # engine -> Calibration kw
     metadata: dict = field(default_factory=dict, compare=False, hash=False)  # run metadata of the probe
@@ -88,8 +93,9 @@ def _normalize(name: str) -> str:
 
 # ---- validation shared by the datasheet table and probe files ----
 _REQUIRED_NUMBERS = ("hbm_bandwidth_bytes_per_s", "memory_bytes")
-_KNOWN_KEYS = {"display_name", "aliases", "sources", "measured", "calibration", "metadata", "sm_count",
-               *_REQUIRED_NUMBERS, *PEAK_FIELDS}  # fmt: skip
+_INTERCONNECT_NUMBERS = ("interconnect_bandwidth_bytes_per_s", "interconnect_latency_s")
+_KNOWN_KEYS = {"display_name", "aliases", "sources", "measured", "calibration", "metadata", "sm_count", "interconnect",
+               *_REQUIRED_NUMBERS, *PEAK_FIELDS, *_INTERCONNECT_NUMBERS}  # fmt: skip
 
 
 def _is_number(value) -> bool:
@@ -132,6 +138,11 @@ def _hardware_from_table(key: str, spec, origin: str) -> Hardware:
     measured = spec.get("measured", False)
     if not isinstance(measured, bool):
         raise ArchscaleInputError(f"{where}.measured must be true or false, got {measured!r}")
+    links = {name: _positive(spec[name], f"{where}.{name}") for name in _INTERCONNECT_NUMBERS if name in spec}
+    if len(links) == 1:
+        raise ArchscaleInputError(f"{where}: give both {' and '.join(_INTERCONNECT_NUMBERS)}, or neither")
+    if not isinstance(spec.get("interconnect", ""), str):
+        raise ArchscaleInputError(f"{where}.interconnect must be a string (the link's name)")
     for table in ("sources", "metadata"):
         if not isinstance(spec.get(table, {}), dict):
             raise ArchscaleInputError(f"{where}.{table} must be a table")
@@ -142,6 +153,9 @@ def _hardware_from_table(key: str, spec, origin: str) -> Hardware:
         peak_fp16_flops_per_s=peaks.get("peak_fp16_flops_per_s"),
         peak_fp32_flops_per_s=peaks.get("peak_fp32_flops_per_s"),
         peak_fp8_flops_per_s=peaks.get("peak_fp8_flops_per_s"),
+        interconnect_bandwidth_bytes_per_s=links.get("interconnect_bandwidth_bytes_per_s"),
+        interconnect_latency_s=links.get("interconnect_latency_s"),
+        interconnect=spec.get("interconnect", ""),
         sm_count=sm_count,
         aliases=tuple(aliases),
         sources=dict(spec.get("sources", {})),

@@ -59,7 +59,8 @@ class DecodeAttention:
 
 def dense_ops(shape, tokens, lm_head_tokens, sampler_logit_passes) -> dict[str, Op]:
     """The operators whose cost does not depend on the context length, for `tokens` tokens in one forward that
-    samples one token for each of `lm_head_tokens` sequences."""
+    samples one token for each of `lm_head_tokens` sequences. `shape` is one GPU's share (perfmodel.parallel): its
+    `vocab` is that GPU's rows of the LM head, `full_vocab` the logits the sampler sees."""
     d, L, hq, hkv, dh, dff, V, B = (
         shape.d_model,
         shape.n_layer,
@@ -112,7 +113,7 @@ def dense_ops(shape, tokens, lm_head_tokens, sampler_logit_passes) -> dict[str, 
             op_class="gemm",
             gemm_rows=lm_head_tokens,
         ),
-        "sampler": sampler(lm_head_tokens, V, B, sampler_logit_passes),
+        "sampler": sampler(lm_head_tokens, shape.full_vocab, B, sampler_logit_passes),
     }
 
 

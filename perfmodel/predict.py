@@ -16,6 +16,7 @@ from perfmodel.calibration import get_calibration
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.estimator import estimate
 from perfmodel.hardware import Hardware
+from perfmodel.parallel import check_tp
 
 GiB = 2**30
 
@@ -32,6 +33,8 @@ class Prediction:
     input_len: int
     output_len: int
     kv_dtype_bytes: int
+    tp: int  # tensor-parallel GPUs per replica
+    dp: int  # data-parallel replicas
     calibrated: bool
     calibration_source: str
     output_tokens_per_s: float
@@ -43,8 +46,8 @@ class Prediction:
     prefill_time_s: float  # one full wave, all its prefill forwards
     decode_time_s: float  # one full wave
     total_time_s: float
-    peak_memory_bytes: int
-    weight_bytes: int
+    peak_memory_bytes: int  # per GPU
+    weight_bytes: int  # per GPU
     kv_bytes_per_token: int
     max_concurrent_seqs: int
     concurrency: int
@@ -64,6 +67,8 @@ class Prediction:
             "hardware_measured": self.gpu.measured,
             "dtype_bytes": self.arch.dtype_bytes,
             "kv_dtype_bytes": self.kv_dtype_bytes,
+            "tp": self.tp,
+            "dp": self.dp,
             "engine": self.engine,
             "batch_size": self.batch_size,
             "input_len": self.input_len,
@@ -90,10 +95,12 @@ SCALAR_FIELDS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "ttft_p5
 
 
 def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, output_len: int, engine: str = "torch",
-            calibration_file=None, kv_dtype_bytes: int | None = None, max_prefill_tokens: int | None = None):  # fmt: skip
+            calibration_file=None, kv_dtype_bytes: int | None = None, max_prefill_tokens: int | None = None,
+            tp: int = 1, dp: int = 1):  # fmt: skip
     """`calibration_file`: a file `archscale calibrate` wrote, used instead of the priors (perfmodel.calibration).
     `kv_dtype_bytes`: the KV cache's element size (default: the architecture's dtype); `max_prefill_tokens`: prompt
-    tokens per prefill forward (default: the engine's, from the calibration)."""
+    tokens per prefill forward (default: the engine's, from the calibration); `tp`, `dp`: tensor-parallel GPUs per
+    replica and replicas (perfmodel/parallel.py): `batch_size` is the whole batch, memory figures are per GPU."""
     for label, value in (("batch size", batch_size), ("input length", input_len), ("output length", output_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ArchscaleInputError(f"{label} must be a positive integer, got {value!r}")
@@ -102,6 +109,7 @@ def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, outpu
         raise ArchscaleInputError(
             f"KV-cache dtype must be 1, 2 or 4 bytes wide (fp8, bf16/fp16, fp32), got {kv_dtype_bytes!r}"
         )
+    check_tp(arch, tp, dp)
     calibration = get_calibration(gpu, engine, calibration_file)
     if calibration_file is not None:
         source = str(calibration_file)
@@ -116,14 +124,19 @@ def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, outpu
         calibration=calibration,
         kv_dtype_bytes=kv_dtype_bytes,
         max_prefill_tokens=max_prefill_tokens,
+        tp=tp,
+        dp=dp,
     )
     if not e.feasible[0]:
         usable_bytes = gpu.memory_bytes * calibration.gpu_memory_utilization - calibration.workspace_bytes
         label = arch.name or "the model"
-        if arch.weight_bytes >= usable_bytes:
+        shard_bytes = float(e.weight_bytes[0])
+        if shard_bytes >= usable_bytes:
+            what = f"{label}'s weights" if tp == 1 else f"one GPU's shard of {label} at --tp {tp}"
+            hint = "" if tp > 1 else "; a larger --tp splits them"
             raise ArchscaleInputError(
-                f"{label}'s weights ({arch.weight_bytes / GiB:.1f} GiB) do not fit in {gpu.display_name}'s usable "
-                f"memory ({usable_bytes / GiB:.1f} GiB at {calibration.gpu_memory_utilization:.0%} minus workspace)"
+                f"{what} ({shard_bytes / GiB:.1f} GiB) do not fit in {gpu.display_name}'s usable memory "
+                f"({usable_bytes / GiB:.1f} GiB at {calibration.gpu_memory_utilization:.0%} minus workspace){hint}"
             )
         raise ArchscaleInputError(
             f"not even one sequence of {input_len + output_len} tokens fits next to {label}'s weights on "
@@ -137,7 +150,7 @@ def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, outpu
         scalars[name] = int(scalars[name])
     return Prediction(
         arch=arch, gpu=gpu, engine=engine, batch_size=batch_size, input_len=input_len, output_len=output_len,
-        kv_dtype_bytes=kv_dtype_bytes, calibrated=calibration.calibrated, calibration_source=source,
+        kv_dtype_bytes=kv_dtype_bytes, tp=tp, dp=dp, calibrated=calibration.calibrated, calibration_source=source,
         prefill_bound="compute" if e.prefill_compute_bound[0] else "memory",
         decode_bound="compute" if e.decode_compute_bound[0] else "memory",
         prefill_op_time_s={op: float(t[0]) for op, t in e.prefill_op_time_s.items()},

@@ -1,7 +1,8 @@
 """Named reference architectures (gpt-fast style: a dict of presets) and `resolve_arch` for CLI arguments.
 
 Public models: values from each model's config.json on the Hugging Face Hub (meta-llama/Llama-3.2-1B,
-meta-llama/Llama-3.2-3B, Qwen/Qwen2.5-1.5B, Qwen/Qwen3-0.6B). Panda and Surefire: the architectures reported in
+meta-llama/Llama-3.2-3B, Qwen/Qwen2.5-1.5B, Qwen/Qwen3-0.6B, and for multi-GPU deployments meta-llama/Llama-3.1-8B,
+meta-llama/Llama-3.1-70B, Qwen/Qwen2.5-7B; untied embeddings). Panda and Surefire: the architectures reported in
 arXiv 2510.18245 (Section 5, Tables of the 1B and 3B searches), with the Llama-3.2 tokenizer and tied embeddings.
 
 Small and tiny shapes for measuring on a CPU (`make sweep`, the tests): not public models, but shapes that vary
@@ -30,6 +31,10 @@ PRESETS: dict[str, Arch] = {
         Arch(3072, 28, 24, 8, 128, 8192, **_LLAMA3, name="llama-3.2-3b"),
         Arch(1536, 28, 12, 2, 128, 8960, **_QWEN, qkv_bias=True, name="qwen2.5-1.5b"),
         Arch(1024, 28, 16, 8, 128, 3072, **_QWEN, qk_norm=True, name="qwen3-0.6b"),
+        # larger public models, for multi-GPU deployments (--tp, --dp)
+        Arch(4096, 32, 32, 8, 128, 14336, vocab=128256, name="llama-3.1-8b"),
+        Arch(8192, 80, 64, 8, 128, 28672, vocab=128256, name="llama-3.1-70b"),
+        Arch(3584, 28, 28, 4, 128, 18944, vocab=152064, qkv_bias=True, name="qwen2.5-7b"),
         Arch(2560, 16, 72, 18, 64, 4096, **_LLAMA3, name="panda-1b"),
         Arch(2560, 16, 36, 4, 64, 6144, **_LLAMA3, name="surefire-1b"),
         Arch(4096, 28, 36, 12, 128, 4096, **_LLAMA3, name="panda-3b"),
