@@ -6,8 +6,8 @@ points. Two phases, so
 the compute terms (prefill is mostly compute-bound) and the memory terms (decode mostly memory-bound) separate.
 
 The factors: compute and memory efficiency (GEMMs), the efficiencies of the other operator classes (attention
-prefill compute, attention decode memory, elementwise memory; each follows its GEMM figure unless the points
-identify it), the GEMM rows at half compute efficiency (small-M GEMMs, i.e. decode
+prefill compute, attention decode memory, elementwise memory; each follows its GEMM figure unless adding it lowers
+the residual significantly: forward selection with an F-test), the GEMM rows at half compute efficiency (small-M GEMMs, i.e. decode
 at small batch, fall short of the peak), the memory efficiency of GEMV kernels (M of at most `gemv_max_tokens`
 rows: a count, so each of GEMV_THRESHOLDS is tried and a larger one kept only if it fits significantly better), per-launch and
 per-step overhead. A factor is fitted only where the
@@ -32,9 +32,11 @@ from perfmodel.calibration import Calibration
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import Hardware
 
-FACTORS = ("compute_efficiency", "memory_efficiency", "gemm_half_efficiency_tokens", "gemv_memory_efficiency",
-           "attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",
-           "elementwise_memory_efficiency", "kernel_launch_overhead_s", "step_overhead_s")  # fmt: skip
+BASE_FACTORS = ("compute_efficiency", "memory_efficiency", "gemm_half_efficiency_tokens", "gemv_memory_efficiency",
+                "kernel_launch_overhead_s", "step_overhead_s")  # fmt: skip
+CLASS_FACTORS = ("attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",
+                 "elementwise_memory_efficiency")  # fmt: skip
+FACTORS = BASE_FACTORS + CLASS_FACTORS
 # Operator-class efficiencies that default to a GEMM figure (perfmodel.calibration): held, they keep following it.
 INHERITS = {"attention_prefill_compute_efficiency": "compute_efficiency",
             "attention_decode_memory_efficiency": "memory_efficiency",
@@ -60,6 +62,7 @@ HOLD_FIRST = ("elementwise_memory_efficiency", "attention_decode_memory_efficien
 # GEMV regime (perfmodel.calibration): GEMMs of at most this many rows run as GEMV. A count is not a least-squares
 # variable: each is tried in turn, and a larger one replaces the current choice only if it lowers the residual sum
 # of squares by more than GEMV_F_LIMIT times the noise variance (an F-test with one extra parameter, far past 5%).
+# The operator-class efficiencies are added the same way, one at a time.
 GEMV_THRESHOLDS = (0, 1, 2, 4)
 GEMV_F_LIMIT = 10.0
 START_MARGIN = 0.05  # in log space
@@ -172,6 +175,13 @@ def _least_squares(rows, hardware, prior: Calibration, free: list[str]):
                          gtol=1e-10, max_nfev=200)  # fmt: skip
 
 
+def _significant(current, candidate, n_free: int) -> bool:
+    """Does `candidate` (one more parameter) fit better than `current` by more than chance? An F-test with one extra
+    parameter: the drop in the residual sum of squares against GEMV_F_LIMIT times the noise variance."""
+    noise_variance = 2 * candidate.cost / max(len(candidate.fun) - n_free, 1)
+    return 2 * (current.cost - candidate.cost) > GEMV_F_LIMIT * noise_variance
+
+
 def prior_value(calibration: Calibration, name: str) -> float:
     """A factor's value in effect: an operator-class efficiency left unset follows its GEMM figure."""
     value = getattr(calibration, name)
@@ -201,9 +211,9 @@ def _unidentified(std_log: np.ndarray, free: list[str]) -> str | None:
     return min(tied, key=HOLD_FIRST.index)
 
 
-def _fit_identified(rows, hardware, prior: Calibration):
-    """Least squares over FACTORS, holding the loosest factor at its prior until every fitted one is identified."""
-    free = list(FACTORS)
+def _fit_identified(rows, hardware, prior: Calibration, factors=BASE_FACTORS):
+    """Least squares over `factors`, holding the loosest at its prior until every fitted one is identified."""
+    free = list(factors)
     while True:
         result = _least_squares(rows, hardware, prior, free)
         std_log = _std_log(result, len(free))
@@ -232,10 +242,19 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
         start = replace(prior, gemv_max_tokens=float(threshold))
         result, free, std_log = _fit_identified(rows, hardware, start)
         tried[threshold] = float(2 * result.cost)
-        noise_variance = 2 * result.cost / max(len(result.fun) - len(free), 1)
-        if best is None or 2 * (best[0].cost - result.cost) > GEMV_F_LIMIT * noise_variance:
+        if best is None or _significant(best[0], result, len(free)):
             best = (result, free, std_log, start)
     result, free, std_log, start = best
+    # Operator-class refinements, one at a time (forward selection): the one that lowers the residual most is kept
+    # if the drop passes the same F-test, then the next; the others keep following their GEMM figure.
+    chosen: list[str] = []
+    while candidates := [f for f in CLASS_FACTORS if f not in chosen]:
+        trials = {f: _fit_identified(rows, hardware, start, (*BASE_FACTORS, *chosen, f)) for f in candidates}
+        name, trial = min(trials.items(), key=lambda item: item[1][0].cost)
+        if name not in trial[1] or not _significant(result, trial[0], len(trial[1])):
+            break
+        chosen.append(name)
+        result, free, std_log = trial
     values = dict(zip(free, np.exp(result.x), strict=True))
     fitted = replace(start, **values, calibrated=True)
     factors = []
@@ -243,7 +262,8 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
         before_fit = prior_value(prior, name)
         if name not in free:
             follows = getattr(fitted, name) is None and name in INHERITS
-            status = (f"follows {INHERITS[name]}" if follows else "held at prior") + " (not identified by these points)"
+            status = (f"follows {INHERITS[name]} (adding it did not fit significantly better)" if follows
+                      else "held at prior (not identified by these points)")  # fmt: skip
             factors.append(FactorFit(name, before_fit, prior_value(fitted, name), None, status))
             continue
         value, i = values[name], free.index(name)

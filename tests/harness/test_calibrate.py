@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from harness.calibrate import FACTORS, calibrate, choose_split
+from harness.calibrate import CLASS_FACTORS, FACTORS, calibrate, choose_split
 from harness.cli import main
 from harness.sweep_rows import arch_batch, load_sweeps
 from perfmodel import PRESETS
@@ -33,7 +33,8 @@ def toy(write_probed_hardware):
     return path, load_hardware_file(path)
 
 
-def synthetic_sweep(path, hardware, factors, noise=0.02, seed=0, configs=CONFIGS, batches=(1, 4, 16, 64)):
+def synthetic_sweep(path, hardware, factors, noise=0.02, seed=0, configs=CONFIGS, batches=(1, 4, 16, 64),
+                    lengths=((256, 16), (64, 64))):  # fmt: skip
     """Rows as `archscale sweep` writes them, 'measured' = the model with `factors` times log-normal noise."""
     rng = np.random.default_rng(seed)
     truth = replace(get_calibration(hardware, "torch"), **factors)
@@ -41,7 +42,7 @@ def synthetic_sweep(path, hardware, factors, noise=0.02, seed=0, configs=CONFIGS
     for name in configs:
         arch = PRESETS[name]
         for batch in batches:
-            for input_len, output_len in ((256, 16), (64, 64)):
+            for input_len, output_len in lengths:
                 rows.append({"config": name, "engine": "torch", "device": "cpu", "dtype": "float32", "status": "ok",
                              "attention": "torch", "batch_size": batch, "input_len": input_len,
                              "output_len": output_len, "hardware": hardware.name,
@@ -99,9 +100,28 @@ def test_a_factor_the_points_cannot_see_is_held_at_its_prior(tmp_path, toy):
     assert (
         "kernel_launch_overhead_s" in held and held["kernel_launch_overhead_s"].value == prior.kernel_launch_overhead_s
     )
-    assert set(held) - {"gemv_max_tokens", "gemv_memory_efficiency"} <= {"kernel_launch_overhead_s", "step_overhead_s"}
+    base_held = set(held) - {"gemv_max_tokens", "gemv_memory_efficiency"} - set(CLASS_FACTORS)
+    assert base_held <= {"kernel_launch_overhead_s", "step_overhead_s"}
     assert {f.name for f in fit.factors if f.status == "fitted"} >= {"compute_efficiency", "memory_efficiency"}
     assert fit.rms_log_error_fit < 0.03  # what is held is absorbed by the rest: the points are still fitted
+
+
+def test_operator_class_efficiencies_are_added_only_where_they_fit_significantly_better(tmp_path, toy):
+    """Truth with attention prefill at a quarter of the GEMM compute efficiency: forward selection adds that class
+    factor and recovers it; the classes that do follow their GEMM figure in the truth stay unset."""
+    _, hardware = toy
+    truth = {**TRUE, "attention_prefill_compute_efficiency": 0.55 / 4}
+    data = load_sweeps([synthetic_sweep(tmp_path / "s.jsonl", hardware, truth, noise=0.01,
+                                        batches=(1, 4, 16, 64), lengths=((256, 16), (64, 64), (1024, 4)))])  # fmt: skip
+    fit = calibrate(data, hardware, get_calibration(hardware, "torch"), choose_split(data, train_configs=CONFIGS))
+    by_name = {f.name: f for f in fit.factors}
+    prefill = by_name["attention_prefill_compute_efficiency"]
+    assert prefill.status == "fitted" and abs(prefill.value - 0.55 / 4) <= 3 * prefill.std_error
+    assert fit.calibration.elementwise_memory_efficiency is None  # follows memory_efficiency, as in the truth
+    assert fit.calibration.attention_decode_memory_efficiency is None
+    plain = calibrate(load_sweeps([synthetic_sweep(tmp_path / "p.jsonl", hardware, TRUE, noise=0.01)]), hardware,
+                      get_calibration(hardware, "torch"), choose_split(data, train_configs=CONFIGS))  # fmt: skip
+    assert all(getattr(plain.calibration, name) is None for name in CLASS_FACTORS)  # nothing to add: none added
 
 
 def test_default_split_holds_out_whole_configs_and_says_which(tmp_path, toy):
