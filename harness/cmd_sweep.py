@@ -3,10 +3,17 @@
 Re-running the same command skips the points already in the output file; an interrupted run continues where it
 stopped. Every row holds the measurement and the perfmodel's prediction for the same point (schema in
 results/README.md); `--dry-run` lists the points and their predictions without measuring anything.
+
+With `--ray [ADDRESS]` the points run as Ray tasks on a cluster (one node or many; `pip install
+'archscale[distributed]'`) and this process, the driver, alone appends their rows to --out as they finish, so resume
+and the file's guarantees are those of the serial sweep. On CUDA each point takes one GPU. On the CPU a measurement
+needs the cores to itself: by default each point asks Ray for as many CPUs as this machine has, i.e. one point at a
+time on a node of that size, and torch runs with that many threads; --ray-cpus-per-point changes it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -41,7 +48,27 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=seed, default=0, help="weights and prompts seed (0 to 2^63 - 1)")
     p.add_argument("--dry-run", action="store_true", help="list the points (and predictions) without measuring")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--tp", type=positive_int, default=1,
+                   help="tensor-parallel GPUs per point (1; more needs an engine with tensor parallelism)")  # fmt: skip
+    p.add_argument("--ray", nargs="?", const="", default=None, type=ray_address, metavar="ADDRESS",
+                   help="run the points as Ray tasks; ADDRESS: HOST:PORT of the head node, ray://HOST:PORT, auto or "
+                        "local (none: RAY_ADDRESS, else the cluster started on this machine, else a new local one). "
+                        "This process alone writes --out, as rows finish. Put it after the configs")  # fmt: skip
+    p.add_argument("--ray-cpus-per-point", type=positive_int, default=None, metavar="N",
+                   help="CPUs Ray reserves per point (and torch threads in it). Default: on CUDA 1; on the CPU all of "
+                        "this machine's CPUs, since a CPU measurement needs the cores to itself (one point at a "
+                        "time per node of that size); lower it to run several points per node")  # fmt: skip
     p.set_defaults(run=run)
+
+
+def ray_address(text: str) -> str:
+    """`--ray`'s ADDRESS, checked for the shape of one, so a config name after a bare --ray is not taken for it."""
+    import argparse
+
+    if text in ("", "auto", "local") or text.startswith("ray://") or re.fullmatch(r"[\w.\-\[\]:]+:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"'{text}' is not a Ray address (HOST:PORT, ray://HOST:PORT, auto or local); "
+                                     "a bare --ray goes after the configs")  # fmt: skip
 
 
 def seed(text: str) -> int:
@@ -117,6 +144,15 @@ def run(args) -> int:
     from perfmodel import resolve_arch
 
     get_engine(args.engine)  # an engine that does not exist (yet) is one clear line
+    if args.tp > 1:
+        from perfmodel.errors import ArchscaleInputError
+
+        why = "TP sweeps need an engine with tensor parallelism (the vLLM/SGLang adapters, not built yet)"
+        raise ArchscaleInputError(f"--tp {args.tp}: the {args.engine} engine runs a point on one GPU; {why}")
+    if args.ray_cpus_per_point is not None and args.ray is None:
+        from perfmodel.errors import ArchscaleInputError
+
+        raise ArchscaleInputError("--ray-cpus-per-point applies to --ray sweeps only")
     archs = [resolve_arch(spec) for spec in args.configs]
     import torch
 
@@ -136,6 +172,13 @@ def run(args) -> int:
         get_calibration(hardware, args.engine, args.calibration)
     options = engine_options(args, device, hardware)
     check_options(options)
+    resources = None
+    if args.ray is not None:
+        from harness.sweep_ray import import_ray, ray_resources
+
+        resources = ray_resources(device, args.tp, args.ray_cpus_per_point)
+        if not args.dry_run:
+            import_ray()  # not installed: one line before anything is written
     points = build_points(archs, batch_sizes=args.batch_size, input_lens=args.input_len, output_lens=args.output_len,
                           engine=args.engine, options=options, hardware=hardware,
                           calibration_file=args.calibration)  # fmt: skip
@@ -152,6 +195,9 @@ def run(args) -> int:
     print(f"{len(points)} points, {plan.done} already in {out}, {len(plan.todo)} to measure "
           f"({options.device}, {options.dtype}, attention {options.attention}"
           f"{', predicted for ' + hardware.name if hardware else ''})")  # fmt: skip
+    if resources is not None:
+        where = args.ray or os.environ.get("RAY_ADDRESS") or "a local cluster (or the one started on this machine)"
+        print(f"On Ray at {where}: each point takes {resources.describe()}")
     if args.dry_run:
         for point in plan.todo:
             predicted, why_not = predict_point(point)
@@ -160,8 +206,17 @@ def run(args) -> int:
         return 0
     from harness.metadata import run_metadata
 
-    rows = run_sweep(plan.todo, out, run_metadata(), progress=not args.quiet,
-                     on_row=(lambda row: print(format_row(row), flush=True)) if args.quiet else None)  # fmt: skip
+    report = {
+        "progress": not args.quiet,
+        "on_row": (lambda row: print(format_row(row), flush=True)) if args.quiet else None,
+    }
+    if resources is not None and plan.todo:
+        from harness.sweep_ray import ray_session, run_sweep_ray
+
+        with ray_session(args.ray):
+            rows = run_sweep_ray(plan.todo, out, run_metadata(), resources=resources, **report)
+    else:
+        rows = run_sweep(plan.todo, out, run_metadata(), **report)
     print(format_summary(rows))
     print(f"Wrote {len(rows)} rows to {out}")
     return 0

@@ -1,11 +1,11 @@
 """Batch-size sweeps: measure every (config × batch size × lengths) point on an engine, next to its prediction.
 
 Each point is a pure function of its `SweepPoint` (`run_point`): the same point gives the same kind of row
-wherever it runs, so a later fan-out (one process or Ray task per point) changes nothing here. The driver
-(`run_sweep`) alone touches the results file: it skips keys already there (resume), appends one whole JSON line
-per finished point (`harness.results_io`), and records a failure or an OOM as a row with that status instead of
-stopping. Rows carry the key, the measurement, the perfmodel's prediction for the same point and hardware, the
-engine options, and the run metadata. Schema: results/README.md.
+wherever it runs, in this process (`run_sweep`) or as a Ray task (`harness.sweep_ray`). The driver alone touches the
+results file: it skips keys already there (`plan_sweep`, resume), appends one whole JSON line per finished point
+(`SweepRecorder`, the one path both runners share; `harness.results_io`), and records a failure or an OOM as a row
+with that status instead of stopping. Rows carry the key, the measurement, the perfmodel's prediction for the same
+point and hardware, the engine options, and the run metadata. Schema: results/README.md.
 """
 
 from __future__ import annotations
@@ -102,7 +102,18 @@ def run_point(point: SweepPoint) -> dict:
     except ArchscaleInputError:
         raise  # a mistake in the sweep's own arguments: stop, do not write error rows for every point
     except Exception as exc:  # a failing point is a row, and the sweep goes on
-        measurement = {"status": "error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}
+        measurement = failure(exc)
+    return point_row(point, measurement, started)
+
+
+def failure(exc: BaseException, status: str = "error") -> dict:
+    """The measurement of a point that failed: its status and the first line of what went wrong."""
+    return {"status": status, "message": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}
+
+
+def point_row(point: SweepPoint, measurement: dict, started: float | None) -> dict:
+    """The row of a point (without the run metadata): key, measurement, prediction, shape and options.
+    `started`: its time.perf_counter() at the start (None: unknown, as for a worker lost mid-point)."""
     predicted, why_not = predict_point(point)
     arch = point.arch
     return {
@@ -120,7 +131,7 @@ def run_point(point: SweepPoint) -> dict:
             "gqa_group": arch.gqa_group,
         },  # fmt: skip
         "options": asdict(point.options),
-        "point_wall_s": time.perf_counter() - started,
+        "point_wall_s": None if started is None else time.perf_counter() - started,
     }
 
 
@@ -143,28 +154,23 @@ def plan_sweep(points: list[SweepPoint], out, dry_run: bool = False) -> SweepPla
 
 
 def run_sweep(todo: list[SweepPoint], out, metadata: dict, *, progress: bool = True, on_row=None) -> list[dict]:
-    """Measure `todo` in order, appending each row to `out` as it finishes; returns the new rows."""
-    from harness.results_io import append_jsonl
-
-    rows = []
-    bar = _Progress(len(todo), enabled=progress)
-    with bar:
+    """Measure `todo` in order in this process, appending each row to `out` as it finishes; returns the new rows."""
+    with SweepRecorder(out, metadata, len(todo), progress=progress, on_row=on_row) as recorder:
         for point in todo:
-            bar.start(point)
-            row = {**run_point(point), "metadata": metadata}
-            append_jsonl(out, row)
-            rows.append(row)
-            bar.finish(row)
-            if on_row:
-                on_row(row)
-    return rows
+            recorder.running(point.label())
+            recorder.finish(run_point(point))
+    return recorder.rows
 
 
-class _Progress:
-    """A rich progress bar with the current point; each finished point printed with measured vs predicted tok/s."""
+class SweepRecorder:
+    """The driver's one path for a finished point, whichever runner measured it: add the run metadata, append the
+    row to `out` as one whole line, keep it, report it (a rich progress bar with the running point, each finished
+    point printed with measured vs predicted tok/s; or `on_row` alone, as with --quiet)."""
 
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.progress, self.task = total, enabled, None, None
+    def __init__(self, out, metadata: dict, total: int, *, progress: bool = True, on_row=None):
+        self.out, self.metadata, self.total, self.on_row = out, metadata, total, on_row
+        self.enabled, self.progress, self.task = progress, None, None
+        self.rows: list[dict] = []
 
     def __enter__(self):
         if self.enabled and self.total:
@@ -180,15 +186,25 @@ class _Progress:
         if self.progress:
             self.progress.__exit__(*exc)
 
-    def start(self, point: SweepPoint) -> None:
+    def running(self, description: str) -> None:
+        """What is being measured now (the bar's label)."""
         if self.progress:
-            self.progress.update(self.task, description=point.label())
+            self.progress.update(self.task, description=description)
 
-    def finish(self, row: dict) -> None:
-        if not self.progress:
-            return
-        self.progress.console.print(format_row(row), highlight=False)
-        self.progress.advance(self.task)
+    def finish(self, row: dict, metadata: dict | None = None) -> dict:
+        """Append a finished point's row with the run metadata (`metadata` overrides fields of it, e.g. the worker's
+        host and GPU) and report it; returns the row as written."""
+        from harness.results_io import append_jsonl
+
+        row = {**row, "metadata": {**self.metadata, **(metadata or {})}}
+        append_jsonl(self.out, row)
+        self.rows.append(row)
+        if self.progress:
+            self.progress.console.print(format_row(row), highlight=False)
+            self.progress.advance(self.task)
+        if self.on_row:
+            self.on_row(row)
+        return row
 
 
 def format_row(row: dict) -> str:
