@@ -72,43 +72,41 @@ def dense_ops(shape, tokens, lm_head_tokens, sampler_logit_passes) -> dict[str, 
         shape.dtype_bytes,
     )
     qkv_width = (hq + 2 * hkv) * dh
+    # Per-architecture coefficients first (small arrays), then one multiply by the token count (the full shape).
+    layer_bytes = L * B
+    norm_count = 2 * L + 1
     return {
         "qkv_proj": Op(
-            flops=L * 2.0 * tokens * d * qkv_width,
-            bytes=L * B * (d * qkv_width + tokens * (d + qkv_width)),
+            flops=(L * 2.0 * d * qkv_width) * tokens,
+            bytes=layer_bytes * d * qkv_width + (layer_bytes * (d + qkv_width)) * tokens,
             kernels=L,
             op_class="gemm",
             gemm_rows=tokens,
         ),
         "o_proj": Op(
-            flops=L * 2.0 * tokens * hq * dh * d,
-            bytes=L * B * (hq * dh * d + tokens * (hq * dh + d)),
+            flops=(L * 2.0 * hq * dh * d) * tokens,
+            bytes=layer_bytes * hq * dh * d + (layer_bytes * (hq * dh + d)) * tokens,
             kernels=L,
             op_class="gemm",
             gemm_rows=tokens,
         ),
         "mlp": Op(  # gate+up GEMM [d -> 2·d_ff], SiLU·mul [2·d_ff -> d_ff], down GEMM [d_ff -> d]
-            flops=L * 2.0 * tokens * 3 * d * dff,
-            bytes=L * B * (3 * d * dff + tokens * ((d + 2 * dff) + (2 * dff + dff) + (dff + d))),
+            flops=(L * 6.0 * d * dff) * tokens,
+            bytes=layer_bytes * 3 * d * dff + (layer_bytes * ((d + 2 * dff) + (2 * dff + dff) + (dff + d))) * tokens,
             kernels=3 * L,
             op_class="gemm",
             gemm_rows=tokens,
         ),
         "norms": Op(  # two RMSNorms per layer + the final one (a few FLOPs per element)
-            flops=(2 * L + 1) * 4.0 * tokens * d,
-            bytes=(2 * L + 1) * B * 2.0 * tokens * d,
-            kernels=2 * L + 1,
+            flops=(norm_count * 4.0 * d) * tokens,
+            bytes=(norm_count * B * 2.0 * d) * tokens,
+            kernels=norm_count,
             op_class="elementwise",
         ),
-        "embedding": Op(
-            flops=np.zeros_like(tokens * d, dtype=np.float64),
-            bytes=B * 2.0 * tokens * d,
-            kernels=1,
-            op_class="elementwise",
-        ),  # fmt: skip
+        "embedding": Op(flops=0.0, bytes=(B * 2.0 * d) * tokens, kernels=1, op_class="elementwise"),
         "lm_head": Op(
-            flops=2.0 * lm_head_tokens * d * V,
-            bytes=B * (V * d + lm_head_tokens * d + lm_head_tokens * V),
+            flops=(2.0 * d * V) * lm_head_tokens,
+            bytes=B * V * d + (B * (d + V)) * lm_head_tokens,
             kernels=1,
             op_class="gemm",
             gemm_rows=lm_head_tokens,
