@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # a multi-GB CUDA build. Everything else then sees torch already satisfied.
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: install run test bench sweep calibrate-cpu lint format clean
+.PHONY: install run test bench bench-save sweep calibrate-cpu lint format clean
 
 install: $(STAMP)
 
@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,distributed]'
 	touch $(STAMP)
 
 # The main job (no GPU needed): fit Chinchilla on the shipped Epoch data, then search around Llama-3.2-1B/3B for
-# H200 and A100-80GB at batch 128, in 4096 / out 1024; tables to stdout, JSON + PNG into results/.
+# H200 and A100-80GB at batch 128, in 4096 / out 1024; tables to stdout, JSON + PNG into results/; then renders
+# everything under results/ into results/REPORT.md (`archscale report`).
 SEARCH_BASELINES := llama-3.2-1b llama-3.2-3b
 SEARCH_GPUS      := h200 a100-80gb
 run: install
@@ -29,12 +30,30 @@ run: install
 	  $(BIN)/archscale search --baseline $$base --gpu $$gpu --batch-size 128 --input-len 4096 --output-len 1024 \
 	    --save results/search-$$base-$$gpu.json --plot results/search-$$base-$$gpu.png || exit $$?; \
 	done; done
+	$(BIN)/archscale report
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# Speed regressions (pytest-benchmark). `make bench` times tests/benchmarks and fails when any median is more than
+# BENCH_FAIL_PCT % slower than this machine's committed baseline, results/benchmarks/<machine key>.json (the key:
+# OS and Python, CPU model and count, GPU; tests/benchmarks/machine_key.py). 50% is generous on purpose: shared CI VMs
+# are noisy. `make bench-save` records (overwrites) the baseline of this machine; commit it.
+BENCH_DIR      := results/benchmarks
+BENCH_FAIL_PCT := 50
+BENCH_PYTEST   := $(PY) -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-enable --benchmark-only \
+                  --benchmark-storage=$(BENCH_DIR)
+BENCH_BASELINE := baseline=$(BENCH_DIR)/$$($(PY) tests/benchmarks/machine_key.py).json
 bench: install
-	$(PY) -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-enable --benchmark-only
+	@set -e; $(BENCH_BASELINE); if [ ! -f "$$baseline" ]; then \
+	  echo "make bench: no speed baseline for this machine ($$baseline); record one with 'make bench-save'" >&2; \
+	  exit 1; fi; \
+	echo "Comparing against $$baseline (fails when a median is > $(BENCH_FAIL_PCT)% slower)"; \
+	$(BENCH_PYTEST) --benchmark-compare="$$baseline" --benchmark-compare-fail=median:$(BENCH_FAIL_PCT)% \
+	  --benchmark-group-by=name --benchmark-columns=median,iqr,min,max,rounds
+
+bench-save: install
+	@set -e; $(BENCH_BASELINE); mkdir -p "$$(dirname "$$baseline")" && $(BENCH_PYTEST) --benchmark-json="$$baseline"
 
 # A CPU sweep of the small presets, as a user would run one on a laptop (about 2.5 minutes on 2 cores): probe this
 # machine, then measure every point next to its prediction. Writes under out/ (git-ignored); commits nothing.

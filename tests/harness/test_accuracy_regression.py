@@ -1,0 +1,63 @@
+"""Accuracy regressions: every committed study (results/sweeps/<engine>-<machine>.jsonl with its probed hardware
+results/hardware/<machine>.toml and calibration results/calibration/<machine>.toml) is re-predicted with the current
+perfmodel, uncalibrated (the probe's priors) and with the committed calibration, exactly as `archscale compare` does;
+the held-out median and max |error| of output tokens/s must not grow past the figures the README reports.
+
+Held out = what the calibration file records as left out of its fit (`harness.compare.fit_holdout`), for both the
+uncalibrated and the calibrated comparison, as in the README's table. Re-prediction is deterministic, so the only
+slack is for the README's rounding to 0.1 point. A model change that makes the errors smaller passes: then update
+the README's table and the figures here together (`archscale compare ... --calibration FILE` prints them).
+"""
+
+from pathlib import Path
+
+import pytest
+
+from harness.compare import compare, fit_holdout
+from harness.sweep_rows import load_sweeps
+from perfmodel.calibration import get_calibration
+from perfmodel.hardware import load_hardware_file
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+SLACK_PCT_POINTS = 0.5  # the README rounds to 0.1 point (24.15% is reported as 24.1%)
+
+# README.md, section "Calibrate and compare: the model held against what it did not see", the CPU study's table
+# "output tokens/s, held-out configs (42 points)": (median |error| %, max |error| %) per calibration.
+REPORTED_HELD_OUT_PCT = {
+    ("torch", "cpu-xeon-2c"): {"uncalibrated": (24.1, 52.3), "calibrated": (5.7, 24.2)},
+}
+REPORTED_HELD_OUT_POINTS = {("torch", "cpu-xeon-2c"): 42}
+
+
+def study_files(engine: str, machine: str) -> tuple[Path, Path, Path]:
+    return (RESULTS / "sweeps" / f"{engine}-{machine}.jsonl", RESULTS / "hardware" / f"{machine}.toml",
+            RESULTS / "calibration" / f"{machine}.toml")  # fmt: skip
+
+
+def test_every_committed_sweep_has_reported_figures():
+    found = {tuple(path.stem.split("-", 1)) for path in (RESULTS / "sweeps").glob("*.jsonl")}
+    assert found == set(REPORTED_HELD_OUT_PCT), "a study was added or removed: list its README figures here"
+
+
+@pytest.mark.parametrize(("engine", "machine"), sorted(REPORTED_HELD_OUT_PCT))
+def test_held_out_error_of_output_tokens_per_s_has_not_grown(engine, machine):
+    sweep, hardware_file, calibration_file = study_files(engine, machine)
+    for path in (sweep, hardware_file, calibration_file):
+        assert path.is_file(), f"committed study file {path} is missing"
+    data = load_sweeps([sweep])
+    hardware = load_hardware_file(hardware_file)
+    holdout = fit_holdout(calibration_file, hardware.name, data.engine, data)
+    assert holdout, f"{calibration_file} records no train/held-out split"
+    for label, calibration in (("uncalibrated", None), ("calibrated", calibration_file)):
+        comparison = compare(data, hardware, get_calibration(hardware, data.engine, calibration),
+                             calibration_label=label, **holdout)  # fmt: skip
+        assert not comparison.excluded, f"{label}: points set aside: {comparison.excluded}"
+        summary = next(s for s in comparison.summary if (s.metric, s.split) == ("output_tokens_per_s", "holdout"))
+        assert summary.n_points == REPORTED_HELD_OUT_POINTS[(engine, machine)]
+        median_limit_pct, max_limit_pct = REPORTED_HELD_OUT_PCT[(engine, machine)][label]
+        for what, error_pct, limit_pct in (("median", summary.median_abs_error_pct, median_limit_pct),
+                                           ("max", summary.max_abs_error_pct, max_limit_pct)):  # fmt: skip
+            assert error_pct <= limit_pct + SLACK_PCT_POINTS, (
+                f"{machine}, {label}: held-out {what} |error| of output tokens/s is {error_pct:.2f}%; the README "
+                f"reports {limit_pct}% (+{SLACK_PCT_POINTS} points of slack)"
+            )
