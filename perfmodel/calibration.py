@@ -5,7 +5,8 @@ kernel launch, per forward step) and the engine's memory policy (utilization, wo
 one, first match wins:
 1. a calibration file given by the user (`--calibration FILE`, as `archscale calibrate` writes it),
 2. the hardware entry's own priors (a machine measured by `archscale probe` carries them),
-3. the package's data/calibration.toml: a shipped [<gpu>.<engine>] entry, else the engine's default priors.
+3. the package's data/calibration.toml: the engine's default priors, with the fields of a shipped [<gpu>.<engine>]
+   table (engine defaults that depend on the GPU) on top.
 A calibration file holds [<hardware>.<engine>] tables: the Calibration fields plus what the fit records about
 itself (n_points, configs, std_errors, sweep_sha256, metadata...), which loading keeps but does not need.
 """
@@ -56,6 +57,8 @@ class Calibration:
     # Engine policy: prompt tokens per prefill forward (whole sequences, at least one), as our engine's
     # max_prefill_tokens and vLLM's max_num_batched_tokens bound it.
     max_prefill_tokens: float = 8192.0
+    # Engine policy: most sequences running at once (vLLM's max_num_seqs); 0 = no cap beyond the KV budget.
+    max_num_seqs: float = 0.0
     # Share of the interconnect's bandwidth a TP collective reaches (NCCL's bus bandwidth against the link's).
     interconnect_efficiency: float = 0.80
 
@@ -86,6 +89,7 @@ OPTIONAL_FIELDS = (
     "sampler_logit_passes",
     "max_prefill_tokens",
     "interconnect_efficiency",
+    "max_num_seqs",
 )  # may be absent from a file: the dataclass default applies
 EFFICIENCY_FIELDS = ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization", "gemv_memory_efficiency",
                      "attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",
@@ -180,5 +184,5 @@ def get_calibration(gpu, engine: str, calibration_file: str | Path | None = None
     priors = getattr(gpu, "calibration_priors", {})
     if engine in priors:
         return Calibration(**priors[engine])
-    package = _package_table()
-    return Calibration(**(package.get(name, {}).get(engine) or package["default"][engine]))
+    package = _package_table()  # a [<gpu>.<engine>] table overrides the engine's defaults field by field
+    return Calibration(**{**package["default"][engine], **package.get(name, {}).get(engine, {})})

@@ -16,8 +16,8 @@ once (an offline run, or a benchmark at infinite request rate).
 - Memory: KV capacity = memory·gpu_memory_utilization − weights − workspace, with the device's memory as it reports
   it (GiB-sized HBM less what the driver keeps). One sequence needs kv_bytes_per_token·(input_len + output_len) in
   the KV cache's own dtype (`kv_dtype_bytes`, default the weights'). At most `max_concurrent_seqs` =
-  floor(capacity / that) run at once; a larger batch runs in waves of that many (as a paged engine admits
-  requests), `capacity_limited`.
+  floor(capacity / that) run at once, and no more than the engine's `max_num_seqs` (0: no cap); a larger batch
+  runs in waves of that many (as a paged engine admits requests), `capacity_limited`.
 - A wave of c sequences: prefill forwards of whole sequences, at most `max_prefill_tokens` prompt tokens each (at
   least one sequence), each sampling the first token of its sequences; then output_len − 1 decode steps with the
   KV length growing by one per step. Only attention depends on the KV length, affinely, so the sum over steps is
@@ -265,6 +265,8 @@ def estimate(
     seq_kv_bytes = kv_bytes_per_token * (input_len + output_len).astype(np.float64)
     kv_capacity_bytes = gpu.memory_bytes * cal.gpu_memory_utilization - weight_bytes - cal.workspace_bytes
     max_concurrent = np.floor(np.maximum(kv_capacity_bytes, 0.0) / seq_kv_bytes)
+    if cal.max_num_seqs:  # the engine's own cap on running sequences (vLLM max_num_seqs)
+        max_concurrent = np.minimum(max_concurrent, cal.max_num_seqs)
     feasible = (max_concurrent >= 1) & tp_compatible(archs, tp)
     concurrency = np.maximum(np.minimum(batch_size, max_concurrent), 1.0)  # 1 keeps the math finite
     full_waves = np.floor(batch_size / concurrency)

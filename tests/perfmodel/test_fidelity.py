@@ -172,3 +172,17 @@ def test_a_prediction_copies_and_pickles_as_a_plain_object():
         assert clone == p and clone.to_dict() == p.to_dict()
     assert isinstance(p.output_tokens_per_s, float) and isinstance(p.max_concurrent_seqs, int)
     assert p.ttft_s <= p.ttft_p99_s <= p.prefill_time_s * (1 + 1e-12)  # one wave: nobody waits past its prefill
+
+
+def test_vllm_caps_running_sequences_at_its_max_num_seqs_default():
+    """vLLM's defaults (EngineArgs.get_batch_defaults): 256 sequences on an A100, 1024 on an H100; our engine has no
+    cap beyond the KV budget. Llama-3.2-1B at in 512 / out 512 fits thousands of sequences on either GPU."""
+    arch = PRESETS["llama-3.2-1b"]
+    a100 = predict(arch, get_gpu("a100-80gb"), batch_size=512, input_len=512, output_len=512, engine="vllm")
+    assert (a100.max_concurrent_seqs, a100.concurrency, a100.capacity_limited) == (256, 256, True)
+    h100 = predict(arch, get_gpu("h100-sxm"), batch_size=512, input_len=512, output_len=512, engine="vllm")
+    assert (h100.concurrency, h100.capacity_limited) == (512, False) and h100.max_concurrent_seqs == 1024
+    ours = predict(arch, get_gpu("a100-80gb"), batch_size=512, input_len=512, output_len=512, engine="torch")
+    assert ours.concurrency == 512 and ours.max_concurrent_seqs > 1024
+    assert get_calibration("h100-sxm", "vllm").max_prefill_tokens == 16384  # the H100 table over the defaults
+    assert get_calibration("a100-80gb", "vllm").max_prefill_tokens == 8192

@@ -160,7 +160,8 @@ def test_calibration_prefers_the_hardwares_own_priors(tmp_path):
     hw = load_hardware_file(write(tmp_path, PROBED))
     own = get_calibration(hw, "torch")
     assert (own.compute_efficiency, own.step_overhead_s, own.gpu_memory_utilization) == (1.0, 4e-5, 0.5)
-    assert get_calibration(hw, "vllm") == get_calibration("local-cpu", "vllm") == get_calibration("h200", "vllm")
+    # no vllm priors in the file: the package's defaults (A100-class, no GPU-specific table for a probed machine)
+    assert get_calibration(hw, "vllm") == get_calibration("local-cpu", "vllm") == get_calibration("a100-80gb", "vllm")
     assert get_calibration(get_gpu("h200"), "torch") == get_calibration("h200", "torch")  # names still work
     p = predict(PRESETS["qwen3-0.6b"], get_gpu("h200"), batch_size=1, input_len=8, output_len=2)
     assert p.to_dict()["calibrated"] is False and p.to_dict()["hardware_measured"] is False
