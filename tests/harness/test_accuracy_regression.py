@@ -19,7 +19,7 @@ from perfmodel.calibration import get_calibration
 from perfmodel.hardware import load_hardware_file
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
-SLACK_PCT_POINTS = 0.5  # the README rounds to 0.1 point (24.15% is reported as 24.1%)
+SLACK_PCT_POINTS = 0.5  # the README rounds to 0.1 point
 
 # README.md, section "Calibrate and compare: the model held against what it did not see", the CPU study's table
 # "output tokens/s, held-out configs (42 points)": (median |error| %, max |error| %) per calibration.
