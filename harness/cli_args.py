@@ -33,3 +33,21 @@ def positive_int_list(text: str) -> tuple[int, ...]:
     if repeated:
         raise argparse.ArgumentTypeError(f"{', '.join(map(str, repeated))} given more than once in '{text}'")
     return values
+
+
+KV_DTYPE_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}  # as vLLM's --kv-cache-dtype names them
+
+
+def add_deployment_args(parser, kv_default: str) -> None:
+    """The deployment options `predict` and `search` share: the KV cache's dtype, tensor and data parallelism."""
+    parser.add_argument("--kv-dtype", choices=tuple(KV_DTYPE_BYTES),
+                        help=f"KV-cache dtype, separate from the weights' (default: {kv_default})")  # fmt: skip
+    parser.add_argument("--tp", type=positive_int, default=1,
+                        help="tensor-parallel GPUs per replica (heads must split as vLLM requires; default 1)")  # fmt: skip
+    parser.add_argument("--dp", type=positive_int, default=1,
+                        help="data-parallel replicas; --batch-size is the whole batch, split evenly (default 1)")  # fmt: skip
+
+
+def kv_dtype_bytes(args) -> int | None:
+    """The --kv-dtype choice in bytes, or None (the architecture's own dtype)."""
+    return None if args.kv_dtype is None else KV_DTYPE_BYTES[args.kv_dtype]

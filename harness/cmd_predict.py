@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import sys
 
-from harness.cli_args import positive_int, positive_int_list
+from harness.cli_args import add_deployment_args, kv_dtype_bytes, positive_int, positive_int_list
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # kept here so the parser needs no perfmodel import
-KV_DTYPE_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}  # as vLLM's --kv-cache-dtype names them
 
 
 def add_parser(subparsers) -> None:
@@ -28,12 +27,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--calibration", metavar="FILE.toml", default=None,
                    help="efficiency factors fitted by `archscale calibrate` (default: the priors)")  # fmt: skip
     p.add_argument("--dtype", choices=tuple(DTYPE_BYTES), help="weights/activations dtype (default: each config's own)")
-    p.add_argument("--kv-dtype", choices=tuple(KV_DTYPE_BYTES),
-                   help="KV-cache dtype, separate from the weights' (default: the weights' dtype)")  # fmt: skip
-    p.add_argument("--tp", type=positive_int, default=1,
-                   help="tensor-parallel GPUs per replica (heads must split as vLLM requires; default 1)")  # fmt: skip
-    p.add_argument("--dp", type=positive_int, default=1,
-                   help="data-parallel replicas; --batch-size is the whole batch, split evenly (default 1)")  # fmt: skip
+    add_deployment_args(p, kv_default="the weights' dtype")
     p.add_argument("--json", action="store_true", help="JSON: one object, or a list for several points")
     p.add_argument("--breakdown", action="store_true", help="also print the per-operator time breakdown")
     p.set_defaults(run=run)
@@ -110,7 +104,6 @@ def run(args) -> int:
     archs = [resolve_arch(spec) for spec in args.configs]
     if args.dtype is not None:
         archs = [replace(arch, dtype_bytes=DTYPE_BYTES[args.dtype]) for arch in archs]
-    kv_dtype_bytes = None if args.kv_dtype is None else KV_DTYPE_BYTES[args.kv_dtype]
     rows = []
     for arch in archs:
         for batch_size in args.batch_size:
@@ -122,7 +115,7 @@ def run(args) -> int:
                 output_len=args.output_len,
                 engine=args.engine,
                 calibration_file=args.calibration,
-                kv_dtype_bytes=kv_dtype_bytes,
+                kv_dtype_bytes=kv_dtype_bytes(args),
                 tp=args.tp,
                 dp=args.dp,
             )

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cli_args import positive_int, positive_int_list
-from harness.cmd_predict import KV_DTYPE_BYTES
+from harness.cli_args import add_deployment_args, kv_dtype_bytes, positive_int, positive_int_list
 from perfmodel.atomic_io import write_atomic
 
 ROLES = ("baseline", "panda", "surefire", "surefire_gqa")
@@ -38,12 +37,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--input-len", type=positive_int, default=4096)
     p.add_argument("--output-len", type=positive_int, default=1024)
-    p.add_argument("--kv-dtype", choices=tuple(KV_DTYPE_BYTES),
-                   help="KV-cache dtype, separate from the weights' (default: the baseline's dtype)")  # fmt: skip
-    p.add_argument("--tp", type=positive_int, default=1,
-                   help="tensor-parallel GPUs per replica (heads must split as vLLM requires; default 1)")  # fmt: skip
-    p.add_argument("--dp", type=positive_int, default=1,
-                   help="data-parallel replicas; --batch-size is the whole batch, split evenly (default 1)")  # fmt: skip
+    add_deployment_args(p, kv_default="the baseline's dtype")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--loss-delta", type=float, default=None,
                         help="L_t = the baseline's predicted loss + this (default 0.0: no worse than the baseline); "
@@ -269,7 +263,7 @@ def run(args) -> int:
         input_len=args.input_len,
         output_len=args.output_len,
         calibration_file=args.calibration,
-        kv_dtype_bytes=None if args.kv_dtype is None else KV_DTYPE_BYTES[args.kv_dtype],
+        kv_dtype_bytes=kv_dtype_bytes(args),
         tp=args.tp,
         dp=args.dp,
     )
