@@ -39,13 +39,20 @@ KV_DTYPE_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}  # as vLLM's --kv-c
 
 
 def add_deployment_args(parser, kv_default: str) -> None:
-    """The deployment options `predict` and `search` share: the KV cache's dtype, tensor and data parallelism."""
+    """The deployment options `predict` and `search` share: the KV cache's dtype, tensor and data parallelism, and
+    the engine's scheduling limits (default: the engine's own, perfmodel/data/calibration.toml)."""
     parser.add_argument("--kv-dtype", choices=tuple(KV_DTYPE_BYTES),
                         help=f"KV-cache dtype, separate from the weights' (default: {kv_default})")  # fmt: skip
     parser.add_argument("--tp", type=positive_int, default=1,
                         help="tensor-parallel GPUs per replica (heads must split as vLLM requires; default 1)")  # fmt: skip
     parser.add_argument("--dp", type=positive_int, default=1,
                         help="data-parallel replicas; --batch-size is the whole batch, split evenly (default 1)")  # fmt: skip
+    parser.add_argument("--max-prefill-tokens", type=positive_int, default=None,
+                        help="prompt tokens per prefill forward (default: the engine's, e.g. vLLM's "
+                        "max_num_batched_tokens for the GPU)")  # fmt: skip
+    parser.add_argument("--max-num-seqs", type=positive_int, default=None,
+                        help="most sequences running at once (default: the engine's, e.g. vLLM's max_num_seqs for "
+                        "the GPU; ours has no cap beyond the KV budget)")  # fmt: skip
 
 
 def kv_dtype_bytes(args) -> int | None:

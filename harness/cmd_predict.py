@@ -118,6 +118,8 @@ def run(args) -> int:
                 kv_dtype_bytes=kv_dtype_bytes(args),
                 tp=args.tp,
                 dp=args.dp,
+                max_prefill_tokens=args.max_prefill_tokens,
+                max_num_seqs=args.max_num_seqs,
             )
             rows.append(prediction.to_dict())
     if args.json:

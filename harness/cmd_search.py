@@ -266,6 +266,8 @@ def run(args) -> int:
         kv_dtype_bytes=kv_dtype_bytes(args),
         tp=args.tp,
         dp=args.dp,
+        max_prefill_tokens=args.max_prefill_tokens,
+        max_num_seqs=args.max_num_seqs,
     )
     if args.loss_target is not None and not 0 < args.loss_target < math.inf:
         raise ArchscaleInputError(f"--loss-target must be a positive loss, finite, got {args.loss_target}")

@@ -239,12 +239,14 @@ def estimate(
     calibration: Calibration,
     kv_dtype_bytes=None,
     max_prefill_tokens=None,
+    max_num_seqs=None,
     tp: int = 1,
     dp: int = 1,
 ) -> Estimate:
     """Throughput, latency and memory for every (architecture, workload) combination, as arrays.
     `kv_dtype_bytes`: the KV cache's element size (default: each architecture's dtype_bytes); `max_prefill_tokens`:
-    prompt tokens per prefill forward (default: the calibration's engine policy); `tp`, `dp`: tensor-parallel degree
+    prompt tokens per prefill forward and `max_num_seqs`: the engine's cap on running sequences, 0 = none (defaults:
+    the calibration's engine policy); `tp`, `dp`: tensor-parallel degree
     and data-parallel replicas (perfmodel/parallel.py). With dp > 1 `batch_size` is the whole batch, split evenly over
     the replicas; throughputs are totals, latencies, memory and concurrency those of one replica (per GPU).
     Architectures whose heads `tp` does not split as vLLM requires come out infeasible (`check_tp` says why)."""
@@ -265,8 +267,9 @@ def estimate(
     seq_kv_bytes = kv_bytes_per_token * (input_len + output_len).astype(np.float64)
     kv_capacity_bytes = gpu.memory_bytes * cal.gpu_memory_utilization - weight_bytes - cal.workspace_bytes
     max_concurrent = np.floor(np.maximum(kv_capacity_bytes, 0.0) / seq_kv_bytes)
-    if cal.max_num_seqs:  # the engine's own cap on running sequences (vLLM max_num_seqs)
-        max_concurrent = np.minimum(max_concurrent, cal.max_num_seqs)
+    max_num_seqs = cal.max_num_seqs if max_num_seqs is None else max_num_seqs
+    if max_num_seqs:  # the engine's own cap on running sequences (vLLM max_num_seqs)
+        max_concurrent = np.minimum(max_concurrent, max_num_seqs)
     feasible = (max_concurrent >= 1) & tp_compatible(archs, tp)
     concurrency = np.maximum(np.minimum(batch_size, max_concurrent), 1.0)  # 1 keeps the math finite
     full_waves = np.floor(batch_size / concurrency)

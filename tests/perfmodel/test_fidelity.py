@@ -11,7 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfmodel import PRESETS, Arch, ArchBatch, Calibration, Hardware, estimate, get_calibration, get_gpu, predict
+from perfmodel import (
+    PRESETS,
+    Arch,
+    ArchBatch,
+    ArchscaleInputError,
+    Calibration,
+    Hardware,
+    estimate,
+    get_calibration,
+    get_gpu,
+    predict,
+)
 from perfmodel.occupancy import decode_attention_occupancy, num_kv_splits
 
 GiB = 2**30
@@ -186,3 +197,14 @@ def test_vllm_caps_running_sequences_at_its_max_num_seqs_default():
     assert ours.concurrency == 512 and ours.max_concurrent_seqs > 1024
     assert get_calibration("h100-sxm", "vllm").max_prefill_tokens == 16384  # the H100 table over the defaults
     assert get_calibration("a100-80gb", "vllm").max_prefill_tokens == 8192
+
+
+def test_the_engine_limits_can_be_overridden():
+    arch, gpu = PRESETS["llama-3.2-1b"], get_gpu("a100-80gb")
+    raised = predict(arch, gpu, batch_size=512, input_len=512, output_len=512, engine="vllm", max_num_seqs=512)
+    assert (raised.concurrency, raised.capacity_limited) == (512, False)
+    one_prompt = predict(arch, gpu, batch_size=4, input_len=512, output_len=1, max_prefill_tokens=512)
+    together = predict(arch, gpu, batch_size=4, input_len=512, output_len=1)
+    assert one_prompt.ttft_p50_s < together.ttft_p50_s  # one prompt per forward: the first requests finish earlier
+    with pytest.raises(ArchscaleInputError, match="max num seqs must be a positive integer"):
+        predict(arch, gpu, batch_size=4, input_len=512, output_len=1, max_num_seqs=-3)
