@@ -9,6 +9,10 @@ With `--ray [ADDRESS]` the points run as Ray tasks on a cluster (one node or man
 and the file's guarantees are those of the serial sweep. On CUDA each point takes one GPU. On the CPU a measurement
 needs the cores to itself: by default each point asks Ray for as many CPUs as this machine has, i.e. one point at a
 time on a node of that size, and torch runs with that many threads; --ray-cpus-per-point changes it.
+
+With `--engine vllm` or `--engine sglang` each point runs through that engine's offline Python API in a process of
+the engine's own Python (`--engine-python`; default: this one, if it has the engine), with dummy weights from the
+config and token-id prompts; `--engine-arg KEY=VALUE` passes an engine argument (the engine's defaults otherwise).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("sweep", help="measure throughput over batch sizes on an engine (CPU or CUDA)",
                               description=__doc__)  # fmt: skip
     p.add_argument("configs", nargs="+", metavar="CONFIG", help="preset name or path to a config.json")
-    p.add_argument("--engine", default="torch", help="torch (ours); vllm and sglang adapters are not built yet")
+    p.add_argument("--engine", default="torch",
+                   help="torch (ours), vllm or sglang (their offline Python APIs, a process per point)")  # fmt: skip
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available, else cpu")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                    help="compute dtype (default float32 on cpu, bfloat16 on cuda)")  # fmt: skip
@@ -41,10 +46,21 @@ def add_parser(subparsers) -> None:
                                               "local probe file if there is one)")  # fmt: skip
     p.add_argument("--calibration", metavar="FILE.toml", default=None,
                    help="predict with the factors `archscale calibrate` fitted (default: the priors)")  # fmt: skip
-    p.add_argument("--block-size", type=positive_int, default=16, help="KV-cache page size in tokens")
-    p.add_argument("--max-prefill-tokens", type=positive_int, default=8192,
-                   help="prompt tokens per prefill forward (whole sequences), default 8192")  # fmt: skip
-    p.add_argument("--no-cuda-graph", action="store_true", help="run the decode step eagerly on CUDA")
+    p.add_argument("--block-size", type=positive_int, default=None,
+                   help="KV-cache page size in tokens (default 16; vllm: block_size, sglang: page_size)")  # fmt: skip
+    p.add_argument("--max-prefill-tokens", type=positive_int, default=None,
+                   help="prompt tokens per prefill forward (whole sequences), default 8192; vllm: "
+                        "max_num_batched_tokens, sglang: chunked_prefill_size (default: the engine's)")  # fmt: skip
+    p.add_argument("--no-cuda-graph", action="store_true",
+                   help="run the decode step eagerly on CUDA (vllm: enforce_eager, sglang: disable_cuda_graph)")  # fmt: skip
+    p.add_argument("--engine-python", metavar="PY", default=None,
+                   help="vllm/sglang: the Python of the engine's environment (default: this one, if it has the "
+                        "engine)")  # fmt: skip
+    p.add_argument("--engine-arg", metavar="KEY=VALUE", action="append", type=engine_arg, default=None,
+                   help="vllm/sglang: an engine argument (LLM(...) / Engine(...) keyword), VALUE read as JSON when it "
+                        "parses; repeatable. E.g. max_num_seqs=256, attention_backend=FLASH_ATTN")  # fmt: skip
+    p.add_argument("--engine-timeout", metavar="SECONDS", type=positive_float, default=None,
+                   help="vllm/sglang: the most one point may take, engine start-up included (default 1800)")  # fmt: skip
     p.add_argument("--seed", type=seed, default=0, help="weights and prompts seed (0 to 2^63 - 1)")
     p.add_argument("--dry-run", action="store_true", help="list the points (and predictions) without measuring")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -71,6 +87,31 @@ def ray_address(text: str) -> str:
                                      "a bare --ray goes after the configs")  # fmt: skip
 
 
+def engine_arg(text: str) -> tuple[str, object]:
+    """`--engine-arg KEY=VALUE` (harness.engines.external.parse_engine_arg)."""
+    import argparse
+
+    from harness.engines.external import parse_engine_arg
+
+    try:
+        return parse_engine_arg(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_float(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    return value
+
+
 def seed(text: str) -> int:
     """A seed torch.manual_seed takes: an integer from 0 to 2^63 - 1."""
     import argparse
@@ -92,20 +133,21 @@ def _device_name(device: str) -> str:
     return "cpu"
 
 
-def default_out_path(engine: str, device: str) -> Path:
-    slug = re.sub(r"[^a-z0-9]+", "-", _device_name(device).lower()).strip("-")
+def default_out_path(engine: str, device: str, device_name: str | None = None) -> Path:
+    slug = re.sub(r"[^a-z0-9]+", "-", (device_name or _device_name(device)).lower()).strip("-")
     return Path("results") / "sweeps" / f"{engine}-{slug}.jsonl"
 
 
-def _hardware_for_prediction(args, device: str):
-    """The hardware entry predictions are made for, and a note when there is none."""
+def _hardware_for_prediction(args, device: str, device_name: str | None = None):
+    """The hardware entry predictions are made for, and a note when there is none. `device_name`: the GPU's name
+    when known otherwise than from this process's torch (an external engine's environment)."""
     from perfmodel.errors import ArchscaleInputError
     from perfmodel.hardware import gpu_from_device_name, resolve_hardware
 
     if args.hardware or args.gpu:
         return resolve_hardware(args.gpu, args.hardware), None
     if device == "cuda":
-        name = _device_name(device)
+        name = device_name or _device_name(device)
         found = gpu_from_device_name(name)
         return found, None if found else f"no datasheet entry for '{name}': rows have no prediction (--gpu/--hardware)"
     try:
@@ -114,54 +156,121 @@ def _hardware_for_prediction(args, device: str):
         return None, "no probe of this CPU yet: rows have no prediction (run `archscale probe`, then --gpu local)"
 
 
-def engine_options(args, device: str, hardware):
+def engine_options(args, device: str, hardware, engine_python: str | None = None):
+    from harness.engines import EXTERNAL_ENGINES
     from harness.engines.base import MEMORY_POLICY, EngineOptions
 
     policy = dict(MEMORY_POLICY[device])
+    prefill_prior = 8192
     if hardware is not None:  # admit sequences exactly as the perfmodel's capacity formula does for this hardware
         from perfmodel.calibration import get_calibration
 
         calibration = get_calibration(hardware, args.engine)
         policy = {"memory_utilization": calibration.gpu_memory_utilization,
                   "workspace_bytes": int(calibration.workspace_bytes)}  # fmt: skip
+        prefill_prior = int(calibration.max_prefill_tokens)
+    dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
+    if args.engine in EXTERNAL_ENGINES:
+        return external_engine_options(args, device, dtype, policy, prefill_prior, engine_python)
     return EngineOptions(
         device=device,
-        dtype=args.dtype or ("bfloat16" if device == "cuda" else "float32"),
+        dtype=dtype,
         attention=args.attention or ("triton" if device == "cuda" else "torch"),
         cuda_graph=not args.no_cuda_graph,
-        block_size=args.block_size,
-        max_prefill_tokens=args.max_prefill_tokens,
+        block_size=args.block_size or 16,
+        max_prefill_tokens=args.max_prefill_tokens or 8192,
         repeats=args.repeats,
         seed=args.seed,
         **policy,
     )
 
 
-def run(args) -> int:
+def external_engine_options(args, device: str, dtype: str, policy: dict, prefill_prior: int, engine_python):
+    """A vLLM / SGLang sweep's options: the engine arguments given (--engine-arg and the flags that map to them),
+    and the fields the key and the prediction need, following them: attention is the backend asked for ("auto":
+    the engine's choice); max_prefill_tokens the engine's budget when set, else the perfmodel's prior for this
+    engine and hardware (perfmodel/data/calibration.toml); block_size and the memory policy are the perfmodel's
+    capacity assumptions (the engine's own figures are in each row's engine_config)."""
     from harness.engines import get_engine
-    from harness.engines.torch_engine import check_options
+    from harness.engines.base import EngineOptions
+    from harness.engines.external import DEFAULT_TIMEOUT_S
+
+    engine = get_engine(args.engine)
+    engine_args = engine.engine_args(dict(args.engine_arg or ()), cuda_graph=not args.no_cuda_graph,
+                                     max_prefill_tokens=args.max_prefill_tokens, block_size=args.block_size)  # fmt: skip
+    fields = engine.options_fields(engine_args)
+    return EngineOptions(
+        device=device,
+        dtype=dtype,
+        attention=fields["attention"],
+        cuda_graph=fields["cuda_graph"],
+        block_size=fields["block_size"] or 16,
+        max_prefill_tokens=fields["max_prefill_tokens"] or prefill_prior,
+        repeats=args.repeats,
+        seed=args.seed,
+        engine_args=engine_args,
+        engine_python=engine_python,
+        engine_timeout_s=args.engine_timeout or DEFAULT_TIMEOUT_S,
+        **policy,
+    )
+
+
+def _external_setup(args) -> tuple[str, dict | None, str | None]:
+    """For --engine vllm|sglang: the device (cuda unless --device says otherwise: both are GPU engines), the probe
+    of the engine's Python (None for a dry run, which needs no engine) and the GPU's name as that Python's torch
+    sees it (or, without it, this machine's nvidia-ml-py / torch). One clear line when the engine is missing."""
+    from harness.engines import get_engine
+    from perfmodel.errors import ArchscaleInputError
+
+    engine = get_engine(args.engine)
+    if args.attention:
+        raise ArchscaleInputError(f"--attention picks our engine's decode attention; for {args.engine} pass "
+                                  f"--engine-arg {engine.attention_arg}=NAME (default: the engine's choice)")  # fmt: skip
+    device = args.device or "cuda"
+    probe = None
+    if not args.dry_run:  # like Ray: a dry run lists points and predictions without the engine
+        probe = engine.locate(args.engine_python, gpu=device == "cuda")
+    name = (probe or {}).get("gpu_name")
+    if device == "cuda" and name is None:
+        from harness.metadata import gpu_info
+
+        name = gpu_info()["gpu_name"]
+        if name is None and probe is not None:
+            raise ArchscaleInputError(f"--device cuda: the torch of {probe['python']} sees no CUDA GPU (nor does "
+                                      "nvidia-ml-py here)")  # fmt: skip
+        name = name or "unknown GPU"  # a dry run where nothing sees a GPU: no datasheet entry, no prediction
+    return device, probe, name
+
+
+def run(args) -> int:
+    from harness.engines import EXTERNAL_ENGINES, get_engine
     from harness.sweep import build_points, format_row, plan_sweep, predict_point, run_sweep
     from perfmodel import resolve_arch
+    from perfmodel.errors import ArchscaleInputError
 
-    get_engine(args.engine)  # an engine that does not exist (yet) is one clear line
+    get_engine(args.engine)  # an engine that does not exist is one clear line
+    external = args.engine in EXTERNAL_ENGINES
     if args.tp > 1:
-        from perfmodel.errors import ArchscaleInputError
-
-        why = "TP sweeps need an engine with tensor parallelism (the vLLM/SGLang adapters, not built yet)"
+        if external:
+            why = "the vLLM/SGLang adapters run tensor_parallel_size 1 for now (TP sweeps are not wired yet)"
+        else:
+            why = "TP sweeps need an engine with tensor parallelism (the vLLM/SGLang adapters, TP not wired yet)"
         raise ArchscaleInputError(f"--tp {args.tp}: the {args.engine} engine runs a point on one GPU; {why}")
     if args.ray_cpus_per_point is not None and args.ray is None:
-        from perfmodel.errors import ArchscaleInputError
-
         raise ArchscaleInputError("--ray-cpus-per-point applies to --ray sweeps only")
+    if not external and (args.engine_python or args.engine_arg or args.engine_timeout):
+        raise ArchscaleInputError("--engine-python, --engine-arg and --engine-timeout apply to --engine vllm|sglang")
     archs = [resolve_arch(spec) for spec in args.configs]
-    import torch
+    probe, device_name = None, None
+    if external:
+        device, probe, device_name = _external_setup(args)
+    else:
+        import torch
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        from perfmodel.errors import ArchscaleInputError
-
-        raise ArchscaleInputError("--device cuda asked for, but torch sees no CUDA GPU (use --device cpu)")
-    hardware, note = _hardware_for_prediction(args, device)
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ArchscaleInputError("--device cuda asked for, but torch sees no CUDA GPU (use --device cpu)")
+    hardware, note = _hardware_for_prediction(args, device, device_name)
     if args.calibration is not None:  # a bad file is one line now, not a missing prediction in every row
         from perfmodel.calibration import get_calibration
         from perfmodel.errors import ArchscaleInputError
@@ -170,8 +279,13 @@ def run(args) -> int:
             raise ArchscaleInputError(f"--calibration {args.calibration}: no hardware entry to predict for "
                                       "(pass --hardware FILE.toml or --gpu NAME)")  # fmt: skip
         get_calibration(hardware, args.engine, args.calibration)
-    options = engine_options(args, device, hardware)
-    check_options(options)
+    options = engine_options(args, device, hardware, probe["python"] if probe else args.engine_python)
+    if external:
+        get_engine(args.engine).check_options(options)
+    else:
+        from harness.engines.torch_engine import check_options
+
+        check_options(options)
     resources = None
     if args.ray is not None:
         from harness.sweep_ray import import_ray, ray_resources
@@ -182,7 +296,7 @@ def run(args) -> int:
     points = build_points(archs, batch_sizes=args.batch_size, input_lens=args.input_len, output_lens=args.output_len,
                           engine=args.engine, options=options, hardware=hardware,
                           calibration_file=args.calibration)  # fmt: skip
-    out = args.out or default_out_path(args.engine, device)
+    out = args.out or default_out_path(args.engine, device, device_name)
     from harness.results_io import check_writable
 
     # Before anything is measured or printed, not after the first point; a dry run says it too but creates nothing.
@@ -195,6 +309,9 @@ def run(args) -> int:
     print(f"{len(points)} points, {plan.done} already in {out}, {len(plan.todo)} to measure "
           f"({options.device}, {options.dtype}, attention {options.attention}"
           f"{', predicted for ' + hardware.name if hardware else ''})")  # fmt: skip
+    if probe is not None:
+        print(f"Engine {args.engine} {probe.get('version') or '(version unknown)'} from {probe['python']}, a process "
+              f"per point; engine arguments: {json_args(options.engine_args)}")  # fmt: skip
     if resources is not None:
         where = args.ray or os.environ.get("RAY_ADDRESS") or "a local cluster (or the one started on this machine)"
         print(f"On Ray at {where}: each point takes {resources.describe()}")
@@ -206,6 +323,11 @@ def run(args) -> int:
         return 0
     from harness.metadata import run_metadata
 
+    metadata = run_metadata()
+    if probe is not None:  # the engine's environment, not archscale's, runs the points
+        metadata |= {f"{args.engine}_version": probe.get("version"), "engine_python": probe["python"],
+                     "engine_python_version": probe.get("python_version"),
+                     "engine_torch_version": probe.get("torch_version")}  # fmt: skip
     report = {
         "progress": not args.quiet,
         "on_row": (lambda row: print(format_row(row), flush=True)) if args.quiet else None,
@@ -214,12 +336,19 @@ def run(args) -> int:
         from harness.sweep_ray import ray_session, run_sweep_ray
 
         with ray_session(args.ray):
-            rows = run_sweep_ray(plan.todo, out, run_metadata(), resources=resources, **report)
+            rows = run_sweep_ray(plan.todo, out, metadata, resources=resources, **report)
     else:
-        rows = run_sweep(plan.todo, out, run_metadata(), **report)
+        rows = run_sweep(plan.todo, out, metadata, **report)
     print(format_summary(rows))
     print(f"Wrote {len(rows)} rows to {out}")
     return 0
+
+
+def json_args(engine_args: dict | None) -> str:
+    """Engine arguments as a user types them: KEY=VALUE with VALUE in JSON; "the engine's defaults" when none."""
+    import json
+
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in (engine_args or {}).items()) or "the engine's defaults"
 
 
 def format_summary(rows: list[dict]) -> str:

@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 from harness.engines.base import EngineOptions, Workload
 from perfmodel.arch import ARCH_FIELDS, DTYPE_BYTES, Arch
@@ -130,7 +130,7 @@ def point_row(point: SweepPoint, measurement: dict, started: float | None) -> di
             "mlp_attn_ratio": arch.mlp_attn_ratio,
             "gqa_group": arch.gqa_group,
         },  # fmt: skip
-        "options": asdict(point.options),
+        "options": point.options.to_dict(),
         "point_wall_s": None if started is None else time.perf_counter() - started,
     }
 

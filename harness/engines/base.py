@@ -1,4 +1,4 @@
-"""The engine protocol: what every serving engine (ours in torch; vLLM and SGLang adapters later) takes and returns.
+"""The engine protocol: what every serving engine (ours in torch; the vLLM and SGLang adapters) takes and returns.
 
 An engine serves one `Workload` — `batch_size` requests of `input_len` prompt tokens and `output_len` generated
 tokens, all queued at once, exactly as the perfmodel's workload describes it — for one architecture, and returns a
@@ -32,7 +32,11 @@ MEMORY_POLICY = {
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How to run: device, compute dtype, decode attention backend, KV-cache policy and measurement repeats."""
+    """How to run: device, compute dtype, decode attention backend, KV-cache policy and measurement repeats.
+
+    The last three are for the external engines (vLLM, SGLang; harness.engines.external) and stay None for ours:
+    `engine_args`, the keyword arguments passed to the engine as given (its defaults otherwise), `engine_python`,
+    the interpreter of the engine's environment, `engine_timeout_s`, the most one point may take there."""
 
     device: str = "cpu"  # "cpu" or "cuda"
     dtype: str = "float32"  # "float32" | "bfloat16" | "float16"
@@ -46,6 +50,14 @@ class EngineOptions:
     workspace_bytes: int = 2**30  # kept free for activations, graphs and allocator slack
     repeats: int = 1  # timed runs after one warm-up; medians are reported
     seed: int = 0
+    engine_args: dict | None = None
+    engine_python: str | None = None
+    engine_timeout_s: float | None = None
+
+    def to_dict(self) -> dict:
+        """The options as a sweep row records them: the fields that apply (an external engine's are left out of
+        our engine's rows, which stay as they were)."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 @dataclass

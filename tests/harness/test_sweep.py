@@ -132,7 +132,7 @@ def exit_code(argv) -> int:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["tiny-mha", "--engine", "vllm"], "vllm adapter is not built"),
+        (["tiny-mha", "--engine", "vllm"], "archscale[vllm]"),
         (["tiny-mha", "--batch-size", "1,0"], "positive integer"),
         (["no-such-model"], "neither a preset"),
         pytest.param(

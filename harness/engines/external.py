@@ -1,0 +1,409 @@
+"""vLLM and SGLang behind our engine protocol: each point in a process of its own, in the engine's own Python.
+
+vLLM and SGLang pin their own torch builds, so neither is installed into archscale's environment: an adapter runs
+`ENGINE_PYTHON harness/engines/workers/<engine>_offline.py SPEC.json` (a standalone script that never imports
+archscale) once per point, from a temporary directory that holds
+
+- `model/config.json`: `Arch.to_hf_config()` at the sweep's dtype (and a `generation_config.json` with its BOS/EOS
+  ids), loaded with dummy weights (`load_format="dummy"`) and no tokenizer (`skip_tokenizer_init=True`);
+- `spec.json`: the workload, the engine's keyword arguments and sampling parameters, the prompts' seed, the repeats
+  and the warm-up; the worker writes `result.json` next to it and logs to `worker.log`.
+
+One process per point releases all GPU memory between points, as the engines' own benchmark scripts do (one engine
+per run); the worker runs in a session of its own, and whatever is left of it (the engines' helper processes) is
+killed when it exits, times out, or the sweep is interrupted. The worker builds the engine, runs one untimed
+warm-up (min(batch, 16) requests of the point's prompt length and min(output, 16) output tokens, after SGLang's
+offline benchmark, which warms up with 16 short requests), then `repeats` timed runs, each one `generate` call over
+all `batch_size` requests queued at once: random token-id prompts of exactly `input_len` ids from the sweep's seed
+(fresh ids each run, so no prefix cache serves them), greedy, `ignore_eos` with the maximum output `output_len`
+(so nothing but that maximum ends a request). See the workers' docstrings for what each follows in the engines'
+benchmark code.
+
+The adapter turns the result into a `Measurement`: output tokens/s = batch · output_len / wall time of the
+`generate` call (output tokens only — vLLM's benchmark `tokens_per_second` counts prompt tokens too), total
+tokens/s with the prompts, TTFT mean / p50 / p99 over requests where the engine reports first-token times, the
+medians over the runs; `prefill_time_s` and `tpot_s` stay None (the engines schedule continuously: there is no wave
+prefill or step time to read), so calibrate and compare set these rows aside and say why. Every request's prompt
+and output length is checked: an engine that returned another length makes the point an error. A CUDA OOM (or no
+room for the KV cache at start-up) is status "oom"; any other failure "error" with its first line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from harness.engines.base import EngineOptions, Measurement, Workload
+from perfmodel.arch import DTYPE_BYTES, Arch
+from perfmodel.errors import ArchscaleInputError
+
+WORKERS = Path(__file__).resolve().parent / "workers"
+DEFAULT_TIMEOUT_S = 1800.0  # one point: engine start-up (graph capture, torch.compile), warm-up and every repeat
+WARMUP_REQUESTS = 16
+WARMUP_OUTPUT_LEN = 16
+DTYPES = ("float32", "bfloat16", "float16")
+FIXED_WHY = {"dtype": "use --dtype", "tensor_parallel_size": "use --tp", "tp_size": "use --tp"}
+LOG_TAIL_LINES = 200
+POLL_S = 0.5  # how often the adapter looks for the worker's result while it runs
+SHUTDOWN_GRACE_S = 120.0  # how long a worker may take to shut its engine down after writing its result  # the worker log's last lines scanned for an OOM that killed an engine's helper process
+
+
+@dataclass
+class ExternalMeasurement(Measurement):
+    """A Measurement with what an external engine adds to its row: the engine's version, the keyword arguments it
+    was built with and those in effect as it reports them, and the interpreter and torch it ran with."""
+
+    engine_version: str | None = None
+    engine_kwargs: dict = field(default_factory=dict)  # everything passed to LLM(...) / Engine(...)
+    engine_config: dict = field(default_factory=dict)  # the arguments in effect, as the engine reports them
+    engine_env: dict = field(default_factory=dict)
+    peak_memory_method: str | None = None  # how peak_memory_bytes was read (NVML, or torch's mem_get_info)
+    engine_init_s: float | None = None  # building the engine: load, profiling, graph capture
+    warmup_s: float | None = None
+
+
+def parse_engine_arg(text: str) -> tuple[str, object]:
+    """`KEY=VALUE` → (key, value): VALUE as JSON when it parses (8192, true, 0.85, {"level": 3}), else the string
+    itself (FLASH_ATTN); dashes in KEY become underscores (max-num-seqs = max_num_seqs)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key):
+        raise ValueError(f"expected KEY=VALUE with KEY a Python identifier, got '{text}'")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _positive_int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+class ExternalEngine:
+    """An engine served by a worker script in its own Python. Subclasses name the engine's module, worker, pip
+    requirement, the argument names our options map to, and the keyword arguments and sampling it gets."""
+
+    name = ""
+    module = ""  # what the engine's Python must be able to import
+    worker = ""  # file in harness/engines/workers
+    requirement = ""  # pip requirement of the supported versions (pyproject's optional extra)
+    prefill_arg = ""  # the engine's prompt-token budget per step (our --max-prefill-tokens)
+    block_arg = ""  # its KV-cache page size (our --block-size)
+    graph_off = ("", True)  # (argument, value) that turns CUDA graphs off (our --no-cuda-graph)
+    attention_arg = "attention_backend"
+    fixed_args: tuple[str, ...] = ()  # set by the adapter from the point: a user may not override them
+    defaults: dict = {}  # our defaults where we leave the engine's (the user may override them)
+
+    # ---- what a point sends ----
+    def fixed_kwargs(self, model_dir: Path, options: EngineOptions) -> dict:
+        raise NotImplementedError
+
+    def sampling(self, workload: Workload) -> dict:
+        raise NotImplementedError
+
+    def engine_kwargs(self, model_dir: Path, options: EngineOptions) -> dict:
+        """The keyword arguments the engine is built with: the point's fixed ones, our defaults, the user's."""
+        return {**self.fixed_kwargs(model_dir, options), **self.defaults, **(options.engine_args or {})}
+
+    def build_spec(self, arch: Arch, workload: Workload, options: EngineOptions, model_dir: Path,
+                   result_path: Path) -> dict:  # fmt: skip
+        """What the worker reads (see harness/engines/workers/offline_common.py)."""
+        from harness.engines.workers.offline_common import WARMUP_SEED_OFFSET
+
+        return {
+            "engine": self.name,
+            "model_dir": str(model_dir),
+            "result_path": str(result_path),
+            "batch_size": workload.batch_size,
+            "input_len": workload.input_len,
+            "output_len": workload.output_len,
+            "vocab": arch.vocab,
+            "seed": options.seed,
+            "repeats": options.repeats,
+            "warmup": {
+                "num_requests": min(workload.batch_size, WARMUP_REQUESTS),
+                "input_len": workload.input_len,
+                "output_len": min(workload.output_len, WARMUP_OUTPUT_LEN),
+                "seed": options.seed + WARMUP_SEED_OFFSET,
+            },
+            "engine_kwargs": self.engine_kwargs(model_dir, options),
+            "sampling": self.sampling(workload),
+        }
+
+    # ---- the sweep's options ----
+    def engine_args(self, user_args: dict | None = None, *, cuda_graph: bool = True, max_prefill_tokens=None,
+                    block_size=None) -> dict:  # fmt: skip
+        """The engine arguments a sweep passes: `--engine-arg` pairs plus those our flags map to (--no-cuda-graph,
+        an explicit --max-prefill-tokens or --block-size). One clear error for an argument the adapter sets itself
+        or a flag that contradicts an --engine-arg."""
+        args = dict(user_args or {})
+        for key in args:
+            if key in self.fixed_args:
+                why = FIXED_WHY.get(key, "archscale sets it (the config's dummy weights, token-id prompts)")
+                raise ArchscaleInputError(f"--engine-arg {key}: {why}")
+        mapped = {}
+        if not cuda_graph:
+            mapped[self.graph_off[0]] = self.graph_off[1]
+        if max_prefill_tokens is not None:
+            mapped[self.prefill_arg] = max_prefill_tokens
+        if block_size is not None:
+            mapped[self.block_arg] = block_size
+        for key, value in mapped.items():
+            if key in args and args[key] != value:
+                raise ArchscaleInputError(f"--engine-arg {key}={json.dumps(args[key])} contradicts the flag that sets "
+                                          f"it to {json.dumps(value)}: give one of them")  # fmt: skip
+        return {**args, **mapped}
+
+    def options_fields(self, engine_args: dict) -> dict:
+        """EngineOptions fields that follow from the engine arguments: the attention backend (the key's
+        `attention`; "auto": the engine chooses), CUDA graphs, and the prefill budget and page size when set."""
+        off_key, off_value = self.graph_off
+        return {
+            "attention": str(engine_args.get(self.attention_arg) or "auto"),
+            "cuda_graph": engine_args.get(off_key, not off_value) != off_value,
+            "max_prefill_tokens": _positive_int(engine_args.get(self.prefill_arg)),
+            "block_size": _positive_int(engine_args.get(self.block_arg)),
+        }
+
+    def check_options(self, options: EngineOptions) -> None:
+        if options.device not in ("cpu", "cuda"):
+            raise ArchscaleInputError(f"device must be cpu or cuda, got {options.device!r}")
+        if options.dtype not in DTYPES:
+            raise ArchscaleInputError(f"dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
+        if options.repeats < 1:
+            raise ArchscaleInputError("repeats must be positive")
+        if options.engine_args is not None and not isinstance(options.engine_args, dict):
+            raise ArchscaleInputError(f"engine_args must be a dict, got {options.engine_args!r:.60}")
+        self.engine_args(options.engine_args)  # an argument the adapter sets itself
+
+    # ---- where it runs ----
+    def missing_message(self) -> str:
+        return (f"--engine {self.name}: {self.module} is not installed in this Python ({sys.executable}); "
+                f"pip install 'archscale[{self.name}]', or install '{self.requirement}' in an environment of its own "
+                "(it pins its own torch) and pass --engine-python ENV/bin/python")  # fmt: skip
+
+    def locate(self, python: str | None = None, gpu: bool = False) -> dict:
+        """The engine's interpreter, checked: `python` (--engine-python), else this one if it can import the engine
+        (importlib.util.find_spec: found without importing it). Returns the probe of that interpreter: "python",
+        "version" (the engine's), "gpu_name" (GPU 0 as its torch sees it, when `gpu`), "python_version",
+        "torch_version". Raises one clear line when there is no such engine."""
+        if python is None:
+            if importlib.util.find_spec(self.module) is None:
+                raise ArchscaleInputError(self.missing_message())
+            python = sys.executable
+        else:  # a path, or a name on PATH (kept as given, not resolved: a venv's python is a symlink that must stay)
+            found = shutil.which(python)
+            if found is None or not os.path.isfile(found):
+                raise ArchscaleInputError(f"--engine-python {python}: no such executable file")
+            python = os.path.abspath(found)
+        info = probe(python, self.module, gpu)
+        if not info.get("found"):
+            raise ArchscaleInputError(f"--engine-python {python} cannot import {self.module}: install it there "
+                                      f"(pip install '{self.requirement}')")  # fmt: skip
+        return {**info, "python": python}
+
+    # ---- one point ----
+    def run(self, arch: Arch, workload: Workload, options: EngineOptions) -> Measurement:
+        self.check_options(options)
+        python = options.engine_python or sys.executable
+        timeout = options.engine_timeout_s or DEFAULT_TIMEOUT_S
+        with tempfile.TemporaryDirectory(prefix=f"archscale-{self.name}-") as tmp:
+            tmp = Path(tmp)
+            model_dir = write_model_dir(arch, options.dtype, tmp / "model")
+            spec = self.build_spec(arch, workload, options, model_dir, tmp / "result.json")
+            (tmp / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+            result = tmp / "result.json"
+            outcome = run_worker(python, WORKERS / self.worker, tmp / "spec.json", tmp / "worker.log", timeout, result)
+            text = result.read_text(encoding="utf-8") if result.is_file() else None
+        measurement = measurement_from(self.name, workload, text, outcome)
+        measurement.engine_kwargs = spec["engine_kwargs"]
+        return measurement
+
+
+def write_model_dir(arch: Arch, dtype: str, path: Path) -> Path:
+    """`path` with config.json (`Arch.to_hf_config()` at `dtype`) and generation_config.json (its BOS/EOS ids, so no
+    engine goes looking for one): all the engines need for dummy weights and token-id prompts."""
+    path.mkdir(parents=True, exist_ok=True)
+    config = replace(arch, dtype_bytes=DTYPE_BYTES[dtype]).to_hf_config()
+    config["torch_dtype"] = dtype  # float16 and bfloat16 share a width: name the one the sweep runs
+    (path / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    generation = {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]}
+    (path / "generation_config.json").write_text(json.dumps(generation, indent=2), encoding="utf-8")
+    return path
+
+
+def probe(python: str, module: str, gpu: bool = False) -> dict:
+    """Ask `python` (without importing the engine) whether it has `module`, its version and, with `gpu`, GPU 0's
+    name as its torch sees it (harness/engines/workers/offline_common.py probe)."""
+    command = [python, str(WORKERS / "offline_common.py"), "probe", module, *(["--gpu"] if gpu else [])]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ArchscaleInputError(f"--engine-python {python}: could not run it ({exc})") from None
+    lines = done.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise ArchscaleInputError(f"--engine-python {python}: not a Python that runs our probe ({why})") from None
+
+
+@dataclass
+class WorkerOutcome:
+    returncode: int | None
+    timed_out: bool
+    timeout_s: float
+    log_tail: list[str]
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the worker's process group (its session: the engine's helper processes too), if any is left."""
+    if hasattr(os, "killpg"):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def run_worker(python: str, worker: Path, spec_path: Path, log_path: Path, timeout_s: float,
+               result_path: Path | None = None) -> WorkerOutcome:  # fmt: skip
+    """Run the worker to its end (or `timeout_s`), stdout and stderr into `log_path`, in a session of its own so
+    that everything it started is killed with it. Once `result_path` exists the measurement is done: an engine
+    whose shutdown hangs gets SHUTDOWN_GRACE_S, not the rest of the timeout. The Hugging Face hub is off
+    (HF_HUB_OFFLINE=1: the model is a local folder and nothing may fetch a tokenizer or a dataset) unless the
+    caller's environment says otherwise."""
+    env = {**os.environ}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("DO_NOT_TRACK", "1")  # no usage reports from a benchmark worker
+    timed_out = False
+    deadline = time.monotonic() + timeout_s
+    result_seen = None
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([python, str(worker), str(spec_path)], stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, cwd=spec_path.parent, env=env,
+                                   start_new_session=True)  # fmt: skip
+        try:
+            while True:
+                try:
+                    process.wait(timeout=max(0.0, min(POLL_S, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    now = time.monotonic()
+                    if result_path is not None and result_path.is_file():
+                        result_seen = result_seen or now
+                        if now - result_seen > SHUTDOWN_GRACE_S:
+                            break
+                    if now >= deadline:
+                        timed_out = True
+                        break
+        finally:  # also on Ctrl-C: an orphaned engine would hold the GPU
+            _kill_group(process.pid)
+            process.wait()
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    return WorkerOutcome(process.returncode, timed_out, timeout_s, text.splitlines()[-LOG_TAIL_LINES:])
+
+
+def measurement_from(engine: str, workload: Workload, text: str | None, outcome: WorkerOutcome) -> Measurement:
+    """The point's measurement from the worker's result (None: it wrote none) and how the worker ended."""
+    if text is None:
+        if outcome.timed_out:
+            return ExternalMeasurement(status="error", message=f"the {engine} worker timed out after "
+                                       f"{outcome.timeout_s:g} s without a result")  # fmt: skip
+        oom = _oom_line(outcome.log_tail)
+        if oom:
+            return ExternalMeasurement(status="oom", message=oom)
+        last = next((line.strip() for line in reversed(outcome.log_tail) if line.strip()), "no output")
+        return ExternalMeasurement(status="error", message=f"the {engine} worker exited with code "
+                                   f"{outcome.returncode} before writing a result: {last}"[:500])  # fmt: skip
+    return parse_result(text, workload, engine, outcome.log_tail)
+
+
+def _oom_line(lines: list[str]) -> str | None:
+    from harness.engines.workers.offline_common import OOM_MARKERS
+
+    for line in reversed(lines):
+        if any(marker in line.lower() for marker in OOM_MARKERS):
+            return line.strip()[:500]
+    return None
+
+
+def _nearest_rank(sorted_values: list[float], quantile: float) -> float:
+    from perfmodel.estimator import nearest_rank
+
+    return sorted_values[int(nearest_rank(quantile, len(sorted_values)))]
+
+
+def summarize_run(run: dict, workload: Workload) -> dict:
+    """One timed run's figures, with the keys of our engine's runs (module docstring for their meaning)."""
+    elapsed = run["elapsed_s"]
+    b, i, o = workload.batch_size, workload.input_len, workload.output_len
+    ttfts = sorted(run["ttft_s"]) if run.get("ttft_s") else None
+    return {
+        "output_tokens_per_s": b * o / elapsed,
+        "total_tokens_per_s": b * (i + o) / elapsed,
+        "ttft_s": statistics.fmean(ttfts) if ttfts else None,
+        "ttft_p50_s": _nearest_rank(ttfts, 0.5) if ttfts else None,
+        "ttft_p99_s": _nearest_rank(ttfts, 0.99) if ttfts else None,
+        "prefill_time_s": None,
+        "tpot_s": None,
+        "total_time_s": elapsed,
+    }
+
+
+def _length_error(engine: str, what: str, lengths: list, expected: int, count: int) -> str | None:
+    if len(lengths) != count:
+        return f"{engine} returned {len(lengths)} requests, expected {count}"
+    wrong = [n for n in lengths if n is not None and n != expected]
+    if not wrong:
+        return None
+    shown = sorted(set(wrong))
+    span = f"{shown[0]}" if len(shown) == 1 else f"{shown[0]}..{shown[-1]}"
+    return (f"{engine} returned {what} of {span} tokens for {len(wrong)} of {count} requests, expected {expected} "
+            "each" + (" (ignore_eos not honoured?)" if what == "outputs" else ""))  # fmt: skip
+
+
+def parse_result(text: str, workload: Workload, engine: str, log_tail: list[str] = ()) -> ExternalMeasurement:
+    """A worker's result JSON → the point's measurement (see the module docstring); every request's lengths
+    checked. `log_tail`: the worker log's last lines; an error whose cause the log shows as an OOM (an engine's
+    helper process died of it, which the frontend reports only as a dead engine) becomes status oom."""
+    try:
+        result = json.loads(text)
+        if not isinstance(result, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        return ExternalMeasurement(status="error", message=f"the {engine} worker's result is not JSON ({exc})")
+    about = {"engine_version": result.get("engine_version"), "engine_config": result.get("engine_config") or {},
+             "engine_env": result.get("engine_env") or {}, "engine_init_s": result.get("init_s"),
+             "warmup_s": result.get("warmup_s")}  # fmt: skip
+    if result.get("status") != "ok":
+        status = "oom" if result.get("status") == "oom" else "error"
+        message = str(result.get("message") or "no message")[:500]
+        oom = _oom_line(list(log_tail)) if status == "error" else None
+        return ExternalMeasurement(status="oom" if oom else status, message=oom or message, **about)
+    runs = result.get("runs") or []
+    if not runs:
+        return ExternalMeasurement(status="error", message=f"the {engine} worker reported no timed run", **about)
+    for run in runs:
+        problem = (_length_error(engine, "outputs", run["output_lens"], workload.output_len, workload.batch_size)
+                   or _length_error(engine, "prompts", run["prompt_lens"], workload.input_len, workload.batch_size))  # fmt: skip
+        if problem:
+            return ExternalMeasurement(status="error", message=problem, **about)
+        if not run["elapsed_s"] > 0:
+            return ExternalMeasurement(status="error", message=f"{engine}: a timed run took {run['elapsed_s']} s",
+                                       **about)  # fmt: skip
+    summaries = [summarize_run(run, workload) for run in runs]
+    medians = {key: None if any(s[key] is None for s in summaries) else statistics.median(s[key] for s in summaries)
+               for key in summaries[0]}  # fmt: skip
+    return ExternalMeasurement(status="ok", peak_memory_bytes=result.get("peak_memory_bytes"), runs=summaries,
+                               peak_memory_method=result.get("memory_method"), **medians, **about)  # fmt: skip

@@ -1,0 +1,108 @@
+"""vLLM worker: one sweep point through vLLM's offline Python API, in vLLM's own environment (never imports archscale).
+
+    ENGINE_PYTHON vllm_offline.py SPEC.json
+
+As `vllm/benchmarks/throughput.py::run_vllm` (vLLM 0.33): `LLM(**engine_kwargs)`, one `SamplingParams` per run
+with `ignore_eos=True` and `max_tokens` = the output length, prompts as `TokensPrompt(prompt_token_ids=...)`, and the
+time of one `llm.generate(prompts, sampling_params)` call over all requests. Unlike that script we load no tokenizer
+(`skip_tokenizer_init=True`, `detokenize=False`: its CLI always loads one), decode greedily (temperature 0, as our
+engine; the script samples at temperature 1.0), and count output tokens alone for output tokens/s (the script's
+`tokens_per_second` counts prompt plus output tokens). Like the script we set no `min_tokens`: with `ignore_eos`
+only `max_tokens` ends a request, and `min_tokens` would add vLLM's min-tokens logits processor to every step; the
+adapter checks that every request produced exactly the output length.
+
+Per-request TTFT comes from `RequestOutput.metrics`, whose type depends on the version: V1's `RequestStateStats`
+(`vllm/v1/metrics/stats.py`: `arrival_time` wall clock + `first_token_latency` seconds) when stats are on
+(`disable_log_stats=False`, which EngineArgs, and hence the benchmark, defaults to; the `LLM` class defaults to
+True), or V0's `RequestMetrics.first_token_time` (wall clock). Anything else: no TTFT (null).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from offline_common import main, read_attributes
+
+# The engine arguments in effect, read back from the engine's VllmConfig (vllm/config: scheduler, cache, model,
+# load, parallel, compilation, attention); a path a version lacks is left out.
+CONFIG_PATHS = {
+    "max_num_seqs": "scheduler_config.max_num_seqs",
+    "max_num_batched_tokens": "scheduler_config.max_num_batched_tokens",
+    "enable_chunked_prefill": "scheduler_config.enable_chunked_prefill",
+    "async_scheduling": "scheduler_config.async_scheduling",
+    "gpu_memory_utilization": "cache_config.gpu_memory_utilization",
+    "block_size": "cache_config.block_size",
+    "num_gpu_blocks": "cache_config.num_gpu_blocks",
+    "enable_prefix_caching": "cache_config.enable_prefix_caching",
+    "kv_cache_dtype": "cache_config.cache_dtype",
+    "enforce_eager": "model_config.enforce_eager",
+    "max_model_len": "model_config.max_model_len",
+    "dtype": "model_config.dtype",
+    "skip_tokenizer_init": "model_config.skip_tokenizer_init",
+    "load_format": "load_config.load_format",
+    "tensor_parallel_size": "parallel_config.tensor_parallel_size",
+    "cudagraph_mode": "compilation_config.cudagraph_mode",
+    "max_cudagraph_capture_size": "compilation_config.max_cudagraph_capture_size",
+    "attention_backend": "attention_config.backend",
+}
+
+
+def version() -> str | None:
+    import vllm
+
+    return getattr(vllm, "__version__", None)
+
+
+def build(spec: dict):
+    from vllm import LLM
+
+    return LLM(**spec["engine_kwargs"])
+
+
+def first_token_wall(metrics) -> float | None:
+    """The wall-clock time of a request's first token from RequestOutput.metrics (see the module docstring)."""
+    if metrics is None:
+        return None
+    arrival, latency = getattr(metrics, "arrival_time", None), getattr(metrics, "first_token_latency", None)
+    if arrival and latency:  # V1 RequestStateStats: 0.0 means unset
+        return float(arrival) + float(latency)
+    first = getattr(metrics, "first_token_time", None)  # V0 RequestMetrics
+    return float(first) if first else None
+
+
+def generate(llm, prompts: list[list[int]], output_len: int, spec: dict) -> list[dict]:
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    params = SamplingParams(**{**spec["sampling"], "max_tokens": output_len})
+    outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], sampling_params=params,
+                           use_tqdm=False)  # fmt: skip
+    return [
+        {
+            "prompt_len": None if out.prompt_token_ids is None else len(out.prompt_token_ids),
+            "output_len": sum(len(o.token_ids) for o in out.outputs),
+            "first_token_wall": first_token_wall(getattr(out, "metrics", None)),
+        }
+        for out in outputs
+    ]
+
+
+def read_config(llm, spec: dict) -> dict:
+    engine = getattr(llm, "llm_engine", None)
+    root = getattr(engine, "vllm_config", None) or engine  # V1 keeps a VllmConfig; V0 its parts on the engine
+    found = read_attributes(root, CONFIG_PATHS) if root is not None else {}
+    if os.environ.get("VLLM_ATTENTION_BACKEND"):  # older versions choose the backend by environment variable
+        found["attention_backend_env"] = os.environ["VLLM_ATTENTION_BACKEND"]
+    return found
+
+
+def shutdown(llm) -> None:
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv, engine_name="vllm", version=version, build=build, generate=generate,
+                          read_config=read_config, shutdown=shutdown))  # fmt: skip
