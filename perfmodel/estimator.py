@@ -246,8 +246,8 @@ def estimate(
     """Throughput, latency and memory for every (architecture, workload) combination, as arrays.
     `kv_dtype_bytes`: the KV cache's element size (default: each architecture's dtype_bytes); `max_prefill_tokens`:
     prompt tokens per prefill forward and `max_num_seqs`: the engine's cap on running sequences, 0 = none (defaults:
-    the calibration's engine policy); `tp`, `dp`: tensor-parallel degree
-    and data-parallel replicas (perfmodel/parallel.py). With dp > 1 `batch_size` is the whole batch, split evenly over
+    the calibration's engine policy); `tp`, `dp`: tensor-parallel degree and data-parallel replicas
+    (perfmodel/parallel.py). With dp > 1 `batch_size` is the whole batch, split evenly over
     the replicas; throughputs are totals, latencies, memory and concurrency those of one replica (per GPU).
     Architectures whose heads `tp` does not split as vLLM requires come out infeasible (`check_tp` says why)."""
     if tp > 1 and gpu.interconnect_bandwidth_bytes_per_s is None:
@@ -300,8 +300,8 @@ def estimate(
         return wave_index * wave.total_s + first_s
 
     steps = np.maximum(output_len - 1, 1)
-    shape = np.broadcast_shapes(np.shape(total_s), np.shape(max_concurrent))  # every field gets the full shape
-    feasible, max_concurrent = np.broadcast_to(feasible, shape), np.broadcast_to(max_concurrent, shape)
+    full_shape = np.broadcast_shapes(np.shape(total_s), np.shape(max_concurrent))  # every field gets it
+    feasible, max_concurrent = np.broadcast_to(feasible, full_shape), np.broadcast_to(max_concurrent, full_shape)
 
     def masked(values):
         return np.where(feasible, values, np.nan)
