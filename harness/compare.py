@@ -3,10 +3,11 @@
 Every measured row is re-predicted with the current model (`harness.sweep_rows.predict_rows`) for the hardware
 and calibration given, not read from the row's stored `predicted`. The result (`Comparison`, plain dataclasses)
 holds per point the measured and predicted output tokens/s, TTFT (mean over requests), a full wave's prefill time
-and TPOT with their signed errors (100·(predicted/measured − 1), TPOT only where output_len > 1); summaries of |error| over all points and, when the
-calibration records which configs it was fitted on, over training and held-out points separately; how well the
-model orders configs at each workload (what a search relies on: order right, pairwise concordance, Spearman); and
-the throughput ratio of every config to a baseline config, measured vs predicted. Points the comparison cannot use
+and TPOT with their signed errors (100·(predicted/measured − 1), TPOT only where output_len > 1); summaries of
+|error| over all points and, when the calibration records which configs it was fitted on, over training and
+held-out points separately; how well the model orders configs at each workload (what a search relies on: order
+right, pairwise concordance, Spearman); and the throughput ratio of every config to a baseline config, measured vs
+predicted. Points the comparison cannot use
 are listed in `excluded` with the reason, never mixed in. `harness.cmd_compare.format_report` renders it as text.
 """
 

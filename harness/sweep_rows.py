@@ -1,8 +1,9 @@
 """Sweep rows as a data set: load and check sweep files, and re-predict their points under any calibration.
 
 `load_sweeps` reads JSONL files written by `archscale sweep`, keeps the measured rows (status ok, prefill time and
-TPOT present; rows from before per-request TTFT have their `ttft_s` read as the prefill time), and lists what it set aside and why; it refuses to mix hardware or engines in one data set (a fit or a
-comparison across two machines means nothing). `predict_rows` runs the perfmodel on every kept point in one
+TPOT present; rows from before per-request TTFT have their `ttft_s` read as the prefill time), and lists what it
+set aside and why; it refuses to mix hardware or engines in one data set (a fit or a comparison across two machines
+means nothing). `predict_rows` runs the perfmodel on every kept point in one
 vectorized `estimate` call — the architecture at the dtype the engine ran, its workload, the given hardware and
 calibration — so calibrate and compare judge the current model, not the prediction stored when the row was written.
 """
