@@ -9,7 +9,8 @@ Prefill of `n_seqs` sequences of `input_len` tokens (T = n_seqs·input_len token
   attn  2·n_seqs·hq·dh·input_len² (QK^T and PV, causal half)  q, k, v, out + K/V written to the cache
   o     2·T·hq·dh·d                   weights hq·dh·d·B + activations
   mlp   2·T·3·d·d_ff (gate, up, down) weights 3·d·d_ff·B + activations (SwiGLU product included)
-  norm  2 RMSNorms per layer          read + write T·d·B each
+  norm  2 RMSNorms per layer + final, each with its residual add: read x and residual, write both: 4·T·d·B
+  rope  rotary on q and k inside attention: read + write T·(hq+hkv)·dh·B
   lm_head only the last token of each sequence: 2·n_seqs·d·V FLOPs, V·d·B weights + its logits in the compute dtype
   sampler per sampled token (the last of each sequence): cast the logits to fp32 (B + 4 bytes per logit when
         B < 4), then `sampler_logit_passes` fp32 reads or writes of them (greedy argmax: 1 read)
@@ -97,9 +98,11 @@ def dense_ops(shape, tokens, lm_head_tokens, sampler_logit_passes) -> dict[str, 
             op_class="gemm",
             gemm_rows=tokens,
         ),
-        "norms": Op(  # two RMSNorms per layer + the final one (a few FLOPs per element)
-            flops=(norm_count * 4.0 * d) * tokens,
-            bytes=(norm_count * B * 2.0 * d) * tokens,
+        # two RMSNorms per layer + the final one, each with the residual add before it (vLLM's fused_add_rms_norm):
+        # read x and the residual, write the new residual and the normalized x; a few FLOPs per element
+        "norms": Op(
+            flops=(norm_count * 5.0 * d) * tokens,
+            bytes=(norm_count * B * 4.0 * d) * tokens,
             kernels=norm_count,
             op_class="elementwise",
         ),
@@ -135,8 +138,9 @@ def prefill_attention(shape, n_seqs, input_len, kv_dtype_bytes) -> Op:
     tokens = n_seqs * input_len
     return Op(
         flops=L * 2.0 * n_seqs * hq * dh * input_len**2,
-        # read q, k, v; write out; write K and V into the cache (in the cache's dtype)
-        bytes=L * tokens * (B * ((hq + 2 * hkv) * dh + hq * dh) + kv_dtype_bytes * 2 * hkv * dh),
+        # rotary reads and writes q and k; attention reads q, k, v and writes out; K and V go into the cache (in the
+        # cache's dtype)
+        bytes=L * tokens * (B * (2 * (hq + hkv) * dh + (hq + 2 * hkv) * dh + hq * dh) + kv_dtype_bytes * 2 * hkv * dh),
         kernels=2 * L,  # rotary + attention
         op_class="attention_prefill",
     )
@@ -148,7 +152,7 @@ def decode_attention(shape, n_seqs, kv_dtype_bytes) -> DecodeAttention:
     return DecodeAttention(
         flops_per_kv=L * 4.0 * n_seqs * hq * dh,
         bytes_per_kv=L * kv_dtype_bytes * n_seqs * 2.0 * hkv * dh,
-        # q in, out written, the new token's K and V appended to the cache
-        bytes_fixed=L * n_seqs * (B * 2.0 * hq * dh + kv_dtype_bytes * 2.0 * hkv * dh),
+        # rotary on q and k (read + write), q in, out written, the new token's K and V appended to the cache
+        bytes_fixed=L * n_seqs * (B * (2.0 * (hq + hkv) * dh + 2.0 * hq * dh) + kv_dtype_bytes * 2.0 * hkv * dh),
         kernels=2 * L,  # rotary + cache append fused, decode attention
     )

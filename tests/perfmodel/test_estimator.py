@@ -39,7 +39,8 @@ def test_tiny_case_matches_a_hand_computed_roofline():
         # SwiGLU: gate and up read x once ([d, 2*dff] GEMM), SiLU*mul reads 2*dff writes dff, down GEMM.
         mlp_flops = 2 * tokens * d * 2 * dff + 2 * tokens * dff * d
         mlp_bytes = B * (3 * d * dff + tokens * (d + 2 * dff) + tokens * 3 * dff + tokens * (dff + d))
-        norms = (4 * tokens * d * (2 * L + 1), B * 2 * tokens * d * (2 * L + 1))  # 2 RMSNorms per layer + final
+        # 2 RMSNorms per layer + final, each with its residual add: read x and residual, write both
+        norms = (5 * tokens * d * (2 * L + 1), B * 4 * tokens * d * (2 * L + 1))
         # The model times each op over all layers at once; every term scales with L, so that equals L x one layer.
         layers = L * (roofline_s(*qkv) + roofline_s(*o) + roofline_s(mlp_flops, mlp_bytes)) + roofline_s(*norms)
         embedding = B * 2 * tokens * d / 1e12
@@ -48,9 +49,11 @@ def test_tiny_case_matches_a_hand_computed_roofline():
         sampler = roofline_s(V, V * (2 + 4 + 4))
         return layers + roofline_s(attn_flops, attn_bytes) + embedding + lm_head + sampler
 
-    prefill_attn = (L * 2 * hq * dh * seq_in**2, L * B * seq_in * ((hq + 2 * hkv) * dh + hq * dh + 2 * hkv * dh))
+    rope = 2 * (hq + hkv) * dh  # rotary reads and writes q and k
+    prefill_attn = (L * 2 * hq * dh * seq_in**2,
+                    L * B * seq_in * (rope + (hq + 2 * hkv) * dh + hq * dh + 2 * hkv * dh))  # fmt: skip
     kv = seq_in + 1
-    decode_attn = (L * 4 * hq * dh * kv, L * B * (kv * 2 * hkv * dh + 2 * hq * dh + 2 * hkv * dh))
+    decode_attn = (L * 4 * hq * dh * kv, L * B * (kv * 2 * hkv * dh + rope + 2 * hq * dh + 2 * hkv * dh))
     expected_ttft = forward_s(seq_in, *prefill_attn)
     expected_tpot = forward_s(1, *decode_attn)
 

@@ -47,7 +47,7 @@ def test_decode_attention_with_two_kv_heads_at_batch_1_fills_two_sms_of_132():
     bandwidth = 1e12 * (2 / 132)
     kv_len = 201
     read = L * B * kv_len * 2 * hkv * dh  # K and V of every layer, once per KV head
-    fixed = L * B * (2 * hq * dh + 2 * hkv * dh)  # q in, out, the new token's K and V
+    fixed = L * B * (2 * (hq + hkv) * dh + 2 * hq * dh + 2 * hkv * dh)  # rotary on q, k; q in, out; new K and V
     flops = L * 4 * hq * dh * kv_len
     expected_s = max(flops / 1e14, (read + fixed) / bandwidth)
     e = run(TINY, toy_gpu(sm_count=132), batch_size=1, input_len=200, output_len=2)
