@@ -59,6 +59,9 @@ class Calibration:
     max_prefill_tokens: float = 8192.0
     # Engine policy: most sequences running at once (vLLM's max_num_seqs); 0 = no cap beyond the KV budget.
     max_num_seqs: float = 0.0
+    # Engine policy: continuous batching with chunked prefill (vLLM V1, SGLang: perfmodel/scheduler.py, each step at
+    # most max_prefill_tokens tokens of decodes and prompt chunks) instead of static waves (our engine).
+    chunked_prefill: bool = False
     # Share of the interconnect's bandwidth a TP collective reaches (NCCL's bus bandwidth against the link's).
     interconnect_efficiency: float = 0.80
 
@@ -78,6 +81,7 @@ class Calibration:
 
 
 OP_CLASSES = ("gemm", "attention_prefill", "attention_decode", "elementwise")
+BOOLEAN_FIELDS = ("calibrated", "chunked_prefill")
 CALIBRATION_FIELDS = tuple(f.name for f in fields(Calibration))
 OPTIONAL_FIELDS = (
     "gemm_half_efficiency_tokens",
@@ -90,6 +94,7 @@ OPTIONAL_FIELDS = (
     "max_prefill_tokens",
     "interconnect_efficiency",
     "max_num_seqs",
+    "chunked_prefill",
 )  # may be absent from a file: the dataclass default applies
 EFFICIENCY_FIELDS = ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization", "gemv_memory_efficiency",
                      "attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",
@@ -105,10 +110,11 @@ def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
     if unknown or missing:
         problem = f"unknown key(s) {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"
         raise ArchscaleInputError(f"{where}: {problem}")
-    if not isinstance(entry["calibrated"], bool):
-        raise ArchscaleInputError(f"{where}.calibrated must be true or false, got {entry['calibrated']!r}")
+    for flag in BOOLEAN_FIELDS:
+        if flag in entry and not isinstance(entry[flag], bool):
+            raise ArchscaleInputError(f"{where}.{flag} must be true or false, got {entry[flag]!r}")
     for name in CALIBRATION_FIELDS:
-        if name == "calibrated" or name not in entry:
+        if name in BOOLEAN_FIELDS or name not in entry:
             continue
         value = entry[name]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:

@@ -42,8 +42,10 @@ from perfmodel.calibration import Calibration
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import Hardware
 from perfmodel.occupancy import decode_attention_occupancy
-from perfmodel.operators import Op, decode_attention, dense_ops, prefill_attention
-from perfmodel.parallel import communication_s, shard, tp_compatible
+from perfmodel.operators import decode_attention, dense_ops, prefill_attention
+from perfmodel.parallel import shard, tp_compatible
+from perfmodel.roofline import communication_time, forward_times
+from perfmodel.scheduler import admission_steps, continuous_run
 
 
 def sum_max_affine(first, count, a1, b1, a2, b2):
@@ -104,29 +106,6 @@ class Estimate:
     op_classes: dict  # op name -> its operator class (Calibration.efficiencies); attention is "attention_<phase>"
 
 
-def _roofline(op: Op, gpu: Hardware, cal: Calibration, peak_flops_per_s):
-    """(time, compute-bound) of one operator at its class's efficiencies."""
-    compute_eff, memory_eff = cal.efficiencies(op.op_class)
-    compute_s = op.flops / (peak_flops_per_s * compute_eff)
-    memory_s = op.bytes / (gpu.hbm_bandwidth_bytes_per_s * memory_eff)
-    if op.gemm_rows is not None and cal.gemm_half_efficiency_tokens:  # a GEMM of M rows runs at M / (M + M½) of it
-        compute_s = compute_s * (1.0 + cal.gemm_half_efficiency_tokens / op.gemm_rows)
-    if op.gemm_rows is not None and cal.gemv_max_tokens:  # a GEMV streams the weights at its own efficiency
-        gemv = np.asarray(op.gemm_rows) <= cal.gemv_max_tokens
-        compute_s = np.where(gemv, op.flops / (peak_flops_per_s * compute_eff), compute_s)
-        memory_s = np.where(gemv, op.bytes / (gpu.hbm_bandwidth_bytes_per_s * cal.gemv_memory_efficiency), memory_s)
-    return np.maximum(compute_s, memory_s) + op.kernels * cal.kernel_launch_overhead_s, compute_s >= memory_s
-
-
-def _forward(ops: dict[str, Op], gpu: Hardware, cal: Calibration, peak_flops_per_s):
-    """Per-op times of one forward, and the part of it spent in compute-bound ops."""
-    times, compute_s = {}, 0.0
-    for name, op in ops.items():
-        times[name], compute_bound = _roofline(op, gpu, cal, peak_flops_per_s)
-        compute_s = compute_s + np.where(compute_bound, times[name], 0.0)
-    return times, compute_s
-
-
 @dataclass
 class _Wave:
     """Times of one wave of sequences: its prefill forwards (`full_chunks` of `chunk_seqs` sequences taking
@@ -170,15 +149,12 @@ def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration,
     passes = cal.sampler_logit_passes
 
     def communication(tokens, seqs):
-        if gpu.interconnect_bandwidth_bytes_per_s is None:
-            return 0.0  # tp = 1 (estimate() refuses tp > 1 without interconnect figures)
-        bandwidth = gpu.interconnect_bandwidth_bytes_per_s * cal.interconnect_efficiency
-        return communication_s(shape, tokens, seqs, tp, bandwidth, gpu.interconnect_latency_s)
+        return communication_time(shape, tokens, seqs, tp, gpu, cal)
 
     def prefill_forward(seqs):
         ops = dense_ops(shape, seqs * input_len, seqs, passes)
         ops["attention"] = prefill_attention(shape, seqs, input_len, kv_dtype_bytes)
-        times, compute_s = _forward(ops, gpu, cal, peak_flops_per_s)
+        times, compute_s = forward_times(ops, gpu, cal, peak_flops_per_s)
         times["communication"] = communication(seqs * input_len, seqs)
         return times, compute_s
 
@@ -204,7 +180,7 @@ def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration,
         "attention": "attention",
         "communication": "communication",
     }
-    step_ops, decode_compute_s = _forward(step_dense_ops, gpu, cal, peak_flops_per_s)
+    step_ops, decode_compute_s = forward_times(step_dense_ops, gpu, cal, peak_flops_per_s)
     decode = {name: steps * t for name, t in step_ops.items()}
     decode_compute_s = steps * decode_compute_s
     attn = decode_attention(shape, n_seqs, kv_dtype_bytes)
@@ -276,6 +252,61 @@ def estimate(
     remainder = batch_size - full_waves * concurrency
 
     peak_flops_per_s = gpu.peak_flops_per_s(archs.dtype_bytes)  # fp32, bf16 or fp8 peak per architecture
+    timing = _static_waves(shape, batch_size, concurrency, full_waves, remainder, input_len, output_len, gpu, cal,
+                           peak_flops_per_s, kv_dtype_bytes, max_prefill_tokens, tp)  # fmt: skip
+    if cal.chunked_prefill:  # continuous batching with chunked prefill (vLLM, SGLang): perfmodel/scheduler.py
+        # Where every request runs in the first turn, or one step admits a whole turn (the turns stay in lockstep),
+        # the engine runs the static schedule above; otherwise requests stagger over mixed steps.
+        staggered = (batch_size > concurrency) & (admission_steps(input_len, output_len, concurrency,
+                                                                  max_prefill_tokens) * (concurrency - 1) >= 1)  # fmt: skip
+        if np.any(staggered):
+            run = continuous_run(shape, batch_size.astype(np.float64), concurrency, input_len, output_len, gpu, cal,
+                                 peak_flops_per_s, kv_dtype_bytes, max_prefill_tokens, tp)  # fmt: skip
+            timing = {key: value if key == "op_classes" else _choose(staggered, run[key], value)
+                      for key, value in timing.items()}  # fmt: skip
+    total_s = timing["total_s"]
+    full_shape = np.broadcast_shapes(np.shape(total_s), np.shape(max_concurrent))  # every field gets it
+    feasible, max_concurrent = np.broadcast_to(feasible, full_shape), np.broadcast_to(max_concurrent, full_shape)
+
+    def masked(values):
+        return np.where(feasible, values, np.nan)
+
+    return Estimate(
+        output_tokens_per_s=masked(total_batch * output_len / total_s),
+        total_tokens_per_s=masked(total_batch * (input_len + output_len) / total_s),
+        ttft_s=masked(timing["ttft_s"]),
+        ttft_p50_s=masked(timing["ttft_p50_s"]),
+        ttft_p99_s=masked(timing["ttft_p99_s"]),
+        tpot_s=masked(np.where(output_len > 1, timing["tpot_s"], 0.0)),
+        prefill_time_s=masked(timing["prefill_s"]),
+        decode_time_s=masked(timing["decode_s"]),
+        total_time_s=masked(total_s),
+        peak_memory_bytes=weight_bytes + cal.workspace_bytes + np.where(feasible, concurrency, 0) * seq_kv_bytes,
+        weight_bytes=weight_bytes * np.ones_like(total_s),
+        kv_bytes_per_token=kv_bytes_per_token * np.ones_like(total_s),
+        max_concurrent_seqs=max_concurrent.astype(np.int64),
+        concurrency=np.where(feasible, concurrency, 0).astype(np.int64),
+        capacity_limited=feasible & (batch_size > max_concurrent),
+        feasible=feasible,
+        prefill_compute_bound=np.broadcast_to(timing["prefill_compute_bound"], full_shape),
+        decode_compute_bound=np.broadcast_to(timing["decode_compute_bound"], full_shape),
+        decode_attention_occupancy=masked(timing["occupancy"] * np.ones_like(total_s)),
+        prefill_op_time_s={k: masked(v) for k, v in timing["prefill_ops"].items()},
+        decode_op_time_s={k: masked(v) for k, v in timing["decode_ops"].items()},
+        op_classes=timing["op_classes"],
+    )
+
+
+def _choose(where, continuous, static):
+    """Per point: the continuous run's value where `where`, else the static one (dicts of arrays key by key)."""
+    if isinstance(static, dict):  # per-op times: the same operators in both
+        return {key: np.where(where, continuous[key], value) for key, value in static.items()}
+    return np.where(where, continuous, static)
+
+
+def _static_waves(shape, batch_size, concurrency, full_waves, remainder, input_len, output_len, gpu, cal,
+                  peak_flops_per_s, kv_dtype_bytes, max_prefill_tokens, tp) -> dict:  # fmt: skip
+    """Static waves (our engine): full waves of `concurrency` sequences, then a last partial one."""
     wave_args = (input_len, output_len, gpu, cal, peak_flops_per_s, kv_dtype_bytes, max_prefill_tokens, tp)
     wave = _wave(shape, concurrency, *wave_args)
     total_s = full_waves * wave.total_s
@@ -300,34 +331,10 @@ def estimate(
         return wave_index * wave.total_s + first_s
 
     steps = np.maximum(output_len - 1, 1)
-    full_shape = np.broadcast_shapes(np.shape(total_s), np.shape(max_concurrent))  # every field gets it
-    feasible, max_concurrent = np.broadcast_to(feasible, full_shape), np.broadcast_to(max_concurrent, full_shape)
-
-    def masked(values):
-        return np.where(feasible, values, np.nan)
-
-    return Estimate(
-        output_tokens_per_s=masked(total_batch * output_len / total_s),
-        total_tokens_per_s=masked(total_batch * (input_len + output_len) / total_s),
-        ttft_s=masked(ttft_sum_s / batch_size),
-        ttft_p50_s=masked(ttft_at(0.5)),
-        ttft_p99_s=masked(ttft_at(0.99)),
-        tpot_s=masked(np.where(output_len > 1, wave.decode_s / steps, 0.0)),
-        prefill_time_s=masked(wave.prefill_s),
-        decode_time_s=masked(wave.decode_s),
-        total_time_s=masked(total_s),
-        peak_memory_bytes=weight_bytes + cal.workspace_bytes + np.where(feasible, concurrency, 0) * seq_kv_bytes,
-        weight_bytes=weight_bytes * np.ones_like(total_s),
-        kv_bytes_per_token=kv_bytes_per_token * np.ones_like(total_s),
-        max_concurrent_seqs=max_concurrent.astype(np.int64),
-        concurrency=np.where(feasible, concurrency, 0).astype(np.int64),
-        capacity_limited=feasible & (batch_size > max_concurrent),
-        feasible=feasible,
-        prefill_compute_bound=wave.prefill_compute_s
-        > (wave.prefill_s - (wave.full_chunks + (wave.last_chunk_s > 0)) * cal.step_overhead_s) / 2,  # fmt: skip
-        decode_compute_bound=wave.decode_compute_s > (wave.decode_s - steps * cal.step_overhead_s) / 2,
-        decode_attention_occupancy=masked(wave.occupancy * np.ones_like(total_s)),
-        prefill_op_time_s={k: masked(v) for k, v in wave.prefill_ops.items()},
-        decode_op_time_s={k: masked(v) for k, v in wave.decode_ops.items()},
-        op_classes=wave.op_classes,
-    )
+    prefill_overhead_s = (wave.full_chunks + (wave.last_chunk_s > 0)) * cal.step_overhead_s
+    return {"total_s": total_s, "ttft_s": ttft_sum_s / batch_size, "ttft_p50_s": ttft_at(0.5),
+            "ttft_p99_s": ttft_at(0.99), "tpot_s": wave.decode_s / steps, "prefill_s": wave.prefill_s,
+            "decode_s": wave.decode_s, "occupancy": wave.occupancy,
+            "prefill_compute_bound": wave.prefill_compute_s > (wave.prefill_s - prefill_overhead_s) / 2,
+            "decode_compute_bound": wave.decode_compute_s > (wave.decode_s - steps * cal.step_overhead_s) / 2,
+            "prefill_ops": wave.prefill_ops, "decode_ops": wave.decode_ops, "op_classes": wave.op_classes}  # fmt: skip

@@ -1,0 +1,179 @@
+"""Continuous batching with chunked prefill (vLLM's V1 scheduler, SGLang's), in closed form for uniform requests.
+
+All N requests (I prompt tokens, O output tokens each) are queued at once. Every step the engine runs one forward of
+at most T tokens (`max_prefill_tokens`: vLLM's max_num_batched_tokens, SGLang's chunked_prefill_size): first one
+decode token for every running request past its prompt, then prompt chunks — the rest of a partly prefilled request,
+then new requests while fewer than C run (C = `max_num_seqs` and the KV budget at full length). A request's first
+token comes with the step that finishes its prompt; it then needs O − 1 decode steps, and its slot goes to the next
+waiting request. tests/perfmodel/scheduler_reference.py steps through exactly this policy.
+
+Slots. Each of the C slots serves requests k, k + C, k + 2C, ...: m_k = ceil((N − k) / C) of them. A request holds
+its slot for G = q + O − 1 steps, q = ceil(I / T') prefill steps, where T' = T − d is the budget left after the
+steady d = C(O − 1)/G decodes. Slot k's first request starts after the prompts before it, floor(k · I / T') steps
+in; the run ends when the busiest slot is done: steps = max over k of floor(k·I/T') + m_k·G, attained at the last
+slot of the fuller group or at the last slot (two candidates, in closed form).
+Budget. Where T/(I + O − 1) requests per step is less than the slots' C/G, every prompt and decode token passes
+through forwards of at most T tokens, and the requests still running after the last prompt finish in O − 1 more
+steps: steps = (N(I + O − 1) − r(O − 1)²/2) / T + O − 1, r = T/(I + O − 1) (they are spread evenly over their
+decodes); then not every slot is busy, and this count replaces the slots'. Against the reference the step count is exact or one off over the regimes tested
+(slot-bound and budget-bound, short and long prompts, N below, near and far above C).
+
+Time. The steps are costed at their mean composition: N(O − 1)/S decode tokens at the mean context I + O/2, N·I/S
+prompt tokens (their causal attention: N/S prompts' worth per step), N/S first tokens sampled — one forward each.
+TTFT of request j (slot k = j mod C, turn g = j // C): (floor(k·I/T') + g·G + q) steps, and where the budget binds
+(j + 1)(I + O − 1)/T; mean in closed form, p50/p99 by nearest rank. TPOT = the mean step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perfmodel.occupancy import decode_attention_occupancy
+from perfmodel.operators import decode_attention, dense_ops, prefill_attention
+from perfmodel.roofline import communication_time, forward_times, roofline
+
+
+def admission_steps(input_len, output_len, max_running, step_tokens):
+    """Steps one prompt takes out of the budget left after the steady decodes (I/T'): a whole turn of C prompts fits
+    one step when (C − 1)·I/T' < 1."""
+    return continuous_steps(max_running, input_len, output_len, max_running, step_tokens)[3]
+
+
+def continuous_steps(n_requests, input_len, output_len, max_running, step_tokens):
+    """(steps, steps per request in a slot G, prefill steps q, steps per admitted prompt I/T') of the run."""
+    n, i, o, c, t = (np.asarray(x, dtype=np.float64) for x in (n_requests, input_len, output_len, max_running,
+                                                               step_tokens))  # fmt: skip
+    c = np.minimum(c, n)
+    q = np.ones_like(i * c)
+    for _ in range(3):  # q and the budget left after the steady decodes depend on each other; three passes settle
+        g = q + o - 1
+        budget_left = np.maximum(t - c * (o - 1) / g, 1.0)
+        q = np.maximum(np.ceil(i / budget_left), 1.0)
+    g = q + o - 1
+    per_prompt = i / budget_left
+    turns = np.ceil(n / c)  # requests of the fullest slots
+    fuller = n - (turns - 1) * c  # how many slots serve `turns` requests
+    slot_steps = np.maximum(np.floor((fuller - 1) * per_prompt) + turns * g,
+                            np.floor((c - 1) * per_prompt) + (turns - 1) * g)  # fmt: skip
+    # Budget-bound (fewer tokens per step than the slots could use): the prompts and the decodes before the last
+    # prompt go through at T per step; the requests still running then (r(O − 1) of them, r = T/(I + O − 1) per
+    # step, spread evenly over their decodes) finish in the last O − 1 steps.
+    rate = t / (i + o - 1)
+    budget_steps = (n * (i + o - 1) - rate * (o - 1) ** 2 / 2) / t + (o - 1)
+    budget_bound = rate < c / g
+    return np.where(budget_bound, budget_steps, slot_steps), g, q, per_prompt
+
+
+def continuous_ttft_steps(n_requests, input_len, output_len, max_running, step_tokens, g, q, per_prompt,
+                          quantiles=(0.5, 0.99)):  # fmt: skip
+    """Mean and nearest-rank quantiles of TTFT in steps: request j waits floor(k·I/T') + (j // C)·G steps for its
+    slot, then q prefill steps; where the budget binds, its prompt finishes at (j + 1)(I + O − 1)/T steps
+    (the tokens of the requests before it)."""
+    n = np.asarray(n_requests, dtype=np.float64)
+    c = np.minimum(np.asarray(max_running, dtype=np.float64), n)
+    tokens_per_request = (np.asarray(input_len) + np.asarray(output_len) - 1) / np.asarray(step_tokens)
+    turns = np.ceil(n / c)
+    fuller = n - (turns - 1) * c
+    # Σ over requests of the slot start: each slot k < fuller serves `turns` requests, the others turns − 1.
+    mean_start = (_floor_ramp_sum(fuller, per_prompt) * turns
+                  + (_floor_ramp_sum(c, per_prompt) - _floor_ramp_sum(fuller, per_prompt)) * (turns - 1)) / n  # fmt: skip
+    # Σ over requests of g·turn index: slot k's requests have turns 0..m_k−1.
+    mean_turn = (fuller * turns * (turns - 1) / 2 + (c - fuller) * (turns - 1) * (turns - 2) / 2) / n
+    budget_bound = 1 / tokens_per_request < c / g
+    mean = mean_start + g * mean_turn + q
+    out = [np.where(budget_bound, (n + 1) / 2 * tokens_per_request + 0.5, mean)]
+    for quantile in quantiles:
+        j = np.maximum(np.ceil(quantile * n) - 1, 0)
+        by_slot = np.floor(np.mod(j, c) * per_prompt) + np.floor(j / c) * g + q
+        out.append(np.where(budget_bound, np.ceil((j + 1) * tokens_per_request), by_slot))
+    return out
+
+
+def _floor_ramp_sum(count, per_prompt):
+    """Σ_{k < count} floor(k · a), a = per_prompt = A + f (A its integer part): A·count(count − 1)/2 exactly, plus
+    Σ floor(k·f) = Σ_{v=1}^{V} (count − ceil(v/f)), V = floor(f(count − 1)), with ceil(v/f) taken as v/f + 1/2."""
+    count = np.asarray(count, dtype=np.float64)
+    a = np.asarray(per_prompt, dtype=np.float64)
+    whole, frac = np.floor(a), a - np.floor(a)
+    top = np.floor(frac * np.maximum(count - 1, 0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rest = np.where(frac > 0, top * count - top * (top + 1) / (2 * frac) - top / 2, 0.0)
+    return whole * count * (count - 1) / 2 + np.maximum(rest, 0.0)
+
+
+def prompt_steps(n_requests, max_running, q, per_prompt, steps):
+    """Steps that carry prompt tokens: a turn's admissions keep the stagger of the first turn (slot k at floor(k·I/T')
+    steps in), so each full turn has floor((C − 1)·I/T') + q of them, the last (fuller slots) floor((F − 1)·I/T') + q;
+    the other steps only decode."""
+    n = np.asarray(n_requests, dtype=np.float64)
+    c = np.minimum(np.asarray(max_running, dtype=np.float64), n)
+    turns = np.ceil(n / c)
+    fuller = n - (turns - 1) * c
+    per_turn = np.floor((c - 1) * per_prompt) + q
+    return np.minimum(steps, (turns - 1) * per_turn + np.floor((fuller - 1) * per_prompt) + q)
+
+
+def _step(shape, decodes, prompts, input_len, output_len, running, gpu, cal, peak_flops_per_s, kv_dtype_bytes, tp):
+    """One forward with `decodes` decode tokens (mean context I + O/2) and `prompts` whole prompts' worth of prompt
+    tokens: (time, per-op times split into the prompts' share and the decodes' share, compute-bound time,
+    occupancy)."""
+    prompt_tokens = prompts * input_len
+    tokens = decodes + prompt_tokens
+    ops = dense_ops(shape, tokens, decodes + prompts, cal.sampler_logit_passes)
+    times, compute_s = forward_times(ops, gpu, cal, peak_flops_per_s)
+    prompt_share = prompt_tokens / np.maximum(tokens, 1e-30)
+    prefill_ops = {name: t * prompt_share for name, t in times.items()}
+    decode_ops = {name: t - prefill_ops[name] for name, t in times.items()}
+    prefill_attn, prefill_bound = roofline(prefill_attention(shape, prompts, input_len, kv_dtype_bytes), gpu, cal,
+                                           peak_flops_per_s)  # fmt: skip
+    prefill_ops["attention"] = np.where(prompts > 0, prefill_attn, 0.0)
+    attn = decode_attention(shape, decodes, kv_dtype_bytes)
+    occupancy = decode_attention_occupancy(np.maximum(running, 1), shape.n_kv_head, input_len + output_len,
+                                           gpu.sm_count)  # fmt: skip
+    compute_eff, memory_eff = cal.efficiencies("attention_decode")
+    context = input_len + output_len / 2  # the decodes' mean KV length
+    attn_compute_s = attn.flops_per_kv * context / (peak_flops_per_s * compute_eff)
+    attn_memory_s = (attn.bytes_per_kv * context + attn.bytes_fixed) / (gpu.hbm_bandwidth_bytes_per_s * memory_eff
+                                                                       * occupancy)  # fmt: skip
+    decode_ops["attention"] = np.maximum(attn_compute_s, attn_memory_s) + attn.kernels * cal.kernel_launch_overhead_s
+    communication = communication_time(shape, tokens, decodes + prompts, tp, gpu, cal)
+    prefill_ops["communication"] = communication * prompt_share
+    decode_ops["communication"] = communication * (1 - prompt_share)
+    step_s = sum(prefill_ops.values()) + sum(decode_ops.values()) + cal.step_overhead_s
+    compute_s = (compute_s + np.where(prefill_bound & (prompts > 0), prefill_ops["attention"], 0.0)
+                 + np.where(attn_compute_s >= attn_memory_s, decode_ops["attention"], 0.0))  # fmt: skip
+    return step_s, prefill_ops, decode_ops, compute_s, occupancy, {name: op.op_class for name, op in ops.items()}
+
+
+def continuous_run(shape, n_requests, max_running, input_len, output_len, gpu, cal, peak_flops_per_s, kv_dtype_bytes,
+                   step_tokens, tp) -> dict:  # fmt: skip
+    """Times of the whole run on one GPU (`shape`: its share of the model), as the static schedule's timing dict:
+    total, TTFT (mean, p50, p99), TPOT (the mean step), the first turn's prompts ("prefill"), per-op times over all
+    steps split into the prompts' share and the decodes' share, and bounds. Two kinds of step are costed: those that
+    carry prompts (all N·I prompt tokens spread over them) and the decode-only rest, both at the mean decode count."""
+    steps, g, q, per_prompt = continuous_steps(n_requests, input_len, output_len, max_running, step_tokens)
+    running = np.minimum(max_running, n_requests)
+    with_prompts = prompt_steps(n_requests, max_running, q, per_prompt, steps)
+    decodes = n_requests * (output_len - 1) / steps  # mean decode tokens per step
+    args = (input_len, output_len, running, gpu, cal, peak_flops_per_s, kv_dtype_bytes, tp)
+    prompt_s, prompt_prefill, prompt_decode, prompt_compute, occupancy, op_classes = _step(
+        shape, decodes, n_requests / with_prompts, *args
+    )
+    decode_s, decode_prefill, decode_decode, decode_compute, _, _ = _step(shape, decodes, 0.0 * decodes, *args)
+    rest = steps - with_prompts
+    total_s = with_prompts * prompt_s + rest * decode_s
+    step_s = total_s / steps  # the mean step: TPOT, and the unit of the TTFT counts
+    compute_s = with_prompts * prompt_compute + rest * decode_compute
+    mean, p50, p99 = continuous_ttft_steps(n_requests, input_len, output_len, max_running, step_tokens, g, q,
+                                           per_prompt)  # fmt: skip
+    first_turn_steps = np.floor((running - 1) * per_prompt) + q  # every request of the first turn has its token
+    compute_bound = compute_s > (total_s - steps * cal.step_overhead_s) / 2
+    # The fields of the static schedule's timing (perfmodel/estimator.py): "prefill" is the first turn's prompts.
+    return {
+        "total_s": total_s, "ttft_s": mean * step_s, "ttft_p50_s": p50 * step_s, "ttft_p99_s": p99 * step_s,
+        "tpot_s": step_s, "prefill_s": first_turn_steps * step_s, "decode_s": total_s - first_turn_steps * step_s,
+        "occupancy": occupancy, "prefill_compute_bound": compute_bound, "decode_compute_bound": compute_bound,
+        "prefill_ops": {k: with_prompts * v + rest * decode_prefill[k] for k, v in prompt_prefill.items()},
+        "decode_ops": {k: with_prompts * v + rest * decode_decode[k] for k, v in prompt_decode.items()},
+        "op_classes": op_classes | {"attention": "attention", "communication": "communication"},
+    }  # fmt: skip
