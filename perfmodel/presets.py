@@ -2,7 +2,8 @@
 
 Public models: values from each model's config.json on the Hugging Face Hub (meta-llama/Llama-3.2-1B,
 meta-llama/Llama-3.2-3B, Qwen/Qwen2.5-1.5B, Qwen/Qwen3-0.6B, and for multi-GPU deployments meta-llama/Llama-3.1-8B,
-meta-llama/Llama-3.1-70B, Qwen/Qwen2.5-7B; untied embeddings). Panda and Surefire: the architectures reported in
+meta-llama/Llama-3.1-70B, Qwen/Qwen2.5-7B, untied; and Qwen/Qwen2.5-0.5B, Qwen/Qwen2.5-3B, Qwen/Qwen3-8B, the other
+models of the published throughputs in data/published_throughput.csv). Panda and Surefire: the architectures reported in
 arXiv 2510.18245 (Section 5, Tables of the 1B and 3B searches), with the Llama-3.2 tokenizer and tied embeddings.
 
 Small and tiny shapes for measuring on a CPU (`make sweep`, the tests): not public models, but shapes that vary
@@ -35,6 +36,10 @@ PRESETS: dict[str, Arch] = {
         Arch(4096, 32, 32, 8, 128, 14336, vocab=128256, name="llama-3.1-8b"),
         Arch(8192, 80, 64, 8, 128, 28672, vocab=128256, name="llama-3.1-70b"),
         Arch(3584, 28, 28, 4, 128, 18944, vocab=152064, qkv_bias=True, name="qwen2.5-7b"),
+        # the other models of the published vLLM/SGLang throughputs (perfmodel/data/published_throughput.csv)
+        Arch(896, 24, 14, 2, 64, 4864, **_QWEN, qkv_bias=True, name="qwen2.5-0.5b"),
+        Arch(2048, 36, 16, 2, 128, 11008, **_QWEN, qkv_bias=True, name="qwen2.5-3b"),
+        Arch(4096, 36, 32, 8, 128, 12288, vocab=151936, qk_norm=True, name="qwen3-8b"),
         Arch(2560, 16, 72, 18, 64, 4096, **_LLAMA3, name="panda-1b"),
         Arch(2560, 16, 36, 4, 64, 6144, **_LLAMA3, name="surefire-1b"),
         Arch(4096, 28, 36, 12, 128, 4096, **_LLAMA3, name="panda-3b"),

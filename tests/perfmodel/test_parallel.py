@@ -12,26 +12,37 @@ from perfmodel import PRESETS, Arch, ArchBatch, ArchscaleInputError, estimate, g
 from perfmodel.parallel import check_tp
 
 GiB = 2**30
-# config.json of each model on the Hugging Face Hub (the keys Arch reads), and its published parameter count.
+# config.json of each model on the Hugging Face Hub (the keys Arch reads), and its parameter count in billions as its
+# model card prints it (the preset must be within one unit of its last digit).
 HUB_CONFIGS = {
     "llama-3.1-8b": ({"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
                       "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
-                      "tie_word_embeddings": False, "torch_dtype": "bfloat16"}, 8.03e9),
+                      "tie_word_embeddings": False, "torch_dtype": "bfloat16"}, "8.03"),
     "llama-3.1-70b": ({"model_type": "llama", "hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64,
                        "num_key_value_heads": 8, "intermediate_size": 28672, "vocab_size": 128256,
-                       "tie_word_embeddings": False, "torch_dtype": "bfloat16"}, 70.6e9),
+                       "tie_word_embeddings": False, "torch_dtype": "bfloat16"}, "70.6"),
     "qwen2.5-7b": ({"model_type": "qwen2", "hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28,
                     "num_key_value_heads": 4, "intermediate_size": 18944, "vocab_size": 152064,
-                    "tie_word_embeddings": False, "torch_dtype": "bfloat16"}, 7.61e9),
+                    "tie_word_embeddings": False, "torch_dtype": "bfloat16"}, "7.61"),
+    "qwen2.5-0.5b": ({"model_type": "qwen2", "hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14,
+                      "num_key_value_heads": 2, "intermediate_size": 4864, "vocab_size": 151936,
+                      "tie_word_embeddings": True, "torch_dtype": "bfloat16"}, "0.49"),
+    "qwen2.5-3b": ({"model_type": "qwen2", "hidden_size": 2048, "num_hidden_layers": 36, "num_attention_heads": 16,
+                    "num_key_value_heads": 2, "intermediate_size": 11008, "vocab_size": 151936,
+                    "tie_word_embeddings": True, "torch_dtype": "bfloat16"}, "3.09"),
+    "qwen3-8b": ({"model_type": "qwen3", "hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32,
+                  "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 12288, "vocab_size": 151936,
+                  "tie_word_embeddings": False, "torch_dtype": "bfloat16"}, "8.2"),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(HUB_CONFIGS))
-def test_larger_presets_match_their_config_json(name):
-    config, published_params = HUB_CONFIGS[name]
+def test_public_presets_match_their_config_json(name):
+    config, published_billions = HUB_CONFIGS[name]
     from_hub = Arch.from_hf_config(config, name=name)
     assert from_hub == PRESETS[name]
-    assert PRESETS[name].n_params_total == pytest.approx(published_params, rel=0.005)
+    last_digit = 10.0 ** -len(published_billions.split(".")[1])  # cards round, or cut, to this many decimals
+    assert abs(PRESETS[name].n_params_total / 1e9 - float(published_billions)) < last_digit
 
 
 def llama_8b_per_gpu_params(tp):
