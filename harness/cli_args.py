@@ -55,6 +55,13 @@ def add_deployment_args(parser, kv_default: str) -> None:
                         "the GPU; ours has no cap beyond the KV budget)")  # fmt: skip
 
 
-def kv_dtype_bytes(args) -> int | None:
-    """The --kv-dtype choice in bytes, or None (the architecture's own dtype)."""
-    return None if args.kv_dtype is None else KV_DTYPE_BYTES[args.kv_dtype]
+def deployment_kwargs(args) -> dict:
+    """The options `add_deployment_args` adds, as the keyword arguments `perfmodel.predict` and `law.search.Deployment`
+    take (a KV dtype of None: the architecture's own)."""
+    return {
+        "kv_dtype_bytes": None if args.kv_dtype is None else KV_DTYPE_BYTES[args.kv_dtype],
+        "tp": args.tp,
+        "dp": args.dp,
+        "max_prefill_tokens": args.max_prefill_tokens,
+        "max_num_seqs": args.max_num_seqs,
+    }

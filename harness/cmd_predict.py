@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from harness.cli_args import add_deployment_args, kv_dtype_bytes, positive_int, positive_int_list
+from harness.cli_args import add_deployment_args, deployment_kwargs, positive_int, positive_int_list
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # kept here so the parser needs no perfmodel import
 
@@ -115,11 +115,7 @@ def run(args) -> int:
                 output_len=args.output_len,
                 engine=args.engine,
                 calibration_file=args.calibration,
-                kv_dtype_bytes=kv_dtype_bytes(args),
-                tp=args.tp,
-                dp=args.dp,
-                max_prefill_tokens=args.max_prefill_tokens,
-                max_num_seqs=args.max_num_seqs,
+                **deployment_kwargs(args),
             )
             rows.append(prediction.to_dict())
     if args.json:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cli_args import add_deployment_args, kv_dtype_bytes, positive_int, positive_int_list
+from harness.cli_args import add_deployment_args, deployment_kwargs, positive_int, positive_int_list
 from perfmodel.atomic_io import write_atomic
 
 ROLES = ("baseline", "panda", "surefire", "surefire_gqa")
@@ -263,11 +263,7 @@ def run(args) -> int:
         input_len=args.input_len,
         output_len=args.output_len,
         calibration_file=args.calibration,
-        kv_dtype_bytes=kv_dtype_bytes(args),
-        tp=args.tp,
-        dp=args.dp,
-        max_prefill_tokens=args.max_prefill_tokens,
-        max_num_seqs=args.max_num_seqs,
+        **deployment_kwargs(args),
     )
     if args.loss_target is not None and not 0 < args.loss_target < math.inf:
         raise ArchscaleInputError(f"--loss-target must be a positive loss, finite, got {args.loss_target}")
