@@ -4,6 +4,9 @@ The fit: scipy.optimize.least_squares over the log of each factor (bounded, so e
 overheads positive) on the log-ratios of predicted to measured prefill time (a full wave) and TPOT of the training
 points. Two phases, so
 the compute terms (prefill is mostly compute-bound) and the memory terms (decode mostly memory-bound) separate.
+Rows that time only the whole run (vLLM's and SGLang's continuous batching, figures others published) give the
+log-ratio of output tokens/s instead, and of the mean TTFT where they report one: fewer factors are identified
+from those, and the identification check below holds the rest at their priors.
 
 The factors: compute and memory efficiency (GEMMs), the efficiencies of the other operator classes (attention
 prefill compute, attention decode memory, elementwise memory; each follows its GEMM figure unless adding it lowers
@@ -18,7 +21,8 @@ standard error above a factor of 2; the loosest such factor is held at its prior
 Jacobian at the optimum (s² (JᵀJ)⁻¹, delta method back to the factor's scale).
 
 Held out means held out: by default whole configs are left out of the fit (every second config in name order),
-because the search predicts architectures nobody measured; a split by batch size is also available.
+because the search predicts architectures nobody measured; with a single config, every second workload (input /
+output lengths) instead. Splits by batch size or by workload can be asked for.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from harness.sweep_rows import SweepData, measured, predict_rows
+from harness.sweep_rows import SPLIT_KEYS, SweepData, has_phases, measured, predict_rows, split_value
 from perfmodel.calibration import Calibration
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import Hardware
@@ -70,38 +74,54 @@ MAX_STD_LOG = 0.7  # a factor known only to within a factor of 2 (std of its log
 NOISE_FLOOR = 1e-3  # identification is judged as if the measurements had at least 0.1% noise
 
 
+def _workload_order(workload: str) -> tuple[int, int]:
+    input_len, output_len = workload.split("/")
+    return int(input_len), int(output_len)
+
+
 @dataclass
 class Split:
     """Which measured points train the fit; the rest are held out."""
 
-    by: str  # "config" or "batch_size"
+    by: str  # "config", "batch_size" or "workload"
     train: list
     holdout: list
 
     def is_train(self, row: dict) -> bool:
-        return row[self.by] in self.train
+        return split_value(row, self.by) in self.train
+
+    @property
+    def name(self) -> str:
+        """The split's plural as the CLI and the calibration file spell it: configs, batch_sizes, workloads."""
+        return SPLIT_KEYS[self.by]
 
 
 def choose_split(data: SweepData, *, train_configs=None, holdout_configs=None, train_batch_sizes=None,
-                 holdout_batch_sizes=None) -> Split:  # fmt: skip
-    """The user's split, or by default every second config (in name order) held out."""
-    given = [x is not None for x in (train_configs, holdout_configs, train_batch_sizes, holdout_batch_sizes)]
-    if sum(given) > 1:
+                 holdout_batch_sizes=None, train_workloads=None, holdout_workloads=None) -> Split:  # fmt: skip
+    """The user's split, or by default every second config (in name order) held out; with one config, every second
+    workload (in order of input, then output length)."""
+    choices = {("config", "train"): train_configs, ("config", "holdout"): holdout_configs,
+               ("batch_size", "train"): train_batch_sizes, ("batch_size", "holdout"): holdout_batch_sizes,
+               ("workload", "train"): train_workloads, ("workload", "holdout"): holdout_workloads}  # fmt: skip
+    given = [key for key, value in choices.items() if value is not None]
+    if len(given) > 1:
         raise ArchscaleInputError("give one of --train-configs, --holdout-configs, --train-batch-sizes, "
-                                  "--holdout-batch-sizes")  # fmt: skip
-    by_batch = train_batch_sizes is not None or holdout_batch_sizes is not None
-    by = "batch_size" if by_batch else "config"
-    present = sorted({row[by] for row in data.rows})
-    chosen = next((x for x in (train_configs, holdout_configs, train_batch_sizes, holdout_batch_sizes) if x), None)
-    if chosen is not None:
+                                  "--holdout-batch-sizes, --train-workloads, --holdout-workloads")  # fmt: skip
+    if given:
+        by, side = given[0]
+    else:
+        by, side = ("config" if len(data.configs) > 1 else "workload"), None
+    present = sorted({split_value(row, by) for row in data.rows}, key=_workload_order if by == "workload" else None)
+    chosen = choices[given[0]] if given else None
+    if chosen:
         unknown = [x for x in chosen if x not in present]
         if unknown:
             raise ArchscaleInputError(f"{', '.join(map(str, unknown))} not in the sweep files (they have "
                                       f"{', '.join(map(str, present))})")  # fmt: skip
-        train = list(chosen) if (train_configs or train_batch_sizes) else [x for x in present if x not in chosen]
+        train = list(chosen) if side == "train" else [x for x in present if x not in chosen]
     else:
         train = present[::2] if len(present) > 1 else present
-    train = sorted(set(train))
+    train = [x for x in present if x in set(train)]
     if not train:
         raise ArchscaleInputError("the split leaves nothing to fit on")
     return Split(by=by, train=train, holdout=[x for x in present if x not in train])
@@ -126,38 +146,55 @@ class CalibrationFit:
     factors: list[FactorFit]
     split: Split
     n_points: int  # training points
-    rms_log_error_prior: float  # training TTFT + TPOT, before the fit
+    rms_log_error_prior: float  # the training residuals, before the fit
     rms_log_error_fit: float
     residuals: list[dict] = field(default_factory=list)  # per training point and phase
     excluded: list[str] = field(default_factory=list)
     sha256: dict = field(default_factory=dict)
+    allowed_factors: list[str] | None = None  # the --factors restriction; None: every factor could be fitted
+    gemv_max_tokens_tried: list[int] = field(default_factory=lambda: list(GEMV_THRESHOLDS))
 
     def toml_table(self, metadata: dict) -> dict:
         """The [<hardware>.<engine>] table `archscale calibrate` writes (perfmodel.calibration reads it)."""
-        split = {f"train_{'configs' if self.split.by == 'config' else 'batch_sizes'}": self.split.train,
-                 f"holdout_{'configs' if self.split.by == 'config' else 'batch_sizes'}": self.split.holdout}  # fmt: skip
+        split = {f"train_{self.split.name}": self.split.train, f"holdout_{self.split.name}": self.split.holdout}
         return {
             **{k: v for k, v in asdict(self.calibration).items() if v is not None},  # unset: follows the GEMM figure
             "n_points": self.n_points,
             **split,
             "fitted": [f.name for f in self.factors if f.std_error is not None],
             "fit_rms_log_error": self.rms_log_error_fit,
-            "gemv_max_tokens_tried": list(GEMV_THRESHOLDS),
+            "gemv_max_tokens_tried": list(self.gemv_max_tokens_tried),
+            **({"allowed_factors": self.allowed_factors} if self.allowed_factors is not None else {}),
             "std_errors": {f.name: f.std_error for f in self.factors if f.std_error is not None},
             "sweep_sha256": dict(self.sha256),
             "metadata": {k: v for k, v in metadata.items() if v is not None},
         }
 
 
+# What each residual compares: (label, the Estimate field, the measured key). Log ratios of times and of a rate
+# alike: a rate's error is the time's with the sign turned.
+RESIDUALS = (("prefill", "prefill_time_s", "prefill_time_s"), ("tpot", "tpot_s", "tpot_s"),
+             ("throughput", "output_tokens_per_s", "output_tokens_per_s"), ("ttft", "ttft_s", "ttft_s"))  # fmt: skip
+
+
+def _uses(row: dict, label: str) -> bool:
+    """Which residuals a row gives: our engine's rows their two phases (TPOT where there is a decode step); rows that
+    time only the whole run their output tokens/s, and their mean TTFT where measured."""
+    if has_phases(row):
+        return label == "prefill" or (label == "tpot" and row["output_len"] > 1)
+    return label == "throughput" or (label == "ttft" and row.get("ttft_s") is not None and row["ttft_s"] > 0)
+
+
 def _phase_ratios(rows: list[dict], hardware: Hardware, calibration: Calibration):
-    """log(predicted / measured) for the prefill time of a full wave of every row and TPOT of rows with a decode
-    step, and their labels."""
+    """log(predicted / measured) of every residual the rows give (see `_uses`), and their (row, label) pairs."""
     estimate = predict_rows(rows, hardware, calibration)
-    prefill = np.log(estimate.prefill_time_s / measured(rows, "prefill_time_s"))
-    decodes = np.asarray([row["output_len"] > 1 for row in rows])
-    tpot = np.log(estimate.tpot_s[decodes] / measured(rows, "tpot_s")[decodes])
-    labels = [(row, "prefill") for row in rows] + [(row, "tpot") for row, d in zip(rows, decodes, strict=True) if d]
-    return np.concatenate([prefill, tpot]), labels
+    ratios, labels = [], []
+    for label, field_, key in RESIDUALS:
+        used = np.asarray([_uses(row, label) for row in rows])
+        if used.any():
+            ratios.append(np.log(getattr(estimate, field_)[used] / measured(rows, key)[used]))
+            labels += [(row, label) for row, u in zip(rows, used, strict=True) if u]
+    return np.concatenate(ratios), labels
 
 
 def _least_squares(rows, hardware, prior: Calibration, free: list[str]):
@@ -225,8 +262,23 @@ def _fit_identified(rows, hardware, prior: Calibration, factors=BASE_FACTORS):
         free.remove(loose)
 
 
-def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Split) -> CalibrationFit:
-    """Fit FACTORS on the training points of `data` (one machine, one engine) for `hardware`."""
+def check_factors(names) -> tuple[str, ...]:
+    """The factors a user allows to be fitted (`--factors`), checked: known names, at least one of BASE_FACTORS."""
+    names = tuple(dict.fromkeys(names))
+    unknown = [n for n in names if n not in FACTORS]
+    if unknown:
+        raise ArchscaleInputError(f"unknown factor(s) {', '.join(unknown)} (known: {', '.join(FACTORS)})")
+    if not any(n in BASE_FACTORS for n in names):
+        raise ArchscaleInputError(f"--factors needs at least one of {', '.join(BASE_FACTORS)}")
+    return names
+
+
+def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Split,
+              factors: tuple[str, ...] | None = None) -> CalibrationFit:  # fmt: skip
+    """Fit FACTORS (or only those of `factors`; the rest held at the prior) on the training points of `data` (one
+    machine, one engine) for `hardware`."""
+    allowed = FACTORS if factors is None else check_factors(factors)
+    base = tuple(f for f in BASE_FACTORS if f in allowed)
     rows = [row for row in data.rows if split.is_train(row)]
     excluded = list(data.excluded)
     feasible = predict_rows(rows, hardware, prior).feasible
@@ -238,9 +290,10 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
     if not rows:
         raise ArchscaleInputError("no training point left to fit (check the split and the hardware entry)")
     best, tried = None, {}
-    for threshold in GEMV_THRESHOLDS:
+    thresholds = GEMV_THRESHOLDS if "gemv_memory_efficiency" in allowed else (int(prior.gemv_max_tokens),)
+    for threshold in thresholds:
         start = replace(prior, gemv_max_tokens=float(threshold))
-        result, free, std_log = _fit_identified(rows, hardware, start)
+        result, free, std_log = _fit_identified(rows, hardware, start, base)
         tried[threshold] = float(2 * result.cost)
         if best is None or _significant(best[0], result, len(free)):
             best = (result, free, std_log, start)
@@ -248,8 +301,8 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
     # Operator-class refinements, one at a time (forward selection): the one that lowers the residual most is kept
     # if the drop passes the same F-test, then the next; the others keep following their GEMM figure.
     chosen: list[str] = []
-    while candidates := [f for f in CLASS_FACTORS if f not in chosen]:
-        trials = {f: _fit_identified(rows, hardware, start, (*BASE_FACTORS, *chosen, f)) for f in candidates}
+    while candidates := [f for f in CLASS_FACTORS if f not in chosen and f in allowed]:
+        trials = {f: _fit_identified(rows, hardware, start, (*base, *chosen, f)) for f in candidates}
         name, trial = min(trials.items(), key=lambda item: item[1][0].cost)
         if name not in trial[1] or not _significant(result, trial[0], len(trial[1])):
             break
@@ -257,23 +310,24 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
         result, free, std_log = trial
     values = dict(zip(free, np.exp(result.x), strict=True))
     fitted = replace(start, **values, calibrated=True)
-    factors = []
+    factor_fits = []
     for name in FACTORS:
         before_fit = prior_value(prior, name)
         if name not in free:
             follows = getattr(fitted, name) is None and name in INHERITS
-            status = (f"follows {INHERITS[name]} (adding it did not fit significantly better)" if follows
+            status = ("held at prior (not in --factors)" if name not in allowed
+                      else f"follows {INHERITS[name]} (adding it did not fit significantly better)" if follows
                       else "held at prior (not identified by these points)")  # fmt: skip
-            factors.append(FactorFit(name, before_fit, prior_value(fitted, name), None, status))
+            factor_fits.append(FactorFit(name, before_fit, prior_value(fitted, name), None, status))
             continue
         value, i = values[name], free.index(name)
         at_bound = any(np.isclose(np.log(value), np.log(b), atol=1e-6) for b in BOUNDS[name])
         std = float(value * std_log[i]) if np.isfinite(std_log[i]) else None
-        factors.append(FactorFit(name, before_fit, float(value), std, "at bound" if at_bound else "fitted"))
+        factor_fits.append(FactorFit(name, before_fit, float(value), std, "at bound" if at_bound else "fitted"))
     chosen = int(fitted.gemv_max_tokens)
-    factors.append(FactorFit("gemv_max_tokens", prior.gemv_max_tokens, float(chosen), None,
-                             f"chosen from {', '.join(map(str, GEMV_THRESHOLDS))} (residual "
-                             + ", ".join(f"{t}: {ssr:.3g}" for t, ssr in tried.items()) + ")"))  # fmt: skip
+    factor_fits.append(FactorFit("gemv_max_tokens", prior.gemv_max_tokens, float(chosen), None,
+                                 f"chosen from {', '.join(map(str, thresholds))} (residual "
+                                 + ", ".join(f"{t}: {ssr:.3g}" for t, ssr in tried.items()) + ")"))  # fmt: skip
     before, labels = _phase_ratios(rows, hardware, prior)
     after, _ = _phase_ratios(rows, hardware, fitted)
     residuals = [
@@ -283,9 +337,10 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
     ]  # fmt: skip
     return CalibrationFit(
         hardware=hardware.name, engine=data.engine, machine=data.machine, calibration=fitted, prior=prior,
-        factors=factors, split=split, n_points=len(rows), rms_log_error_prior=float(np.sqrt(np.mean(before**2))),
+        factors=factor_fits, split=split, n_points=len(rows), rms_log_error_prior=float(np.sqrt(np.mean(before**2))),
         rms_log_error_fit=float(np.sqrt(np.mean(after**2))), residuals=residuals, excluded=excluded,
-        sha256=dict(data.sha256),
+        sha256=dict(data.sha256), allowed_factors=None if factors is None else list(allowed),
+        gemv_max_tokens_tried=list(thresholds),
     )  # fmt: skip
 
 
@@ -300,10 +355,12 @@ def output_tokens_errors_pct(rows: list[dict], hardware: Hardware, calibration: 
 def format_report(fit: CalibrationFit, data: SweepData, hardware: Hardware) -> str:
     from harness.tables import format_table
 
-    split_name = "configs" if fit.split.by == "config" else "batch sizes"
+    split_name = fit.split.name.replace("_", " ")
+    kinds = sorted({r["phase"] for r in fit.residuals}, key=[label for label, *_ in RESIDUALS].index)
     lines = [
         f"Calibration of {fit.engine} on {fit.machine} (hardware entry {fit.hardware}), "
-        f"{fit.n_points} training points, {len(fit.residuals)} phase residuals (a full wave's prefill, TPOT)",
+        f"{fit.n_points} training points, {len(fit.residuals)} residuals ({', '.join(kinds)}; log predicted / "
+        "measured)",
         f"Trained on {split_name}: {', '.join(map(str, fit.split.train))}",
         f"Held out {split_name}: {', '.join(map(str, fit.split.holdout)) or '(none)'}",
         "",
@@ -321,7 +378,7 @@ def format_report(fit: CalibrationFit, data: SweepData, hardware: Hardware) -> s
             ],  # fmt: skip
         ),
         "",
-        f"RMS log error of prefill time and TPOT on the training points: {fit.rms_log_error_prior:.3f} with the priors, "
+        f"RMS log error on the training points: {fit.rms_log_error_prior:.3f} with the priors, "
         f"{fit.rms_log_error_fit:.3f} fitted (0.05 is about 5%)",
     ]
     held = [row for row in data.rows if not fit.split.is_train(row)]

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "harness.cmd_search",
     "harness.cmd_bench_kernel",
     "harness.cmd_sweep",
+    "harness.cmd_published",
     "harness.cmd_calibrate",
     "harness.cmd_probe",
     "harness.cmd_compare",

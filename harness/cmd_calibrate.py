@@ -19,8 +19,23 @@ def _names(text: str) -> list[str]:
     if not all(names):
         import argparse
 
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of config names, got '{text}'")
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got '{text}'")
     return names
+
+
+def _workloads(text: str) -> list[str]:
+    """'4096/1024,512/512' -> ['4096/1024', '512/512'] (input/output tokens per request, as the split names them)."""
+    import argparse
+
+    from harness.cli_args import positive_int
+
+    workloads = []
+    for part in text.split(","):
+        lengths = part.strip().split("/")
+        if len(lengths) != 2:
+            raise argparse.ArgumentTypeError(f"expected INPUT/OUTPUT lengths like 4096/1024, got '{part.strip()}'")
+        workloads.append("/".join(str(positive_int(x.strip())) for x in lengths))
+    return workloads
 
 
 def add_parser(subparsers) -> None:
@@ -35,6 +50,13 @@ def add_parser(subparsers) -> None:
     split.add_argument("--holdout-configs", type=_names, default=None, help="hold out these configs")
     split.add_argument("--train-batch-sizes", type=positive_int_list, default=None, help="split by batch size")
     split.add_argument("--holdout-batch-sizes", type=positive_int_list, default=None, help="split by batch size")
+    split.add_argument("--train-workloads", type=_workloads, default=None, metavar="IN/OUT,...",
+                       help="split by workload: fit on these input/output lengths")  # fmt: skip
+    split.add_argument("--holdout-workloads", type=_workloads, default=None, metavar="IN/OUT,...",
+                       help="split by workload: hold out these input/output lengths")  # fmt: skip
+    p.add_argument("--factors", type=_names, default=None, metavar="NAME,...",
+                   help="fit only these factors, hold the rest at their priors (default: every factor the points "
+                        "identify)")  # fmt: skip
     p.add_argument(
         "--out", type=Path, default=Path("calibration.toml"), help="calibration TOML (default ./calibration.toml)"
     )
@@ -54,15 +76,16 @@ def write_calibration(out: Path, hardware: str, engine: str, table: dict) -> Pat
 
 
 def run(args) -> int:
-    from harness.calibrate import calibrate, choose_split, format_report
+    from harness.calibrate import calibrate, check_factors, choose_split, format_report
     from harness.metadata import run_metadata
     from harness.sweep_rows import load_sweeps
     from perfmodel.atomic_io import check_output_file
-    from perfmodel.calibration import get_calibration, read_toml
+    from perfmodel.calibration import engine_priors, read_toml
     from perfmodel.errors import ArchscaleInputError
     from perfmodel.hardware import resolve_hardware
 
     hardware = resolve_hardware(args.gpu, args.hardware)
+    factors = None if args.factors is None else check_factors(args.factors)
     check_output_file(args.out, "--out")  # before fitting: a bad path is one line, and nothing is written
     if args.out.exists():  # its other tables are kept: it must be a calibration file already
         read_toml(args.out, "calibration file")
@@ -70,8 +93,9 @@ def run(args) -> int:
     if args.engine is not None and args.engine != data.engine:
         raise ArchscaleInputError(f"--engine {args.engine}, but the sweep files measured {data.engine}")
     split = choose_split(data, train_configs=args.train_configs, holdout_configs=args.holdout_configs,
-                         train_batch_sizes=args.train_batch_sizes, holdout_batch_sizes=args.holdout_batch_sizes)  # fmt: skip
-    fit = calibrate(data, hardware, get_calibration(hardware, data.engine), split)
+                         train_batch_sizes=args.train_batch_sizes, holdout_batch_sizes=args.holdout_batch_sizes,
+                         train_workloads=args.train_workloads, holdout_workloads=args.holdout_workloads)  # fmt: skip
+    fit = calibrate(data, hardware, engine_priors(hardware, data.engine), split, factors)
     table = fit.toml_table(run_metadata())
     written = write_calibration(args.out, fit.hardware, fit.engine, table)
     if args.json:

@@ -92,12 +92,14 @@ def format_report(c: Comparison) -> str:
         f"Measured on: {c.machine}, engine {c.engine}; {len(c.points)} points compared from {files}",
         f"Predicted for: hardware entry {c.hardware} ({c.hardware_display_name}), calibration {c.calibration_label}",
     ]
-    split = c.holdout_configs is not None or c.holdout_batch_sizes is not None
-    if not split:
+    splits = {"configs": ("config", c.holdout_configs), "batch sizes": ("batch_size", c.holdout_batch_sizes),
+              "workloads (in/out)": ("workload", c.holdout_workloads)}  # fmt: skip
+    split = next((what for what, (_, held) in splits.items() if held is not None), None)
+    if split is None:
         lines.append("Held out: no split (the calibration records no fit); every point counts as "
                      f"{'calibrated' if c.calibrated else 'uncalibrated'}")  # fmt: skip
     else:
-        what, key = ("configs", "config") if c.holdout_configs is not None else ("batch sizes", "batch_size")
+        what, key = split, splits[split][0]
         held = sorted({getattr(p, key) for p in c.points if p.split == "holdout"})
         trained = sorted({getattr(p, key) for p in c.points if p.split == "train"})
         lines.append(f"Held out of the fit ({what}): {', '.join(map(str, held)) or 'none of the compared points'}; "
@@ -108,7 +110,7 @@ def format_report(c: Comparison) -> str:
         lines += [f"  {e}" for e in c.excluded]
     names = dict(METRICS)
     body = [(names[s.metric], s.split, s.n_points, _abs_pct(s.median_abs_error_pct), _abs_pct(s.max_abs_error_pct),
-             _pct(s.median_error_pct)) for s in c.summary]  # fmt: skip
+             _pct(s.median_error_pct)) for s in c.summary if s.n_points or s.metric == "output_tokens_per_s"]  # fmt: skip
     lines += ["", "Error of the prediction, 100·(predicted/measured − 1):"]
     lines.append(format_table(("metric", "split", "points", "median |err|", "max |err|", "median err"), body))
     r = c.ranking
@@ -138,13 +140,17 @@ def format_report(c: Comparison) -> str:
                                   body))  # fmt: skip
     if pairs.missing_baseline:
         lines.append(f"  no ratio (baseline not measured there): {'; '.join(pairs.missing_baseline)}")
+    # Time columns only for what some point measured (rows that time only the whole run have none).
+    timed = [(label, key) for label, key in (("TTFT", "ttft_s"), ("prefill", "prefill_time_s"), ("TPOT", "tpot_s"))
+             if any(getattr(p, f"measured_{key}") is not None for p in c.points)]  # fmt: skip
     body = [(p.config, p.batch_size, p.input_len, p.output_len, *([p.split] if split else []),
              f"{p.measured_output_tokens_per_s:,.1f}", f"{p.predicted_output_tokens_per_s:,.1f}",
-             _pct(p.output_tokens_per_s_error_pct), sec(p.measured_ttft_s), sec(p.predicted_ttft_s),
-             _pct(p.ttft_s_error_pct), sec(p.measured_prefill_time_s), sec(p.predicted_prefill_time_s),
-             _pct(p.prefill_time_s_error_pct), sec(p.measured_tpot_s), sec(p.predicted_tpot_s), _pct(p.tpot_s_error_pct))
+             _pct(p.output_tokens_per_s_error_pct),
+             *(cell for _, key in timed for cell in (sec(getattr(p, f"measured_{key}")),
+                                                    sec(getattr(p, f"predicted_{key}")),
+                                                    _pct(getattr(p, f"{key}_error_pct")))))
             for p in c.points]  # fmt: skip
-    header = ("config", "batch", "in", "out", *(["split"] if split else []), "out tok/s", "predicted", "err", "TTFT",
-              "predicted", "err", "prefill", "predicted", "err", "TPOT", "predicted", "err")  # fmt: skip
+    header = ("config", "batch", "in", "out", *(["split"] if split else []), "out tok/s", "predicted", "err",
+              *(name for label, _ in timed for name in (label, "predicted", "err")))  # fmt: skip
     lines += ["", "Per point (measured, predicted now, error):", format_table(header, body)]
     return "\n".join(lines)

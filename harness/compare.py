@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.sweep_rows import SweepData, measured, predict_rows
+from harness.sweep_rows import SPLIT_KEYS, SweepData, measured, predict_rows, split_value
 from perfmodel.calibration import Calibration, read_toml
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import Hardware
@@ -44,14 +44,19 @@ class PointComparison:
     measured_ttft_s: float | None  # mean over requests; None in rows written before TTFT was per request
     predicted_ttft_s: float | None
     ttft_s_error_pct: float | None
-    measured_prefill_time_s: float  # one full wave's prefill (what calibration fits)
-    predicted_prefill_time_s: float
+    measured_prefill_time_s: float | None  # one full wave's prefill (None: the engine times only the whole run)
+    predicted_prefill_time_s: float | None
     prefill_time_s_error_pct: float | None
     measured_tpot_s: float | None  # None when output_len = 1 (no decode step)
     predicted_tpot_s: float | None
     tpot_s_error_pct: float | None
     predicted_concurrency: int
     measured_concurrency: int | None
+
+    @property
+    def workload(self) -> str:
+        """ "INPUT/OUTPUT", as a split by workload names it."""
+        return f"{self.input_len}/{self.output_len}"
 
 
 @dataclass
@@ -119,8 +124,9 @@ class Comparison:
     hardware_display_name: str
     calibration_label: str
     calibrated: bool
-    holdout_configs: list[str] | None  # None (and holdout_batch_sizes None): the calibration records no fit split
+    holdout_configs: list[str] | None  # all three None: the calibration records no fit split
     holdout_batch_sizes: list[int] | None
+    holdout_workloads: list[str] | None  # "INPUT/OUTPUT"
     sweep_sha256: dict[str, str]
     points: list[PointComparison]
     summary: list[MetricSummary]
@@ -158,15 +164,16 @@ def error_stats(errors: list[float]) -> tuple[float | None, float | None, float 
 
 
 def fit_holdout(calibration_file: str | Path, hardware: str, engine: str, data: SweepData) -> dict:
-    """What a calibration file's fit did not train on, as keyword arguments of `compare`: `holdout_configs` or
-    `holdout_batch_sizes` (what `archscale calibrate` records in [<hardware>.<engine>]: `train_configs` or
-    `train_batch_sizes`, else the `holdout_*` lists), or {} when the file records no split."""
+    """What a calibration file's fit did not train on, as keyword arguments of `compare`: `holdout_configs`,
+    `holdout_batch_sizes` or `holdout_workloads` (what `archscale calibrate` records in [<hardware>.<engine>]:
+    `train_<what>`, else the `holdout_<what>` list), or {} when the file records no split."""
     raw = read_toml(Path(calibration_file).expanduser(), "calibration file")
     entry = raw.get(hardware, {}).get(engine) if isinstance(raw.get(hardware), dict) else None
     if not isinstance(entry, dict):
         raise ArchscaleInputError(f"{calibration_file} has no [{hardware}.{engine}] calibration")
-    for what, kind in (("configs", str), ("batch_sizes", int)):
-        present = {row["config" if what == "configs" else "batch_size"] for row in data.rows}
+    for by, what in SPLIT_KEYS.items():
+        kind = int if by == "batch_size" else str
+        present = {split_value(row, by) for row in data.rows}
         for side in ("train", "holdout"):
             names = entry.get(f"{side}_{what}")
             if names is not None and not (isinstance(names, list) and all(isinstance(x, kind) for x in names)):
@@ -187,9 +194,11 @@ def _labels(rows: list[dict]) -> list[str]:
 
 
 def compare(data: SweepData, hardware: Hardware, calibration: Calibration, *, calibration_label: str,
-            holdout_configs=None, holdout_batch_sizes=None, baseline: str | None = None) -> Comparison:  # fmt: skip
-    """Measured vs predicted for every row of `data` (see the module docstring). `holdout_configs` or
-    `holdout_batch_sizes`: what the calibration was not fitted on (both None: no split, as for the priors);
+            holdout_configs=None, holdout_batch_sizes=None, holdout_workloads=None,
+            baseline: str | None = None) -> Comparison:  # fmt: skip
+    """Measured vs predicted for every row of `data` (see the module docstring). `holdout_configs`,
+    `holdout_batch_sizes` or `holdout_workloads`: what the calibration was not fitted on (all None: no split, as for
+    the priors);
     `baseline`: the config the ratios are taken to (default: `default_baseline`)."""
     excluded, notes = list(data.excluded), []
     stored = sorted({row["hardware"] for row in data.rows if row.get("hardware")} - {hardware.name})
@@ -220,13 +229,15 @@ def compare(data: SweepData, hardware: Hardware, calibration: Calibration, *, ca
                                   "point infeasible there")  # fmt: skip
     holdout = None if holdout_configs is None else sorted(set(holdout_configs))
     holdout_batches = None if holdout_batch_sizes is None else sorted(set(holdout_batch_sizes))
-    has_split = holdout is not None or holdout_batches is not None
+    holdout_shapes = None if holdout_workloads is None else sorted(set(holdout_workloads))
+    has_split = any(x is not None for x in (holdout, holdout_batches, holdout_shapes))
     points = []
     for i in kept:
         row = rows[i]
         split = "calibrated" if calibration.calibrated else "uncalibrated"
         if has_split:
-            held = row["config"] in (holdout or ()) or row["batch_size"] in (holdout_batches or ())
+            held = (row["config"] in (holdout or ()) or row["batch_size"] in (holdout_batches or ())
+                    or split_value(row, "workload") in (holdout_shapes or ()))  # fmt: skip
             split = "holdout" if held else "train"
         values = {}
         for key, _ in METRICS:
@@ -252,6 +263,7 @@ def compare(data: SweepData, hardware: Hardware, calibration: Calibration, *, ca
         machine=data.machine, engine=data.engine, hardware=hardware.name,
         hardware_display_name=hardware.display_name, calibration_label=calibration_label,
         calibrated=calibration.calibrated, holdout_configs=holdout, holdout_batch_sizes=holdout_batches,
+        holdout_workloads=holdout_shapes,
         sweep_sha256=dict(data.sha256), points=points, summary=summarize(points, split=has_split), ranking=rank(points),
         pairs=ratios_to_baseline(points, baseline), excluded=excluded, warnings=notes,
     )  # fmt: skip

@@ -111,11 +111,20 @@ def failure(exc: BaseException, status: str = "error") -> dict:
     return {"status": status, "message": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}
 
 
+def arch_fields(arch: Arch) -> dict:
+    """A row's `arch`: the shape (no name, no dtype: the row has its own) and the derived counts a reader wants."""
+    return {f: getattr(arch, f) for f in ARCH_FIELDS if f not in ("name", "dtype_bytes")} | {
+        "n_params_non_embedding": arch.n_params_non_embedding,
+        "n_params_total": arch.n_params_total,
+        "mlp_attn_ratio": arch.mlp_attn_ratio,
+        "gqa_group": arch.gqa_group,
+    }
+
+
 def point_row(point: SweepPoint, measurement: dict, started: float | None) -> dict:
     """The row of a point (without the run metadata): key, measurement, prediction, shape and options.
     `started`: its time.perf_counter() at the start (None: unknown, as for a worker lost mid-point)."""
     predicted, why_not = predict_point(point)
-    arch = point.arch
     return {
         **point.key_dict(),
         **measurement,
@@ -123,13 +132,7 @@ def point_row(point: SweepPoint, measurement: dict, started: float | None) -> di
         "point_finished_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **({"prediction_unavailable": why_not} if why_not else {}),
         "hardware": point.hardware.name if point.hardware else None,
-        "arch": {f: getattr(arch, f) for f in ARCH_FIELDS if f not in ("name", "dtype_bytes")}
-        | {
-            "n_params_non_embedding": arch.n_params_non_embedding,
-            "n_params_total": arch.n_params_total,
-            "mlp_attn_ratio": arch.mlp_attn_ratio,
-            "gqa_group": arch.gqa_group,
-        },  # fmt: skip
+        "arch": arch_fields(point.arch),
         "options": point.options.to_dict(),
         "point_wall_s": None if started is None else time.perf_counter() - started,
     }

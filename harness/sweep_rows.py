@@ -1,8 +1,9 @@
 """Sweep rows as a data set: load and check sweep files, and re-predict their points under any calibration.
 
-`load_sweeps` reads JSONL files written by `archscale sweep`, keeps the measured rows (status ok, prefill time and
-TPOT present; rows from before per-request TTFT have their `ttft_s` read as the prefill time), and lists what it
-set aside and why; it refuses to mix hardware or engines in one data set (a fit or a comparison across two machines
+`load_sweeps` reads JSONL files written by `archscale sweep`, keeps the measured rows (status ok, output tokens/s
+present; prefill time and TPOT where the engine has them: our engine's static waves do, vLLM's and SGLang's continuous
+batching and published figures give the throughput alone; rows from before per-request TTFT have their `ttft_s`
+read as the prefill time), and lists what it set aside and why; it refuses to mix hardware or engines in one data set (a fit or a comparison across two machines
 means nothing). `predict_rows` runs the perfmodel on every kept point in one
 vectorized `estimate` call — the architecture at the dtype the engine ran, its workload, the given hardware and
 calibration — so calibrate and compare judge the current model, not the prediction stored when the row was written.
@@ -23,7 +24,8 @@ from perfmodel.errors import ArchscaleInputError
 from perfmodel.estimator import Estimate, estimate
 from perfmodel.hardware import Hardware
 
-MEASURED = ("output_tokens_per_s", "total_tokens_per_s", "prefill_time_s", "tpot_s")  # every kept row has these
+MEASURED = ("output_tokens_per_s",)  # every kept row has these
+PHASES = ("prefill_time_s", "tpot_s")  # our engine's rows have these too (see `has_phases`)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -49,6 +51,24 @@ class SweepData:
     @property
     def configs(self) -> list[str]:
         return sorted({row["config"] for row in self.rows})
+
+
+def has_phases(row: dict) -> bool:
+    """Does the row time the prefill of a wave and the decode step (our engine), or only the whole run?"""
+    return all(row.get(key) is not None for key in PHASES)
+
+
+# What a split can be by: the key's name in the calibration file's train_<name> / holdout_<name> lists.
+SPLIT_KEYS = {"config": "configs", "batch_size": "batch_sizes", "workload": "workloads"}
+
+
+def workload_of(row: dict) -> str:
+    """A row's workload as the split names it: "INPUT/OUTPUT" tokens per request."""
+    return f"{row['input_len']}/{row['output_len']}"
+
+
+def split_value(row: dict, by: str):
+    return workload_of(row) if by == "workload" else row[by]
 
 
 def _label(row: dict) -> str:
@@ -79,8 +99,8 @@ def load_sweeps(paths) -> SweepData:
             if row["status"] != "ok":
                 data.excluded.append(f"{_label(row)}: status {row['status']} ({row.get('message', '')})")
                 continue
-            if any(not isinstance(row.get(key), int | float) or row[key] < 0 for key in MEASURED):
-                data.excluded.append(f"{_label(row)}: a measured field is missing or negative")
+            if any(row.get(key) is None for key in MEASURED):  # check_sweep_files refused any other bad value
+                data.excluded.append(f"{_label(row)}: no {' or '.join(MEASURED)} measured")
                 continue
             data.rows.append(row)
     if not data.rows:
@@ -102,14 +122,34 @@ def arch_batch(rows: list[dict]) -> ArchBatch:
     return ArchBatch(**{f: np.asarray(v, dtype=np.int64) for f, v in columns.items()})
 
 
+# The scheduling limits vLLM and SGLang report in effect (a row's `engine_config`), under the perfmodel's names.
+ENGINE_LIMITS = {"max_num_seqs": ("max_num_seqs", "max_running_requests"),
+                 "max_prefill_tokens": ("max_num_batched_tokens", "chunked_prefill_size")}  # fmt: skip
+
+
+def engine_limits(row: dict) -> dict:
+    """The point's max_prefill_tokens and max_num_seqs where the row records them: what the engine reported in effect
+    (vLLM/SGLang `engine_config`), else the row's options (our engine's prefill budget; a published row's stated
+    limits); absent = the calibration's engine defaults."""
+    options, config = row.get("options") or {}, row.get("engine_config") or {}
+    limits = {}
+    for name, engine_keys in ENGINE_LIMITS.items():
+        reported = [config[k] for k in engine_keys if isinstance(config.get(k), int) and config[k] > 0]
+        value = reported[0] if reported else options.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            limits[name] = value
+    return limits
+
+
 def predict_rows(rows: list[dict], hardware: Hardware, calibration: Calibration) -> Estimate:
     """The perfmodel's estimate of every row's point, arrays of shape [len(rows)]."""
     workload = {key: np.asarray([row[key] for row in rows], dtype=np.int64)
                 for key in ("batch_size", "input_len", "output_len")}  # fmt: skip
-    prefill_tokens = [(row.get("options") or {}).get("max_prefill_tokens") or calibration.max_prefill_tokens
-                      for row in rows]  # fmt: skip
+    limits = [engine_limits(row) for row in rows]
+    prefill_tokens = [limit.get("max_prefill_tokens") or calibration.max_prefill_tokens for limit in limits]
+    num_seqs = [limit.get("max_num_seqs") or calibration.max_num_seqs for limit in limits]
     return estimate(arch_batch(rows), hardware, calibration=calibration, max_prefill_tokens=np.asarray(prefill_tokens),
-                    **workload)  # fmt: skip
+                    max_num_seqs=np.asarray(num_seqs), **workload)  # fmt: skip
 
 
 def measured(rows: list[dict], key: str) -> np.ndarray:

@@ -5,7 +5,7 @@ numpy + stdlib only, so `archscale predict` starts fast and runs anywhere.
 
 from perfmodel.arch import Arch
 from perfmodel.arch_batch import ArchBatch
-from perfmodel.calibration import Calibration, get_calibration
+from perfmodel.calibration import Calibration, engine_priors, get_calibration
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.estimator import Estimate, estimate
 from perfmodel.hardware import Hardware, get_gpu, list_gpus
@@ -22,6 +22,7 @@ __all__ = [
     "Hardware",
     "Prediction",
     "estimate",
+    "engine_priors",
     "get_calibration",
     "get_gpu",
     "list_gpus",

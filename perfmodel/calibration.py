@@ -5,8 +5,11 @@ kernel launch, per forward step) and the engine's memory policy (utilization, wo
 one, first match wins:
 1. a calibration file given by the user (`--calibration FILE`, as `archscale calibrate` writes it),
 2. the hardware entry's own priors (a machine measured by `archscale probe` carries them),
-3. the package's data/calibration.toml: the engine's default priors, with the fields of a shipped [<gpu>.<engine>]
+3. the package's data/published_calibration.toml: [<gpu>.<engine>] tables `archscale calibrate` fitted to
+   throughputs others published for that engine on that GPU (`make calibrate-published`; calibrated = true),
+4. the package's data/calibration.toml: the engine's default priors, with the fields of a shipped [<gpu>.<engine>]
    table (engine defaults that depend on the GPU) on top.
+`engine_priors` skips 1 and 3: what a fit starts from and what "uncalibrated" means in a comparison.
 A calibration file holds [<hardware>.<engine>] tables: the Calibration fields plus what the fit records about
 itself (n_points, configs, std_errors, sweep_sha256, metadata...), which loading keeps but does not need.
 """
@@ -25,7 +28,7 @@ DATA_DIR = Path(__file__).with_name("data")
 ENGINES = ("torch", "vllm", "sglang")
 # What `archscale calibrate` records next to the factors (kept in the file, not needed to predict).
 FIT_RECORD_KEYS = {"n_points", "train_configs", "holdout_configs", "train_batch_sizes", "holdout_batch_sizes",
-                   "fitted", "std_errors", "sweep_sha256", "metadata", "fit_rms_log_error",
+                   "train_workloads", "holdout_workloads", "fitted", "allowed_factors", "std_errors", "sweep_sha256", "metadata", "fit_rms_log_error",
                    "gemv_max_tokens_tried"}  # fmt: skip
 
 
@@ -169,10 +172,38 @@ def load_calibration_file(path: str | Path) -> dict[str, dict[str, Calibration]]
     }
 
 
+PUBLISHED_CALIBRATION = DATA_DIR / "published_calibration.toml"
+
+
 @cache
 def _package_table() -> dict:
     with (DATA_DIR / "calibration.toml").open("rb") as f:
         return tomllib.load(f)
+
+
+@cache
+def _published_fits() -> dict[str, dict[str, Calibration]]:
+    if not PUBLISHED_CALIBRATION.is_file() or not read_toml(PUBLISHED_CALIBRATION, "calibration file"):
+        return {}  # no fit adopted
+    return load_calibration_file(PUBLISHED_CALIBRATION)
+
+
+def published_fit(name: str, engine: str) -> Calibration | None:
+    """The package's fit of `engine` on GPU `name` to published throughputs, or None where there is none."""
+    return _published_fits().get(name, {}).get(engine)
+
+
+def engine_priors(gpu, engine: str) -> Calibration:
+    """The uncalibrated priors for (hardware, engine): the hardware entry's own (a probed machine), else the engine's
+    defaults in data/calibration.toml with its [<gpu>.<engine>] fields on top."""
+    if engine not in ENGINES:
+        raise ArchscaleInputError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
+    priors = getattr(gpu, "calibration_priors", {})
+    if engine in priors:
+        return Calibration(**priors[engine])
+    name = gpu if isinstance(gpu, str) else gpu.name
+    package = _package_table()  # a [<gpu>.<engine>] table overrides the engine's defaults field by field
+    return Calibration(**{**package["default"][engine], **package.get(name, {}).get(engine, {})})
 
 
 def get_calibration(gpu, engine: str, calibration_file: str | Path | None = None) -> Calibration:
@@ -187,8 +218,18 @@ def get_calibration(gpu, engine: str, calibration_file: str | Path | None = None
             have = ", ".join(f"[{h}.{e}]" for h, engines in table.items() for e in engines)
             raise ArchscaleInputError(f"{calibration_file} has no [{name}.{engine}] calibration (it has: {have})")
         return table[name][engine]
-    priors = getattr(gpu, "calibration_priors", {})
-    if engine in priors:
-        return Calibration(**priors[engine])
-    package = _package_table()  # a [<gpu>.<engine>] table overrides the engine's defaults field by field
-    return Calibration(**{**package["default"][engine], **package.get(name, {}).get(engine, {})})
+    if engine not in getattr(gpu, "calibration_priors", {}) and published_fit(name, engine) is not None:
+        return published_fit(name, engine)
+    return engine_priors(gpu, engine)
+
+
+def calibration_source(gpu, engine: str, calibration_file: str | Path | None = None) -> str:
+    """Where `get_calibration` takes (hardware, engine)'s factors from, in words a prediction reports."""
+    if calibration_file is not None:
+        return str(calibration_file)
+    if engine in getattr(gpu, "calibration_priors", {}):
+        return "hardware entry"
+    name = gpu if isinstance(gpu, str) else gpu.name
+    if published_fit(name, engine) is not None:
+        return "perfmodel/data/published_calibration.toml (fitted to published throughputs)"
+    return "perfmodel/data/calibration.toml"

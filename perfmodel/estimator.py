@@ -243,9 +243,9 @@ def estimate(
     seq_kv_bytes = kv_bytes_per_token * (input_len + output_len).astype(np.float64)
     kv_capacity_bytes = gpu.memory_bytes * cal.gpu_memory_utilization - weight_bytes - cal.workspace_bytes
     max_concurrent = np.floor(np.maximum(kv_capacity_bytes, 0.0) / seq_kv_bytes)
-    max_num_seqs = cal.max_num_seqs if max_num_seqs is None else max_num_seqs
-    if max_num_seqs:  # the engine's own cap on running sequences (vLLM max_num_seqs)
-        max_concurrent = np.minimum(max_concurrent, max_num_seqs)
+    max_num_seqs = np.asarray(cal.max_num_seqs if max_num_seqs is None else max_num_seqs, dtype=np.float64)
+    # The engine's own cap on running sequences (vLLM max_num_seqs), a scalar or one per point; 0 = none.
+    max_concurrent = np.where(max_num_seqs > 0, np.minimum(max_concurrent, max_num_seqs), max_concurrent)
     feasible = (max_concurrent >= 1) & tp_compatible(archs, tp)
     concurrency = np.maximum(np.minimum(batch_size, max_concurrent), 1.0)  # 1 keeps the math finite
     full_waves = np.floor(batch_size / concurrency)

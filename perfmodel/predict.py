@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from perfmodel.arch import Arch
 from perfmodel.arch_batch import ArchBatch
-from perfmodel.calibration import get_calibration
+from perfmodel.calibration import calibration_source, get_calibration
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.estimator import estimate
 from perfmodel.hardware import Hardware
@@ -113,10 +113,7 @@ def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, outpu
         )
     check_tp(arch, tp, dp)
     calibration = get_calibration(gpu, engine, calibration_file)
-    if calibration_file is not None:
-        source = str(calibration_file)
-    else:
-        source = "hardware entry" if engine in gpu.calibration_priors else "perfmodel/data/calibration.toml"
+    source = calibration_source(gpu, engine, calibration_file)
     e = estimate(
         ArchBatch.from_archs([arch]),
         gpu,

@@ -23,7 +23,7 @@ The adapter turns the result into a `Measurement`: output tokens/s = batch · ou
 `generate` call (output tokens only — vLLM's benchmark `tokens_per_second` counts prompt tokens too), total
 tokens/s with the prompts, TTFT mean / p50 / p99 over requests where the engine reports first-token times, the
 medians over the runs; `prefill_time_s` and `tpot_s` stay None (the engines schedule continuously: there is no wave
-prefill or step time to read), so calibrate and compare set these rows aside and say why. Every request's prompt
+prefill or step time to read), so calibrate fits these rows on output tokens/s and mean TTFT. Every request's prompt
 and output length is checked: an engine that returned another length makes the point an error. A CUDA OOM (or no
 room for the KV cache at start-up) is status "oom"; any other failure "error" with its first line.
 """

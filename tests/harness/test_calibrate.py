@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from harness.calibrate import CLASS_FACTORS, FACTORS, calibrate, choose_split
+from harness.calibrate import CLASS_FACTORS, FACTORS, calibrate, choose_split, output_tokens_errors_pct
 from harness.cli import main
 from harness.sweep_rows import arch_batch, load_sweeps
 from perfmodel import PRESETS
@@ -220,3 +220,52 @@ def test_a_gemv_regime_in_the_data_is_found(tmp_path, toy):
     assert by_name["gemv_max_tokens"].value == 2
     gemv = by_name["gemv_memory_efficiency"]
     assert gemv.status == "fitted" and abs(gemv.value - 0.9) <= 3 * gemv.std_error
+
+
+def _throughput_only(path):
+    """The sweep's rows as vLLM/SGLang or a published table give them: the run's output tokens/s alone."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        row.update(prefill_time_s=None, tpot_s=None, ttft_s=None, total_time_s=None)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_throughput_only_rows_fit_the_factors_they_identify(tmp_path, toy):
+    """Rows without prefill time or TPOT: the fit runs on log(predicted / measured output tokens/s) and recovers the
+    factors it is allowed to fit; the held-out configs are predicted as well as the training ones."""
+    _, hardware = toy
+    truth = {"memory_efficiency": 0.6, "step_overhead_s": 5e-4}
+    sweep = _throughput_only(synthetic_sweep(tmp_path / "s.jsonl", hardware, truth, noise=0.005))
+    data = load_sweeps([sweep])
+    assert len(data.rows) == len(CONFIGS) * 8 and not data.excluded
+    fit = calibrate(data, hardware, get_calibration(hardware, "torch"), choose_split(data),
+                    factors=("memory_efficiency", "step_overhead_s"))  # fmt: skip
+    assert {r["phase"] for r in fit.residuals} == {"throughput"}
+    by_name = {f.name: f for f in fit.factors}
+    for name, true_value in truth.items():
+        assert by_name[name].status == "fitted" and abs(by_name[name].value - true_value) <= 3 * by_name[name].std_error
+    assert by_name["compute_efficiency"].status == "held at prior (not in --factors)"
+    held = [row for row in data.rows if not fit.split.is_train(row)]
+    assert held and np.median(np.abs(output_tokens_errors_pct(held, hardware, fit.calibration))) < 2.0
+
+
+def test_a_single_config_is_split_by_workload(tmp_path, toy, capsys):
+    hw_path, hardware = toy
+    lengths = ((256, 16), (64, 64), (512, 32))
+    sweep = synthetic_sweep(tmp_path / "s.jsonl", hardware, TRUE, configs=["small-base"], lengths=lengths)
+    split = choose_split(load_sweeps([sweep]))
+    assert split.by == "workload" and split.train == ["64/64", "512/32"] and split.holdout == ["256/16"]
+    out = tmp_path / "cal.toml"
+    assert main(["calibrate", str(sweep), "--hardware", str(hw_path), "--holdout-workloads", "64/64", "--out",
+                 str(out), "--factors", "compute_efficiency,memory_efficiency"]) == 0  # fmt: skip
+    assert "Held out workloads: 64/64" in capsys.readouterr().out
+    import tomllib
+
+    table = tomllib.loads(out.read_text())["toy-cpu"]["torch"]
+    assert table["holdout_workloads"] == ["64/64"] and table["allowed_factors"] == ["compute_efficiency",
+                                                                                      "memory_efficiency"]  # fmt: skip
+    assert main(["compare", str(sweep), "--hardware", str(hw_path), "--calibration", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["holdout_workloads"] == ["64/64"]
+    assert {(p["input_len"], p["output_len"]) for p in report["points"] if p["split"] == "holdout"} == {(64, 64)}

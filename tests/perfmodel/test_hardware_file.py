@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from perfmodel import PRESETS, Arch, ArchBatch, ArchscaleInputError, Calibration, Hardware, estimate, get_gpu, predict
-from perfmodel.calibration import get_calibration
+from perfmodel.calibration import engine_priors, get_calibration
 from perfmodel.hardware import default_probe_path, load_hardware_file, resolve_hardware
 
 PROBED = """\
@@ -160,8 +160,10 @@ def test_calibration_prefers_the_hardwares_own_priors(tmp_path):
     hw = load_hardware_file(write(tmp_path, PROBED))
     own = get_calibration(hw, "torch")
     assert (own.compute_efficiency, own.step_overhead_s, own.gpu_memory_utilization) == (1.0, 4e-5, 0.5)
-    # no vllm priors in the file: the package's defaults (A100-class, no GPU-specific table for a probed machine)
-    assert get_calibration(hw, "vllm") == get_calibration("local-cpu", "vllm") == get_calibration("a100-80gb", "vllm")
+    # no vllm priors in the file: the package's defaults (A100-class, no GPU-specific table for a probed machine),
+    # not the A100's fit to published throughputs (perfmodel/data/published_calibration.toml)
+    assert get_calibration(hw, "vllm") == get_calibration("local-cpu", "vllm") == engine_priors("a100-80gb", "vllm")
+    assert not get_calibration(hw, "vllm").calibrated
     assert get_calibration(get_gpu("h200"), "torch") == get_calibration("h200", "torch")  # names still work
     p = predict(PRESETS["qwen3-0.6b"], get_gpu("h200"), batch_size=1, input_len=8, output_len=2)
     assert p.to_dict()["calibrated"] is False and p.to_dict()["hardware_measured"] is False
