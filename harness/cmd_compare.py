@@ -44,14 +44,16 @@ def run(args) -> int:
     from harness.compare import compare, fit_holdout
     from harness.sweep_rows import load_sweeps
     from perfmodel.atomic_io import check_output_dir
-    from perfmodel.calibration import get_calibration
+    from perfmodel.calibration import engine_priors, get_calibration
     from perfmodel.hardware import resolve_hardware
 
     hardware = resolve_hardware(args.gpu, args.hardware)
     if args.plot is not None:
         check_output_dir(args.plot, "--plot")  # before the report: a bad folder is one line, nothing printed
     data = load_sweeps(args.sweeps)
-    calibration = get_calibration(hardware, data.engine, args.calibration)
+    # Without a file: the engine's priors (not a fit the package adopted), so "uncalibrated" means what it says.
+    calibration = (engine_priors(hardware, data.engine) if args.calibration is None
+                   else get_calibration(hardware, data.engine, args.calibration))  # fmt: skip
     holdout = {} if args.calibration is None else fit_holdout(args.calibration, hardware.name, data.engine, data)
     comparison = compare(data, hardware, calibration, **holdout, baseline=args.baseline,
                          calibration_label=calibration_label(hardware, data.engine, calibration, args.calibration))  # fmt: skip

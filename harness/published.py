@@ -78,7 +78,7 @@ def to_sweep_row(row: dict, csv_line: int, csv_sha256: str) -> dict:
     """One published row as a measured sweep row (the keys `archscale sweep` writes that calibrate and compare read).
     Only the run's throughput is known: prefill time, TPOT and TTFT are None. The engine limits are the published
     ones where stated, else absent (the engine's defaults for the GPU apply)."""
-    from harness.sweep import arch_fields
+    from harness.sweep import arch_fields, shape_hash
     from perfmodel import PRESETS, get_gpu
 
     if int(row["tp"]) != 1:
@@ -92,6 +92,7 @@ def to_sweep_row(row: dict, csv_line: int, csv_sha256: str) -> dict:
         "status": "ok",
         "message": "",
         "config": arch.name,
+        "shape_hash": shape_hash(arch),
         "arch": arch_fields(arch),
         "engine": row["engine"],
         "dtype": DTYPES[row["dtype"]],

@@ -2,8 +2,9 @@
 
 `build_report(results_dir)` reads the results files and returns the Markdown text; it writes nothing. Sections, each
 with the metadata of the runs it came from (git SHA, machine, versions, command, time): kernel benchmarks
-(kernels/*.jsonl), measured hardware entries (hardware/*.toml), calibrations (calibration/*.toml), every sweep
-(sweeps/*.jsonl) compared with the current model uncalibrated and calibrated (harness.compare, recomputed from the
+(kernels/*.jsonl), measured hardware entries (hardware/*.toml), calibrations (calibration/*.toml, and
+published/calibration.toml: fits to others' published throughputs), every sweep (sweeps/*.jsonl, and the published
+rows as sweep rows, published/*.jsonl) compared with the current model uncalibrated and calibrated (harness.compare, recomputed from the
 rows so the report matches the code), the search results (search-*.json, predictions) and a link to every PNG. A
 missing kind of file gives a plain sentence saying what would produce it. The text holds no current time, so
 re-running on unchanged results gives the same file. A corrupt or unexpected file raises ArchscaleInputError.
@@ -22,6 +23,9 @@ from harness.tables import humanize_bytes, humanize_count, humanize_seconds
 from perfmodel.errors import ArchscaleInputError
 
 SEARCH_ROLES = ("baseline", "panda", "surefire", "surefire_gqa")
+# Ours, then the fits to and the rows of throughputs others published (results/published, `make calibrate-published`).
+CALIBRATION_FILES = ("calibration/*.toml", "published/calibration.toml")
+SWEEP_FILES = ("sweeps/*.jsonl", "published/*.jsonl")
 
 
 def build_report(results_dir: str | Path, *, link_dir: str | Path | None = None) -> str:
@@ -59,8 +63,9 @@ class _Context:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    def files(self, pattern: str) -> list[Path]:
-        return sorted(p for p in self.root.glob(pattern) if p.is_file())
+    def files(self, patterns: str | tuple[str, ...]) -> list[Path]:
+        patterns = (patterns,) if isinstance(patterns, str) else patterns
+        return [p for pattern in patterns for p in sorted(self.root.glob(pattern)) if p.is_file()]
 
 
 @contextmanager
@@ -146,7 +151,7 @@ def _calibration_section(ctx: _Context) -> list[str]:
     from perfmodel.calibration import load_calibration_file, read_toml
 
     lines = ["", "## Calibrations", ""]
-    files = ctx.files("calibration/*.toml")
+    files = ctx.files(CALIBRATION_FILES)
     if not files:
         return lines + ["No calibration has been committed yet (`archscale calibrate SWEEP.jsonl --hardware F "
                         "--out results/calibration/<machine>.toml` fits one).", ""]  # fmt: skip
@@ -203,7 +208,7 @@ def _calibration_entry(ctx: _Context, path: Path, hardware: str, engine: str, en
 
 def _sweep_section(ctx: _Context) -> list[str]:
     lines = ["", "## Sweeps: measured against the model", ""]
-    files = ctx.files("sweeps/*.jsonl")
+    files = ctx.files(SWEEP_FILES)
     if not files:
         return lines + ["No sweep has been committed yet (`archscale sweep CONFIG... --out "
                         "results/sweeps/<engine>-<machine>.jsonl` measures one).", ""]  # fmt: skip
@@ -233,7 +238,7 @@ def _predicted_for(ctx: _Context, sweep: Path, data) -> tuple:
     else:
         return None, None, None
     candidates = []
-    for path in ctx.files("calibration/*.toml"):
+    for path in ctx.files(CALIBRATION_FILES):
         tables = read_toml(path, "calibration file").get(hardware.name)
         entry = tables.get(data.engine) if isinstance(tables, dict) else None
         if isinstance(entry, dict):
@@ -246,7 +251,7 @@ def _sweep_file(ctx: _Context, path: Path) -> list[str]:
     from harness.compare import compare, fit_holdout
     from harness.results_io import read_jsonl
     from harness.sweep_rows import load_sweeps
-    from perfmodel.calibration import get_calibration
+    from perfmodel.calibration import engine_priors, get_calibration
 
     rows = read_jsonl(path)
     lines = [f"### {ctx.link(path)}", ""]
@@ -273,7 +278,9 @@ def _sweep_file(ctx: _Context, path: Path) -> list[str]:
                  "none committed for it, so uncalibrated only."), ""]  # fmt: skip
     comparisons = {}
     for label, cal in variants:
-        calibration = get_calibration(hardware, data.engine, cal)
+        calibration = (
+            engine_priors(hardware, data.engine) if cal is None else get_calibration(hardware, data.engine, cal)
+        )
         try:
             comparisons[label] = compare(data, hardware, calibration, calibration_label=label, **holdout)
         except ArchscaleInputError as exc:  # e.g. every point infeasible on that entry: say so, go on

@@ -33,6 +33,10 @@ def run_line(meta: dict | None) -> str:
     """One line from a run's metadata: command, git SHA, machine, versions, time."""
     if not meta:
         return "no run metadata recorded"
+    if meta.get("source") == "published":  # others' measurement (archscale published --sweep-rows), not a run of ours
+        return (f"published by others, not measured here: {str(meta.get('source_url')).split('#')[0]} · "
+                f"{meta.get('gpu_name')} · "
+                f"{meta.get('engine_version')} · {meta.get('published_csv')}")  # fmt: skip
     sha = meta.get("git_sha")
     git = f"git {str(sha)[:7]}" + (" (uncommitted changes)" if meta.get("git_dirty") else "") if sha else "git unknown"
     cpu = f"{meta.get('cpu_model') or 'unknown CPU'}, {meta.get('cpu_count_logical') or '?'} logical CPUs"

@@ -6,6 +6,7 @@ one error line, exit 2, and leaves REPORT.md as it was. On the committed results
 import datetime
 import json
 import re
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -231,3 +232,18 @@ def test_the_committed_results_link_every_png():
     assert pngs, "the committed results/ should hold plots"
     for png in pngs:
         assert f"]({png})" in text, png
+
+
+def test_the_committed_report_covers_the_fits_to_published_throughputs():
+    """results/published (make calibrate-published): each fit is a calibration section, each file of published rows a
+    sweep section, compared with its priors (not the adopted fit) and with its fit, labelled as others' figures."""
+    text = build_report(REPO_RESULTS)
+    tables = tomllib.loads((REPO_RESULTS / "published" / "calibration.toml").read_text())
+    for gpu, engines in tables.items():
+        for engine in engines:
+            assert f"### [published/calibration.toml](published/calibration.toml) [{gpu}.{engine}]" in text
+    for path in sorted((REPO_RESULTS / "published").glob("*.jsonl")):
+        section = text.split(f"### [published/{path.name}]")[1].split("\n### ")[0]
+        assert "published by others, not measured here" in section and "git " not in section
+    a100 = text.split("### [published/published-vllm-a100-80gb.jsonl]")[1].split("\n### ")[0]
+    assert "| holdout | out tok/s | 8 | 22.0% | 35.8% |" in a100  # the priors' held-out figures, as in the README
