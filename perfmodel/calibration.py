@@ -67,6 +67,9 @@ class Calibration:
     chunked_prefill: bool = False
     # Share of the interconnect's bandwidth a TP collective reaches (NCCL's bus bandwidth against the link's).
     interconnect_efficiency: float = 0.80
+    # Engine policy: largest decode batch replayed from a captured CUDA graph, smaller batches padded up to the next
+    # captured size (perfmodel/cuda_graphs.py); 0 = no padding (our engine captures each wave's exact batch).
+    cuda_graph_max_batch: float = 0.0
 
     def efficiencies(self, op_class: str) -> tuple[float, float]:
         """(compute, memory) efficiency of an operator class: "gemm", "attention_prefill", "attention_decode",
@@ -98,6 +101,7 @@ OPTIONAL_FIELDS = (
     "interconnect_efficiency",
     "max_num_seqs",
     "chunked_prefill",
+    "cuda_graph_max_batch",
 )  # may be absent from a file: the dataclass default applies
 EFFICIENCY_FIELDS = ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization", "gemv_memory_efficiency",
                      "attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",

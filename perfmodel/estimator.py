@@ -39,6 +39,7 @@ import numpy as np
 from perfmodel import params
 from perfmodel.arch_batch import ArchBatch
 from perfmodel.calibration import Calibration
+from perfmodel.cuda_graphs import graph_batch
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import Hardware
 from perfmodel.occupancy import decode_attention_occupancy
@@ -175,7 +176,8 @@ def _wave(shape, n_seqs, input_len, output_len, gpu: Hardware, cal: Calibration,
         last_chunk_s = np.where(has_last, sum(last_ops.values()) + cal.step_overhead_s, 0.0)
     prefill_s = full_chunks * chunk_s + last_chunk_s
 
-    step_dense_ops = dense_ops(shape, n_seqs, n_seqs, passes)
+    # Each decode step replays the CUDA graph of the next captured batch size (vLLM, SGLang; perfmodel/cuda_graphs.py).
+    step_dense_ops = dense_ops(shape, graph_batch(n_seqs, cal.cuda_graph_max_batch), n_seqs, passes)
     op_classes = {name: op.op_class for name, op in step_dense_ops.items()} | {
         "attention": "attention",
         "communication": "communication",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from perfmodel.cuda_graphs import graph_batch
 from perfmodel.occupancy import decode_attention_occupancy
 from perfmodel.operators import decode_attention, dense_ops, prefill_attention
 from perfmodel.roofline import communication_time, forward_times, roofline
@@ -119,7 +120,9 @@ def _step(shape, decodes, prompts, input_len, output_len, running, gpu, cal, pea
     occupancy)."""
     prompt_tokens = prompts * input_len
     tokens = decodes + prompt_tokens
-    ops = dense_ops(shape, tokens, decodes + prompts, cal.sampler_logit_passes)
+    # A decode-only step replays the CUDA graph of the next captured batch size (perfmodel/cuda_graphs.py).
+    graph_tokens = np.where(prompts > 0, tokens, graph_batch(decodes, cal.cuda_graph_max_batch))
+    ops = dense_ops(shape, graph_tokens, decodes + prompts, cal.sampler_logit_passes)
     times, compute_s = forward_times(ops, gpu, cal, peak_flops_per_s)
     prompt_share = prompt_tokens / np.maximum(tokens, 1e-30)
     prefill_ops = {name: t * prompt_share for name, t in times.items()}

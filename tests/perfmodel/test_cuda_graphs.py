@@ -1,0 +1,62 @@
+"""CUDA-graph batch buckets (perfmodel/cuda_graphs.py): the captured size a decode step replays, against the
+engines' own capture lists, and what the padding costs in a prediction."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from perfmodel import PRESETS, ArchBatch, estimate, get_gpu
+from perfmodel.calibration import engine_priors
+from perfmodel.cuda_graphs import graph_batch
+
+
+def vllm_capture_sizes(max_num_seqs: int) -> list[int]:
+    """vLLM's VllmConfig._set_cudagraph_sizes default, written out."""
+    top = min(max_num_seqs * 2, 512)
+    return [s for s in [1, 2, 4] + list(range(8, 256, 8)) + list(range(256, top + 1, 16)) if s <= top]
+
+
+def sglang_capture_sizes(max_bs: int) -> list[int]:
+    """SGLang's ServerArgs._generate_cuda_graph_batch_sizes without speculative decoding, written out."""
+    sizes = [1, 2, 4, 8, 12] + list(range(16, 257, 8)) + list(range(272, 512, 16)) + list(range(512, max_bs + 1, 32))
+    return [s for s in sizes if s <= max_bs]
+
+
+def replayed(sizes: list[int], n: int) -> int:
+    return min((s for s in sizes if s >= n), default=n)  # above the largest: no graph, the batch as it is
+
+
+def test_the_ladder_is_vllms_and_sglangs_capture_list():
+    n = np.arange(1, 1100)
+    vllm = graph_batch(n, 512)
+    assert vllm.tolist() == [replayed(vllm_capture_sizes(1024), int(k)) for k in n]
+    for max_bs in (32, 256, 512, 1024):
+        sglang = graph_batch(n, max_bs)
+        expected = [replayed(sglang_capture_sizes(max_bs), int(k)) for k in n]
+        differ = [int(k) for k, got, want in zip(n, sglang, expected, strict=True) if got != want]
+        assert set(differ) <= {9, 10, 11, 12}  # SGLang also captures 12; the ladder pads 9-12 to 16, as vLLM does
+
+
+def test_no_graphs_means_no_padding_and_fractional_means_round_up():
+    n = np.array([1.0, 3.0, 9.0, 250.0, 700.0])
+    assert graph_batch(n, 0).tolist() == n.tolist()
+    assert graph_batch(np.array([2.5, 8.01]), 512).tolist() == [4.0, 16.0]
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_a_decode_step_costs_what_its_captured_size_costs(engine):
+    """129 sequences replay the graph of 136: the decode GEMMs cost what they cost at 136 (each dummy row is
+    multiplied and written), more than the 129 rows alone; the sampler sees only the 129."""
+    gpu = get_gpu("h100-sxm")
+    priors = engine_priors(gpu, engine)
+    archs = ArchBatch.from_archs([PRESETS["llama-3.2-1b"]])
+
+    def decode_s(batch, cal, op):
+        e = estimate(archs, gpu, batch_size=batch, input_len=128, output_len=64, calibration=cal)
+        return float(e.decode_op_time_s[op][0])
+
+    no_graphs = replace(priors, cuda_graph_max_batch=0.0)
+    assert decode_s(129, priors, "mlp") == pytest.approx(decode_s(136, no_graphs, "mlp"), rel=1e-12)
+    assert decode_s(129, no_graphs, "mlp") < decode_s(129, priors, "mlp")
+    assert decode_s(129, priors, "sampler") == pytest.approx(decode_s(129, no_graphs, "sampler"), rel=1e-12)
