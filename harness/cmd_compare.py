@@ -113,6 +113,11 @@ def format_report(c: Comparison) -> str:
     names = dict(METRICS)
     body = [(names[s.metric], s.split, s.n_points, _abs_pct(s.median_abs_error_pct), _abs_pct(s.max_abs_error_pct),
              _pct(s.median_error_pct)) for s in c.summary if s.n_points or s.metric == "output_tokens_per_s"]  # fmt: skip
+    if c.n_repeated_points:
+        lines += ["", f"Measured more than once: {c.n_repeated_points} points (medians used); their measurements of "
+                      f"output tok/s spread by median {c.median_measured_spread_pct:.1f}%, max "
+                      f"{c.max_measured_spread_pct:.1f}% ((highest − lowest) / median): the floor under any model's "
+                      "error"]  # fmt: skip
     lines += ["", "Error of the prediction, 100·(predicted/measured − 1):"]
     lines.append(format_table(("metric", "split", "points", "median |err|", "max |err|", "median err"), body))
     r = c.ranking
@@ -122,6 +127,10 @@ def format_report(c: Comparison) -> str:
               f"  order fully right: {_share(r.n_groups_right, r.n_groups)} workloads with ≥ 2 configs",
               f"  pairs ordered right: {_share(r.n_pairs_right, r.n_pairs)}",
               f"  mean Spearman: {spearman}"]  # fmt: skip
+    if r.n_pairs_apart is not None:
+        lines.append(f"  pairs whose repeated measurements do not overlap: {r.n_pairs_apart} of {r.n_pairs}, ordered "
+                     f"right: {_share(r.n_pairs_apart_right, r.n_pairs_apart)}; every such pair right at "
+                     f"{_share(r.n_groups_right_apart, r.n_groups)} workloads")  # fmt: skip
     for g in r.groups:
         if not g.order_right:
             lines.append(f"  wrong at b={g.batch_size} in={g.input_len} out={g.output_len}: measured "
@@ -148,11 +157,12 @@ def format_report(c: Comparison) -> str:
     body = [(p.config, p.batch_size, p.input_len, p.output_len, *([p.split] if split else []),
              f"{p.measured_output_tokens_per_s:,.1f}", f"{p.predicted_output_tokens_per_s:,.1f}",
              _pct(p.output_tokens_per_s_error_pct),
+             *([p.measurements, _abs_pct(p.measured_spread_pct)] if c.n_repeated_points else []),
              *(cell for _, key in timed for cell in (sec(getattr(p, f"measured_{key}")),
                                                     sec(getattr(p, f"predicted_{key}")),
                                                     _pct(getattr(p, f"{key}_error_pct")))))
             for p in c.points]  # fmt: skip
     header = ("config", "batch", "in", "out", *(["split"] if split else []), "out tok/s", "predicted", "err",
-              *(name for label, _ in timed for name in (label, "predicted", "err")))  # fmt: skip
+              *(["n", "spread"] if c.n_repeated_points else []), *(name for label, _ in timed for name in (label, "predicted", "err")))  # fmt: skip
     lines += ["", "Per point (measured, predicted now, error):", format_table(header, body)]
     return "\n".join(lines)

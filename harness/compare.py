@@ -52,6 +52,16 @@ class PointComparison:
     tpot_s_error_pct: float | None
     predicted_concurrency: int
     measured_concurrency: int | None
+    measurements: int = 1  # how many times the point was measured (passes); the measured figures are their medians
+    measured_range: list[float] | None = None  # [lowest, highest] output tok/s over the measurements (None: one)
+
+    @property
+    def measured_spread_pct(self) -> float | None:
+        """(highest − lowest) / median output tok/s over the point's measurements, %; None when measured once."""
+        if self.measured_range is None:
+            return None
+        low, high = self.measured_range
+        return 100.0 * (high - low) / self.measured_output_tokens_per_s
 
     @property
     def workload(self) -> str:
@@ -80,6 +90,8 @@ class RankGroup:
     n_pairs: int
     n_pairs_right: int
     spearman: float | None  # None below 3 configs (or when a side is constant)
+    n_pairs_apart: int = 0  # pairs whose repeated measurements do not overlap (see Ranking)
+    n_pairs_apart_right: int = 0
 
 
 @dataclass
@@ -93,6 +105,11 @@ class Ranking:
     n_spearman_groups: int
     mean_spearman: float | None
     groups: list[RankGroup] = field(default_factory=list)
+    # Pairs both measured more than once whose measurements do not overlap (one's lowest above the other's highest):
+    # the order measurement can vouch for. None when no point was measured more than once.
+    n_pairs_apart: int | None = None
+    n_pairs_apart_right: int | None = None
+    n_groups_right_apart: int | None = None  # workloads where every pair measured apart is ordered right
 
 
 @dataclass
@@ -134,6 +151,11 @@ class Comparison:
     pairs: Pairs
     excluded: list[str]
     warnings: list[str]
+    # Over the points measured more than once: how many, and the median and max of (highest − lowest) / median
+    # output tok/s, % — how far apart measurements of the same point land (the floor under any model's error).
+    n_repeated_points: int = 0
+    median_measured_spread_pct: float | None = None
+    max_measured_spread_pct: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready: floats that are not finite become None (strict JSON)."""
@@ -258,6 +280,7 @@ def compare(data: SweepData, hardware: Hardware, calibration: Calibration, *, ca
             measured_tpot_s=values["tpot_s"][0], predicted_tpot_s=values["tpot_s"][1],
             tpot_s_error_pct=values["tpot_s"][2],
             predicted_concurrency=int(est.concurrency[i]), measured_concurrency=row.get("concurrency"),
+            measurements=int(row.get("measurements", 1)), measured_range=row.get("measured_range"),
         ))  # fmt: skip
     return Comparison(
         machine=data.machine, engine=data.engine, hardware=hardware.name,
@@ -265,8 +288,16 @@ def compare(data: SweepData, hardware: Hardware, calibration: Calibration, *, ca
         calibrated=calibration.calibrated, holdout_configs=holdout, holdout_batch_sizes=holdout_batches,
         holdout_workloads=holdout_shapes,
         sweep_sha256=dict(data.sha256), points=points, summary=summarize(points, split=has_split), ranking=rank(points),
-        pairs=ratios_to_baseline(points, baseline), excluded=excluded, warnings=notes,
+        pairs=ratios_to_baseline(points, baseline), excluded=excluded, warnings=notes, **_spread(points),
     )  # fmt: skip
+
+
+def _spread(points: list[PointComparison]) -> dict:
+    spreads = [p.measured_spread_pct for p in points if p.measured_spread_pct is not None]
+    if not spreads:
+        return {}
+    return {"n_repeated_points": len(spreads), "median_measured_spread_pct": float(np.median(spreads)),
+            "max_measured_spread_pct": float(np.max(spreads))}  # fmt: skip
 
 
 def _point_label(config: str, batch: int, input_len: int, output_len: int) -> str:
@@ -302,8 +333,11 @@ def rank(points: list[PointComparison]) -> Ranking:
         configs = sorted(by_config)
         meas = np.asarray([by_config[c].measured_output_tokens_per_s for c in configs])
         pred = np.asarray([by_config[c].predicted_output_tokens_per_s for c in configs])
+        ranges = [by_config[c].measured_range for c in configs]
         pairs = list(combinations(range(len(configs)), 2))
         right = sum(np.sign(meas[i] - meas[j]) == np.sign(pred[i] - pred[j]) for i, j in pairs)
+        apart = [(i, j) for i, j in pairs if _apart(ranges[i], ranges[j])]
+        apart_right = sum(np.sign(meas[i] - meas[j]) == np.sign(pred[i] - pred[j]) for i, j in apart)
         rho = None
         if len(configs) >= 3:
             with warnings.catch_warnings():  # a constant side gives NaN (skipped), not a warning on stderr
@@ -317,6 +351,7 @@ def rank(points: list[PointComparison]) -> Ranking:
             measured_order=[configs[k] for k in np.argsort(-meas, kind="stable")],
             predicted_order=[configs[k] for k in np.argsort(-pred, kind="stable")],
             order_right=bool(right == len(pairs)), n_pairs=len(pairs), n_pairs_right=int(right), spearman=rho,
+            n_pairs_apart=len(apart), n_pairs_apart_right=int(apart_right),
         ))  # fmt: skip
     n_right = sum(g.order_right for g in groups)
     n_pairs, n_pairs_right = sum(g.n_pairs for g in groups), sum(g.n_pairs_right for g in groups)
@@ -325,8 +360,21 @@ def rank(points: list[PointComparison]) -> Ranking:
         n_pairs=n_pairs, n_pairs_right=n_pairs_right,
         pairwise_concordance=n_pairs_right / n_pairs if n_pairs else None,
         n_spearman_groups=len(spearmans), mean_spearman=float(np.mean(spearmans)) if spearmans else None,
-        groups=groups,
+        groups=groups, **_apart_counts(points, groups),
     )  # fmt: skip
+
+
+def _apart(a: list[float] | None, b: list[float] | None) -> bool:
+    """Were two points measured apart: both measured more than once, one's lowest above the other's highest?"""
+    return a is not None and b is not None and (a[0] > b[1] or b[0] > a[1])
+
+
+def _apart_counts(points: list[PointComparison], groups: list[RankGroup]) -> dict:
+    if not any(p.measured_range is not None for p in points):
+        return {}  # every point measured once: the spread between measurements is unknown
+    return {"n_pairs_apart": sum(g.n_pairs_apart for g in groups),
+            "n_pairs_apart_right": sum(g.n_pairs_apart_right for g in groups),
+            "n_groups_right_apart": sum(g.n_pairs_apart_right == g.n_pairs_apart for g in groups)}  # fmt: skip
 
 
 def default_baseline(points: list[PointComparison]) -> str:

@@ -4,8 +4,9 @@
 with the metadata of the runs it came from (git SHA, machine, versions, command, time): kernel benchmarks
 (kernels/*.jsonl), measured hardware entries (hardware/*.toml), calibrations (calibration/*.toml, and
 published/calibration.toml: fits to others' published throughputs), every sweep (sweeps/*.jsonl, and the published
-rows as sweep rows, published/*.jsonl) compared with the current model uncalibrated and calibrated (harness.compare, recomputed from the
-rows so the report matches the code), the search results (search-*.json, predictions) and a link to every PNG. A
+rows as sweep rows, published/*.jsonl; a sweep's further passes with it) compared with the current model
+uncalibrated and calibrated (harness/report_sweeps.py, through harness.compare, recomputed from the rows so the
+report matches the code), the search results (search-*.json, predictions) and a link to every PNG. A
 missing kind of file gives a plain sentence saying what would produce it. The text holds no current time, so
 re-running on unchanged results gives the same file. A corrupt or unexpected file raises ArchscaleInputError.
 """
@@ -14,18 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter, defaultdict
-from contextlib import contextmanager
+from collections import Counter
 from pathlib import Path
 
-from harness.report_markdown import md_table, pct, run_line, runs_lines
+from harness.report_markdown import CALIBRATION_FILES, md_table, pct, reading, run_line, runs_lines
+from harness.report_sweeps import sweep_section
 from harness.tables import humanize_bytes, humanize_count, humanize_seconds
 from perfmodel.errors import ArchscaleInputError
 
 SEARCH_ROLES = ("baseline", "panda", "surefire", "surefire_gqa")
-# Ours, then the fits to and the rows of throughputs others published (results/published, `make calibrate-published`).
-CALIBRATION_FILES = ("calibration/*.toml", "published/calibration.toml")
-SWEEP_FILES = ("sweeps/*.jsonl", "published/*.jsonl")
 
 
 def build_report(results_dir: str | Path, *, link_dir: str | Path | None = None) -> str:
@@ -40,7 +38,7 @@ def build_report(results_dir: str | Path, *, link_dir: str | Path | None = None)
              f"Rendered by `archscale report` from the files under `{root.name}/`{schema}. Nothing here is written by "
              "hand, and the file holds no time of rendering: re-running on unchanged results gives the same file. "
              "Each section names the runs it came from."]  # fmt: skip
-    for section in (_kernel_section, _hardware_section, _calibration_section, _sweep_section, _search_section,
+    for section in (_kernel_section, _hardware_section, _calibration_section, sweep_section, _search_section,
                     _plots_section):  # fmt: skip
         parts += section(ctx)
     return "\n".join(parts).rstrip("\n") + "\n"
@@ -68,18 +66,6 @@ class _Context:
         return [p for pattern in patterns for p in sorted(self.root.glob(pattern)) if p.is_file()]
 
 
-@contextmanager
-def _reading(path: Path, writer: str):
-    """Unexpected content in `path` (a missing key, a wrong type) as one error line naming the file."""
-    try:
-        yield
-    except ArchscaleInputError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise ArchscaleInputError(f"{path}: not what `{writer}` writes ({type(exc).__name__}: {exc}); fix or remove "
-                                  "the file") from None  # fmt: skip
-
-
 # ---- sections ----
 def _kernel_section(ctx: _Context) -> list[str]:
     from harness.results_io import read_jsonl
@@ -95,7 +81,7 @@ def _kernel_section(ctx: _Context) -> list[str]:
         if not rows:
             lines += ["Empty file: no point measured.", ""]
             continue
-        with _reading(path, "archscale bench-kernel"):
+        with reading(path, "archscale bench-kernel"):
             ok = sorted((r for r in rows if r.get("status") == "ok"),
                         key=lambda r: (r["head_dim"], r["group"], r["batch_size"], r["kv_len"]))  # fmt: skip
             copy = sorted({r["copy_bandwidth_bytes_per_s"] for r in ok})
@@ -159,7 +145,7 @@ def _calibration_section(ctx: _Context) -> list[str]:
         load_calibration_file(path)  # validates the factors
         for hardware, engines in read_toml(path, "calibration file").items():
             for engine, entry in engines.items():
-                with _reading(path, "archscale calibrate"):
+                with reading(path, "archscale calibrate"):
                     lines += _calibration_entry(ctx, path, hardware, engine, entry)
     return lines
 
@@ -206,156 +192,6 @@ def _calibration_entry(ctx: _Context, path: Path, hardware: str, engine: str, en
     return lines + [f"- Run: {run_line(entry.get('metadata'))}", ""]
 
 
-def _sweep_section(ctx: _Context) -> list[str]:
-    lines = ["", "## Sweeps: measured against the model", ""]
-    files = ctx.files(SWEEP_FILES)
-    if not files:
-        return lines + ["No sweep has been committed yet (`archscale sweep CONFIG... --out "
-                        "results/sweeps/<engine>-<machine>.jsonl` measures one).", ""]  # fmt: skip
-    lines += ["Every measured point is predicted again by the current model (`archscale compare`), with the hardware "
-              "entry's priors (uncalibrated) and with the calibration fitted on these rows; error = "
-              "100·(predicted/measured − 1). Train / holdout: the configs (or batch sizes) the calibration was "
-              "fitted on / held out, for both models. Per-point tables: `archscale compare`'s output.", ""]  # fmt: skip
-    for path in files:
-        lines += _sweep_file(ctx, path)
-    return lines
-
-
-def _predicted_for(ctx: _Context, sweep: Path, data) -> tuple:
-    """(Hardware, its file or None, calibration file or None) to re-predict a sweep with: hardware/<machine>.toml
-    (the sweep being <engine>-<machine>.jsonl), else the datasheet GPU the rows name; the calibration of that entry
-    and engine that was fitted on this sweep file, else calibration/<machine>.toml."""
-    from perfmodel.calibration import read_toml
-    from perfmodel.hardware import get_gpu, list_gpus, load_hardware_file
-
-    slug = sweep.stem.removeprefix(f"{data.engine}-")
-    hw_file = ctx.root / "hardware" / f"{slug}.toml"
-    names = {r["hardware"] for r in data.rows if r.get("hardware")}
-    if hw_file.is_file():
-        hardware = load_hardware_file(hw_file)
-    elif len(names) == 1 and next(iter(names)) in {g.name for g in list_gpus()}:
-        hardware, hw_file = get_gpu(next(iter(names))), None
-    else:
-        return None, None, None
-    candidates = []
-    for path in ctx.files(CALIBRATION_FILES):
-        tables = read_toml(path, "calibration file").get(hardware.name)
-        entry = tables.get(data.engine) if isinstance(tables, dict) else None
-        if isinstance(entry, dict):
-            fitted_on = {Path(p).name for p in entry.get("sweep_sha256", {})}
-            candidates.append((sweep.name not in fitted_on, path.stem != slug, path))
-    return hardware, hw_file, min(candidates)[2] if candidates else None
-
-
-def _sweep_file(ctx: _Context, path: Path) -> list[str]:
-    from harness.compare import compare, fit_holdout
-    from harness.results_io import read_jsonl
-    from harness.sweep_rows import load_sweeps
-    from perfmodel.calibration import engine_priors, get_calibration
-
-    rows = read_jsonl(path)
-    lines = [f"### {ctx.link(path)}", ""]
-    if not any(r.get("status") == "ok" for r in rows):
-        return lines + [f"No measured point (status ok) among its {len(rows)} rows: not compared.", ""]
-    data = load_sweeps([path])
-    slug = path.stem.removeprefix(f"{data.engine}-")  # the machine, as in hardware/<machine>.toml
-    with _reading(path, "archscale sweep"):
-        batches = sorted({r["batch_size"] for r in data.rows})
-        shapes = sorted({(r["input_len"], r["output_len"]) for r in data.rows})
-        lines += [f"{len(data.rows)} measured points ({len(rows) - len(data.rows)} rows not ok) on {data.machine}, "
-                  f"engine {data.engine}: configs {', '.join(data.configs)}; batch {', '.join(map(str, batches))}; "
-                  f"(in, out) {', '.join(f'({i}, {o})' for i, o in shapes)}.", "", *runs_lines(rows)]  # fmt: skip
-    hardware, hw_file, cal_file = _predicted_for(ctx, path, data)
-    if hardware is None:
-        return lines + [f"No hardware entry to predict for (looked for `hardware/{slug}.toml` and a datasheet GPU "
-                        "named in the rows): not compared.", ""]  # fmt: skip
-    where = ctx.link(hw_file) if hw_file else "the datasheet (perfmodel/data/hardware.toml)"
-    # Both models are split by what the calibration held out, so that their held-out errors compare like for like.
-    holdout = {} if cal_file is None else fit_holdout(cal_file, hardware.name, data.engine, data)
-    variants = [("uncalibrated", None)] + ([("calibrated", cal_file)] if cal_file is not None else [])
-    lines += [f"Predicted for hardware entry `{hardware.name}` ({hardware.display_name}) from {where}; calibration: "
-              + (f"{ctx.link(cal_file)} [{hardware.name}.{data.engine}]." if cal_file else
-                 "none committed for it, so uncalibrated only."), ""]  # fmt: skip
-    comparisons = {}
-    for label, cal in variants:
-        calibration = (
-            engine_priors(hardware, data.engine) if cal is None else get_calibration(hardware, data.engine, cal)
-        )
-        try:
-            comparisons[label] = compare(data, hardware, calibration, calibration_label=label, **holdout)
-        except ArchscaleInputError as exc:  # e.g. every point infeasible on that entry: say so, go on
-            return lines + [f"Not compared ({label}): {exc}.", ""]
-    first = next(iter(comparisons.values()))
-    if first.excluded:
-        lines += [f"Excluded from the comparison ({len(first.excluded)}): " + "; ".join(first.excluded), ""]
-    lines += _error_table(comparisons)
-    for label, c in comparisons.items():
-        r = c.ranking
-        rho = "n/a" if r.mean_spearman is None else f"{r.mean_spearman:.2f} over {r.n_spearman_groups} workloads"
-        lines.append(f"- Ranking of configs by output tok/s, {label}: order fully right at {r.n_groups_right} of "
-                     f"{r.n_groups} workloads, {r.n_pairs_right} of {r.n_pairs} pairs right, mean Spearman {rho}.")  # fmt: skip
-    lines += ["", *_ratio_table(comparisons)]
-    extra = [p for p in ctx.files("compare/*") if p.name.startswith(f"{slug}-")]
-    extra += [p for p in ctx.files("compare/**/*.png") if p.parent.name.startswith(f"{slug}-")]
-    if extra:
-        lines += ["Committed `archscale calibrate` / `compare` outputs for this machine (as their run wrote them, with "
-                  "the model of that time): "
-                  + ", ".join(ctx.link(p) for p in extra), ""]  # fmt: skip
-    return lines
-
-
-def _error_table(comparisons: dict) -> list[str]:
-    """Median / max |error| per (split, metric), one column group per model (uncalibrated, calibrated)."""
-    from harness.compare import METRICS
-
-    names = dict(METRICS)
-    keyed = {label: {(s.split, s.metric): s for s in c.summary} for label, c in comparisons.items()}
-    header = ["split", "metric", "points"]
-    header += [f"{h}, {label}" for label in keyed for h in ("median |err|", "max |err|", "median err")]
-    body = []
-    for (split, metric), first in next(iter(keyed.values())).items():
-        if not first.n_points:  # a metric these rows do not measure (e.g. written by an older sweep)
-            continue
-        row = [split, names[metric], first.n_points]
-        for summary in keyed.values():
-            s = summary[(split, metric)]
-            signed = "-" if s.median_error_pct is None else f"{s.median_error_pct:+.1f}%"
-            row += [pct(s.median_abs_error_pct), pct(s.max_abs_error_pct), signed]
-        body.append(row)
-    return md_table(header, body)
-
-
-def _span(values) -> str:
-    values = list(values)
-    return f"{min(values):.2f}–{max(values):.2f}" if values else "-"
-
-
-def _ratio_table(comparisons: dict) -> list[str]:
-    """Per config: measured and predicted ratio to the baseline config (range) and the ratio's |error|."""
-    from harness.compare import error_stats
-
-    ratios = {label: defaultdict(list) for label in comparisons}
-    for label, c in comparisons.items():
-        for x in c.pairs.ratios:
-            ratios[label][x.config].append(x)
-    configs = sorted({config for by_config in ratios.values() for config in by_config})
-    if not configs:
-        return ["No throughput ratio to a baseline config (one config only, or none at a shared workload).", ""]
-    body = []
-    for config in configs:
-        xs = next(by_config[config] for by_config in ratios.values() if config in by_config)
-        row = [config, len(xs), _span(x.measured_ratio for x in xs)]
-        for by_config in ratios.values():
-            median, largest, _ = error_stats([y.ratio_error_pct for y in by_config.get(config, [])])
-            row += [_span(y.predicted_ratio for y in by_config.get(config, [])), f"{pct(median)} / {pct(largest)}"]
-        body.append(row)
-    header = ["config", "points", "measured x"]
-    header += [f"{h}, {label}" for label in comparisons for h in ("predicted x", "|ratio err| median / max")]
-    base = next(iter(comparisons.values())).pairs.baseline
-    return [f"Throughput ratio of each config to `{base}` (output tok/s at the same batch, in, out):", "",
-            *md_table(header, body)]  # fmt: skip
-
-
 def _search_section(ctx: _Context) -> list[str]:
     lines = ["", "## Architecture search (predictions, not measurements)", ""]
     files = ctx.files("search-*.json")
@@ -367,7 +203,7 @@ def _search_section(ctx: _Context) -> list[str]:
             payload = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ArchscaleInputError(f"{path}: corrupt JSON ({exc}); not a search result") from None
-        with _reading(path, "archscale search --save"):
+        with reading(path, "archscale search --save"):
             lines += _search_file(ctx, path, payload)
     return lines
 

@@ -4,9 +4,16 @@ metadata (command without the program's folder, git SHA, machine, versions, time
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.tables import humanize_bytes
+from perfmodel.errors import ArchscaleInputError
+
+# What the report reads besides its own folders: ours, then the fits to and the rows of throughputs others published
+# (results/published, `make calibrate-published`).
+CALIBRATION_FILES = ("calibration/*.toml", "published/calibration.toml")
+SWEEP_FILES = ("sweeps/*.jsonl", "published/*.jsonl")
 
 
 def md_table(header, rows) -> list[str]:
@@ -65,3 +72,15 @@ def runs_lines(rows: list[dict]) -> list[str]:
         first.setdefault(line, str(meta.get("time_utc") or ""))
     ordered = sorted(counts, key=lambda line: (first[line], line))
     return [f"- Run ({counts[line]} rows): {line}" for line in ordered] + [""]
+
+
+@contextmanager
+def reading(path: Path, writer: str):
+    """Unexpected content in `path` (a missing key, a wrong type) as one error line naming the file."""
+    try:
+        yield
+    except ArchscaleInputError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ArchscaleInputError(f"{path}: not what `{writer}` writes ({type(exc).__name__}: {exc}); fix or remove "
+                                  "the file") from None  # fmt: skip

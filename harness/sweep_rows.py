@@ -3,8 +3,11 @@
 `load_sweeps` reads JSONL files written by `archscale sweep`, keeps the measured rows (status ok, output tokens/s
 present; prefill time and TPOT where the engine has them: our engine's static waves do, vLLM's and SGLang's continuous
 batching and published figures give the throughput alone; rows from before per-request TTFT have their `ttft_s`
-read as the prefill time), and lists what it set aside and why; it refuses to mix hardware or engines in one data set (a fit or a comparison across two machines
-means nothing). `predict_rows` runs the perfmodel on every kept point in one
+read as the prefill time), and lists what it set aside and why; it refuses to mix hardware or engines in one data
+set (a fit or a comparison across two machines means nothing). A point measured more than once — in several passes
+of a sweep, each pass its own file, or published several times — becomes one row: the median of each measured
+field, with `measurements` (how many) and `measured_range` (the lowest and highest output tokens/s), so that a
+comparison can tell model error from the spread between measurements taken at different times. `predict_rows` runs the perfmodel on every kept point in one
 vectorized `estimate` call — the architecture at the dtype the engine ran, its workload, the given hardware and
 calibration — so calibrate and compare judge the current model, not the prediction stored when the row was written.
 """
@@ -71,6 +74,32 @@ def split_value(row: dict, by: str):
     return workload_of(row) if by == "workload" else row[by]
 
 
+# What identifies a measured point (the sweep's resume key), and the fields whose median a merged point reports.
+POINT_KEY = ("config", "shape_hash", "engine", "device", "dtype", "attention", "batch_size", "input_len", "output_len")
+MERGED_FIELDS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "ttft_p50_s", "ttft_p99_s", "prefill_time_s",
+                 "tpot_s", "total_time_s")  # fmt: skip
+
+
+def merge_repeats(rows: list[dict]) -> list[dict]:
+    """One row per point (POINT_KEY), in first-seen order: a point measured once as it is (`measurements` 1,
+    `measured_range` None); measured n times, the first row's fields with the median of each MERGED_FIELDS field
+    over the measurements that have it, `measurements` n and `measured_range` [min, max] of output tokens/s."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(k) for k in POINT_KEY), []).append(row)
+    merged = []
+    for repeats in groups.values():
+        row = {**repeats[0], "measurements": len(repeats), "measured_range": None}
+        if len(repeats) > 1:
+            for key in MERGED_FIELDS:
+                values = [r[key] for r in repeats if r.get(key) is not None]
+                row[key] = float(np.median(values)) if values else None
+            rates = [r["output_tokens_per_s"] for r in repeats]
+            row["measured_range"] = [min(rates), max(rates)]
+        merged.append(row)
+    return merged
+
+
 def _label(row: dict) -> str:
     return f"{row.get('config')} b={row.get('batch_size')} in={row.get('input_len')} out={row.get('output_len')}"
 
@@ -111,6 +140,7 @@ def load_sweeps(paths) -> SweepData:
         if len(found) > 1:
             raise ArchscaleInputError(f"the sweep files mix {what} ({'; '.join(found)}): calibrate or compare one "
                                       "machine and one engine at a time")  # fmt: skip
+    data.rows = merge_repeats(data.rows)  # after the checks: only one machine's measurements are merged
     data.engine, data.machine = engines[0], machines[0]
     return data
 

@@ -1,5 +1,6 @@
-"""Accuracy regressions: every committed study (results/sweeps/<engine>-<machine>.jsonl with its probed hardware
-results/hardware/<machine>.toml and calibration results/calibration/<machine>.toml) is re-predicted with the current
+"""Accuracy regressions: every committed study (results/sweeps/<engine>-<machine>.jsonl and its further passes
+<engine>-<machine>-pass<N>.jsonl, with its probed hardware results/hardware/<machine>.toml and calibration
+results/calibration/<machine>.toml) is re-predicted with the current
 perfmodel, uncalibrated (the probe's priors) and with the committed calibration, exactly as `archscale compare` does;
 the held-out median and max |error| of output tokens/s must not grow past the figures the README reports.
 
@@ -9,6 +10,7 @@ slack is for the README's rounding to 0.1 point. A model change that makes the e
 the README's table and the figures here together (`archscale compare ... --calibration FILE` prints them).
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -29,22 +31,23 @@ REPORTED_HELD_OUT_PCT = {
 REPORTED_HELD_OUT_POINTS = {("torch", "cpu-xeon-2c"): 42}
 
 
-def study_files(engine: str, machine: str) -> tuple[Path, Path, Path]:
-    return (RESULTS / "sweeps" / f"{engine}-{machine}.jsonl", RESULTS / "hardware" / f"{machine}.toml",
-            RESULTS / "calibration" / f"{machine}.toml")  # fmt: skip
+def study_files(engine: str, machine: str) -> tuple[list[Path], Path, Path]:
+    first = RESULTS / "sweeps" / f"{engine}-{machine}.jsonl"
+    passes = sorted((RESULTS / "sweeps").glob(f"{engine}-{machine}-pass*.jsonl"))
+    return [first, *passes], RESULTS / "hardware" / f"{machine}.toml", RESULTS / "calibration" / f"{machine}.toml"
 
 
 def test_every_committed_sweep_has_reported_figures():
-    found = {tuple(path.stem.split("-", 1)) for path in (RESULTS / "sweeps").glob("*.jsonl")}
+    found = {tuple(re.sub(r"-pass\d+$", "", path.stem).split("-", 1)) for path in (RESULTS / "sweeps").glob("*.jsonl")}
     assert found == set(REPORTED_HELD_OUT_PCT), "a study was added or removed: list its README figures here"
 
 
 @pytest.mark.parametrize(("engine", "machine"), sorted(REPORTED_HELD_OUT_PCT))
 def test_held_out_error_of_output_tokens_per_s_has_not_grown(engine, machine):
-    sweep, hardware_file, calibration_file = study_files(engine, machine)
-    for path in (sweep, hardware_file, calibration_file):
+    sweeps, hardware_file, calibration_file = study_files(engine, machine)
+    for path in (*sweeps, hardware_file, calibration_file):
         assert path.is_file(), f"committed study file {path} is missing"
-    data = load_sweeps([sweep])
+    data = load_sweeps(sweeps)
     hardware = load_hardware_file(hardware_file)
     holdout = fit_holdout(calibration_file, hardware.name, data.engine, data)
     assert holdout, f"{calibration_file} records no train/held-out split"

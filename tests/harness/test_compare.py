@@ -215,16 +215,18 @@ def test_unknown_gpu_and_missing_file_are_one_line_exit_2(tmp_path, hw_path, cap
 def test_oom_and_infeasible_points_are_excluded_with_a_note(tmp_path, hw_path, capsys):
     rows = [scaled("tiny-mha", 1, hw_path, 1.0), row("tiny-mha", 64, 0, 0, 0, status="oom"),
             row("llama-3.2-1b", 1, 10.0, 0.5, 0.1), scaled("tiny-mha", 2, hw_path, 1.0, hardware="other-gpu"),
-            scaled("tiny-mha", 1, hw_path, 3.0)]  # fmt: skip
+            scaled("tiny-mha", 1, hw_path, 3.0),  # the same point measured again: merged (median)
+            {**scaled("tiny-mha", 1, hw_path, 5.0), "shape_hash": "9876543210"}]  # fmt: skip  # same name, other shape
     path = write_rows(tmp_path / "s.jsonl", rows)
     code, out, _ = run_cli(capsys, path, "--hardware", hw_path)
     assert code == 0 and "Excluded (3):" in out
-    assert "tiny-mha b=1 in=32 out=8: a second row for this point" in out
+    assert "tiny-mha b=1 in=32 out=8: a second row for this point (shape_hash 9876543210" in out
     assert "tiny-mha b=64 in=32 out=8: status oom (CUDA out of memory)" in out
     assert "llama-3.2-1b b=1 in=32 out=8: the model finds it infeasible on local-cpu" in out
     assert "warning: the rows were predicted for hardware other-gpu" in out
     c = comparison_of([path], hw_path)
-    assert [(p.config, p.batch_size) for p in c.points] == [("tiny-mha", 1), ("tiny-mha", 2)]
+    assert [(p.config, p.batch_size, p.measurements) for p in c.points] == [("tiny-mha", 1, 2), ("tiny-mha", 2, 1)]
+    assert c.points[0].output_tokens_per_s_error_pct == pytest.approx(100 * (1 / 2 - 1))  # measured at 2x: median
 
 
 def test_corrupt_middle_line_is_exit_2_and_the_file_unchanged(tmp_path, hw_path, capsys):
@@ -266,3 +268,39 @@ def test_text_report_names_machine_hardware_calibration_and_sections(tmp_path, h
                    "order fully right: 2 of 2 (100%)", "mean Spearman: 1.000",
                    "Throughput ratio to the baseline small-base", "median |ratio error| 0.0%", "Per point"):  # fmt: skip
         assert needle in out, needle
+
+
+def test_a_point_measured_in_two_passes_is_their_median_with_its_spread(tmp_path, hw_path, capsys):
+    """Two passes (files) measure the same point at different times: compare uses the median and reports how far
+    apart the measurements landed."""
+    first = write_rows(tmp_path / "s.jsonl", [row("tiny-mha", 1, 1000.0, 0.002, 0.0005),
+                                              row("tiny-gqa4", 1, 1500.0, 0.002, 0.0005)])  # fmt: skip
+    second = write_rows(tmp_path / "s-pass2.jsonl", [row("tiny-mha", 1, 1200.0, 0.004, 0.0007)])
+    c = comparison_of([first, second], hw_path)
+    mha, gqa = sorted(c.points, key=lambda p: p.config != "tiny-mha")
+    assert (mha.measurements, mha.measured_range, mha.measured_output_tokens_per_s) == (2, [1000.0, 1200.0], 1100.0)
+    assert mha.measured_ttft_s == pytest.approx(0.003) and mha.measured_tpot_s == pytest.approx(0.0006)
+    assert mha.measured_spread_pct == pytest.approx(100 * 200 / 1100)
+    assert (gqa.measurements, gqa.measured_range, gqa.measured_spread_pct) == (1, None, None)
+    assert c.n_repeated_points == 1 and c.max_measured_spread_pct == pytest.approx(100 * 200 / 1100)
+    assert not c.excluded  # merged, not set aside as a duplicate
+    code, out, _ = run_cli(capsys, first, second, "--hardware", hw_path)
+    assert code == 0 and "Measured more than once: 1 points (medians used)" in out and "spread" in out
+
+
+def test_ranking_counts_apart_only_pairs_whose_measurements_do_not_overlap(tmp_path, hw_path):
+    """Three configs measured twice at batch 1. Two are measured in the opposite order to the model's but their
+    measurements overlap (a tie within the spread between passes); the third is measured clear of both and in the
+    model's order."""
+    configs = ["small-base", "tiny-gqa4", "tiny-mha"]
+    speed = {c: predicted(c, 1, hw_path).output_tokens_per_s for c in configs}
+    fast, mid, slow = sorted(configs, key=speed.get, reverse=True)
+    base = speed[mid]
+    passes = {fast: (0.98 * base, 1.00 * base), mid: (0.99 * base, 1.04 * base), slow: (0.50 * base, 0.52 * base)}
+    one = write_rows(tmp_path / "s.jsonl", [row(c, 1, passes[c][0], 0.01, 0.001) for c in configs])
+    two = write_rows(tmp_path / "s-pass2.jsonl", [row(c, 1, passes[c][1], 0.01, 0.001) for c in configs])
+    r = comparison_of([one, two], hw_path).ranking
+    assert (r.n_pairs, r.n_pairs_right) == (3, 2)  # fast and mid swapped in the medians
+    assert (r.n_pairs_apart, r.n_pairs_apart_right, r.n_groups_right_apart) == (2, 2, 1)
+    single = comparison_of([one], hw_path).ranking
+    assert single.n_pairs_apart is None  # one measurement per point: the spread is unknown, nothing claimed

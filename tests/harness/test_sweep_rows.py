@@ -41,3 +41,14 @@ def test_rows_without_phase_timings_are_measured_and_rows_without_a_rate_are_set
     data = load_sweeps([path])
     assert [row["batch_size"] for row in data.rows] == [vllm_row["batch_size"]]
     assert len(data.excluded) == 1 and "b=3" in data.excluded[0] and "no output_tokens_per_s" in data.excluded[0]
+
+
+def test_repeated_points_merge_to_their_medians_in_first_seen_order(tmp_path, vllm_row):
+    rows = [{**vllm_row, "output_tokens_per_s": rate} for rate in (100.0, 130.0, 110.0)]
+    rows.insert(1, {**vllm_row, "batch_size": 7})
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    merged, other = load_sweeps([path]).rows
+    assert (merged["measurements"], merged["measured_range"], merged["output_tokens_per_s"]) == (3, [100.0, 130.0],
+                                                                                               110.0)  # fmt: skip
+    assert (other["batch_size"], other["measurements"], other["measured_range"]) == (7, 1, None)
