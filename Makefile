@@ -66,30 +66,30 @@ sweep: install
 	  --out $(SWEEP_OUT)/sweep-cpu.jsonl
 
 # The committed CPU study (results/): probe this machine, sweep the six small presets at batch 1-64 for two
-# (input, output) shapes (prefill-heavy, decode-heavy) twice, calibrate on half of the configs (the default split
-# holds out every second config by name) and compare on all of them. About 20 minutes on 2 cores; resumes where it
-# stopped.
+# (input, output) shapes (prefill-heavy, decode-heavy) three times, calibrate on half of the configs (the default
+# split holds out every second config by name) and compare on all of them. About 30 minutes on 2 cores; resumes where
+# it stopped.
 CPU_NAME  ?= cpu-xeon-2c
 CPU_PROBE := results/hardware/$(CPU_NAME).toml
 CPU_SWEEP := results/sweeps/torch-$(CPU_NAME).jsonl
-CPU_PASS2 := results/sweeps/torch-$(CPU_NAME)-pass2.jsonl
+CPU_PASSES := results/sweeps/torch-$(CPU_NAME)-pass2.jsonl results/sweeps/torch-$(CPU_NAME)-pass3.jsonl
 CPU_CAL   := results/calibration/$(CPU_NAME).toml
 CPU_GRID  := --device cpu --batch-size 1,2,4,8,16,32,64 --repeats 2 --hardware $(CPU_PROBE) --quiet
 calibrate-cpu: install
 	test -f $(CPU_PROBE) || $(BIN)/archscale probe --device cpu --out $(CPU_PROBE)
-	@# Two passes over the grid, the second after the first into its own file: calibrate and compare take each
-	@# point's median and report how far its two measurements, minutes apart, land from each other.
-	@for out in $(CPU_SWEEP) $(CPU_PASS2); do \
+	@# Three passes over the grid, each after the one before into its own file: calibrate and compare take each
+	@# point's median and report how far its measurements, minutes apart, land from each other.
+	@for out in $(CPU_SWEEP) $(CPU_PASSES); do \
 	  $(BIN)/archscale sweep $(SWEEP_CONFIGS) --input-len 256 --output-len 16 $(CPU_GRID) --out $$out || exit $$?; \
 	  $(BIN)/archscale sweep $(SWEEP_CONFIGS) --input-len 64 --output-len 64 $(CPU_GRID) --out $$out || exit $$?; \
 	done
 	mkdir -p results/compare
-	$(BIN)/archscale calibrate $(CPU_SWEEP) $(CPU_PASS2) --hardware $(CPU_PROBE) --out $(CPU_CAL) \
+	$(BIN)/archscale calibrate $(CPU_SWEEP) $(CPU_PASSES) --hardware $(CPU_PROBE) --out $(CPU_CAL) \
 	  > results/compare/$(CPU_NAME)-calibrate.txt
 	cat results/compare/$(CPU_NAME)-calibrate.txt
-	$(BIN)/archscale compare $(CPU_SWEEP) $(CPU_PASS2) --hardware $(CPU_PROBE) \
+	$(BIN)/archscale compare $(CPU_SWEEP) $(CPU_PASSES) --hardware $(CPU_PROBE) \
 	  --plot results/compare/$(CPU_NAME)-uncalibrated > results/compare/$(CPU_NAME)-uncalibrated.txt
-	$(BIN)/archscale compare $(CPU_SWEEP) $(CPU_PASS2) --hardware $(CPU_PROBE) --calibration $(CPU_CAL) \
+	$(BIN)/archscale compare $(CPU_SWEEP) $(CPU_PASSES) --hardware $(CPU_PROBE) --calibration $(CPU_CAL) \
 	  --plot results/compare/$(CPU_NAME)-calibrated > results/compare/$(CPU_NAME)-calibrated.txt
 
 # The engines' priors fitted to throughputs others published (perfmodel/data/published_throughput.csv): the rows
