@@ -25,9 +25,14 @@ def sweep_section(ctx) -> list[str]:
     studies: dict[str, list[Path]] = {}  # a sweep's passes (<name>-pass<N>.jsonl) are one study
     for path in files:
         studies.setdefault(str(path.with_name(re.sub(r"-pass\d+$", "", path.stem))), []).append(path)
-    for paths in studies.values():
-        lines += _sweep_file(ctx, paths)
+    for paths in studies.values():  # the first pass (no suffix) first: it names the machine
+        lines += _sweep_file(ctx, sorted(paths, key=_pass_number))
     return lines
+
+
+def _pass_number(path: Path) -> int:
+    match = re.search(r"-pass(\d+)$", path.stem)
+    return int(match.group(1)) if match else 1
 
 
 def _predicted_for(ctx, sweep: Path, data) -> tuple:
@@ -73,7 +78,8 @@ def _sweep_file(ctx, paths: list[Path]) -> list[str]:
     with reading(path, "archscale sweep"):
         batches = sorted({r["batch_size"] for r in data.rows})
         shapes = sorted({(r["input_len"], r["output_len"]) for r in data.rows})
-        lines += [f"{len(data.rows)} measured points ({len(rows) - len(data.rows)} rows not ok) on {data.machine}, "
+        not_ok = sum(r.get("status") != "ok" for r in rows)
+        lines += [f"{len(data.rows)} measured points ({len(rows)} rows, {not_ok} not ok) on {data.machine}, "
                   f"engine {data.engine}: configs {', '.join(data.configs)}; batch {', '.join(map(str, batches))}; "
                   f"(in, out) {', '.join(f'({i}, {o})' for i, o in shapes)}.", "", *runs_lines(rows)]  # fmt: skip
     hardware, hw_file, cal_file = _predicted_for(ctx, path, data)

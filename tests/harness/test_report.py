@@ -126,7 +126,7 @@ def test_report_holds_every_section_with_its_values_links_and_metadata(results):
     assert "| all | out tok/s | 4 | 25.0% | 25.0% | +25.0% |" in text
     assert "| holdout | TPOT | 2 | 20.0% | 20.0% | -20.0% |" in text
     assert "| train | out tok/s | 2 | 25.0% | 25.0% | +25.0% |" in text
-    assert "calibrated" in text and "4 measured points (0 rows not ok) on Toy CPU (2 CPUs), engine torch" in text
+    assert "calibrated" in text and "4 measured points (4 rows, 0 not ok) on Toy CPU (2 CPUs), engine torch" in text
     assert "Throughput ratio of each config to `tiny-gqa4`" in text and "| tiny-mha | 2 |" in text
     assert "[calibration/toy-cpu.toml](calibration/toy-cpu.toml) [local-cpu.torch]" in text
     # calibration: factors with std errors, the split, the point count, the sweep's changed SHA
@@ -247,3 +247,21 @@ def test_the_committed_report_covers_the_fits_to_published_throughputs():
         assert "published by others, not measured here" in section and "git " not in section
     a100 = text.split("### [published/published-vllm-a100-80gb.jsonl]")[1].split("\n### ")[0]
     assert "| holdout | out tok/s | 8 | 22.0% | 35.8% |" in a100  # the priors' held-out figures, as in the README
+
+
+def test_a_sweeps_passes_are_one_study_compared_at_their_medians(results):
+    """sweeps/<name>-pass2.jsonl measures the same grid again: one section, the first pass first (it names the
+    machine), each point at its median with the spread between passes."""
+    first = results / "sweeps" / "torch-toy-cpu.jsonl"
+    rows = [json.loads(line) for line in first.read_text().splitlines()]
+    again = [{**r, "output_tokens_per_s": r["output_tokens_per_s"] * 1.2} for r in rows]
+    (results / "sweeps" / "torch-toy-cpu-pass2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in again))
+    text = build_report(results)
+    assert text.count("### [sweeps/torch-toy-cpu") == 1
+    assert "### [sweeps/torch-toy-cpu.jsonl](sweeps/torch-toy-cpu.jsonl) + [sweeps/torch-toy-cpu-pass2.jsonl]" in text
+    assert "4 measured points (8 rows, 0 not ok)" in text and "Predicted for hardware entry `local-cpu`" in text
+    spread = 100 * 0.2 / 1.1  # (1.2 − 1) / median (1.1) of the two passes
+    assert (
+        f"4 points measured more than once (medians compared): their measurements spread by median {spread:.1f}%"
+        in text
+    )
