@@ -20,6 +20,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """0 or a positive integer (0 switches a limit off)."""
+    if text.strip() == "0":
+        return 0
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got '{text}'") from None
+
+
 def positive_int_list(text: str) -> tuple[int, ...]:
     """'1,16,128' -> (1, 16, 128), order kept; spaces around items are allowed. An empty item ('1,,2', a trailing
     comma) or a value given twice is an error: both are usually a typo for another value."""
@@ -53,6 +63,10 @@ def add_deployment_args(parser, kv_default: str) -> None:
     parser.add_argument("--max-num-seqs", type=positive_int, default=None,
                         help="most sequences running at once (default: the engine's, e.g. vLLM's max_num_seqs for "
                         "the GPU; ours has no cap beyond the KV budget)")  # fmt: skip
+    parser.add_argument("--cuda-graph-max-batch", type=non_negative_int, default=None, metavar="N",
+                        help="largest decode batch the engine replays from a CUDA graph, smaller ones padded to the "
+                        "next captured size; 0 = none (default: the engine's, e.g. 512 for vLLM, SGLang's "
+                        "cuda_graph_max_bs)")  # fmt: skip
 
 
 def deployment_kwargs(args) -> dict:
@@ -64,4 +78,5 @@ def deployment_kwargs(args) -> dict:
         "dp": args.dp,
         "max_prefill_tokens": args.max_prefill_tokens,
         "max_num_seqs": args.max_num_seqs,
+        "cuda_graph_max_batch": args.cuda_graph_max_batch,
     }

@@ -61,13 +61,15 @@ class Deployment:
     dp: int = 1  # data-parallel replicas; batch_size is the whole batch
     max_prefill_tokens: int | None = None  # the engine's policy; None: the calibration's
     max_num_seqs: int | None = None
+    cuda_graph_max_batch: int | None = None
 
     @property
     def workload(self) -> dict:
         """The keyword arguments `perfmodel.estimate` and `perfmodel.predict` take for the requests."""
         return {"batch_size": self.batch_size, "input_len": self.input_len, "output_len": self.output_len,
                 "kv_dtype_bytes": self.kv_dtype_bytes, "tp": self.tp, "dp": self.dp,
-                "max_prefill_tokens": self.max_prefill_tokens, "max_num_seqs": self.max_num_seqs}  # fmt: skip
+                "max_prefill_tokens": self.max_prefill_tokens, "max_num_seqs": self.max_num_seqs,
+                "cuda_graph_max_batch": self.cuda_graph_max_batch}  # fmt: skip
 
 
 @dataclass

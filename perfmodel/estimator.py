@@ -32,7 +32,7 @@ once (an offline run, or a benchmark at infinite request rate).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -220,11 +220,13 @@ def estimate(
     max_num_seqs=None,
     tp: int = 1,
     dp: int = 1,
+    cuda_graph_max_batch: int | None = None,
 ) -> Estimate:
     """Throughput, latency and memory for every (architecture, workload) combination, as arrays.
     `kv_dtype_bytes`: the KV cache's element size (default: each architecture's dtype_bytes); `max_prefill_tokens`:
-    prompt tokens per prefill forward and `max_num_seqs`: the engine's cap on running sequences, 0 = none (defaults:
-    the calibration's engine policy); `tp`, `dp`: tensor-parallel degree and data-parallel replicas
+    prompt tokens per prefill forward and `max_num_seqs`: the engine's cap on running sequences, 0 = none,
+    `cuda_graph_max_batch`: its largest CUDA-graph decode batch, 0 = no padding (defaults: the calibration's engine
+    policy); `tp`, `dp`: tensor-parallel degree and data-parallel replicas
     (perfmodel/parallel.py). With dp > 1 `batch_size` is the whole batch, split evenly over
     the replicas; throughputs are totals, latencies, memory and concurrency those of one replica (per GPU).
     Architectures whose heads `tp` does not split as vLLM requires come out infeasible (`check_tp` says why)."""
@@ -236,7 +238,8 @@ def estimate(
     batch_size = np.asarray(batch_size, dtype=np.int64)
     input_len = np.asarray(input_len, dtype=np.int64)
     output_len = np.asarray(output_len, dtype=np.int64)
-    cal = calibration
+    cal = calibration if cuda_graph_max_batch is None else replace(calibration,
+                                                                   cuda_graph_max_batch=float(cuda_graph_max_batch))  # fmt: skip
     kv_dtype_bytes = archs.dtype_bytes if kv_dtype_bytes is None else np.asarray(kv_dtype_bytes)
     max_prefill_tokens = cal.max_prefill_tokens if max_prefill_tokens is None else np.asarray(max_prefill_tokens)
     shape = shard(archs, tp)  # one GPU's share; at tp = 1 the architectures themselves

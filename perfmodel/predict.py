@@ -96,16 +96,22 @@ SCALAR_FIELDS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "ttft_p5
 
 def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, output_len: int, engine: str = "torch",
             calibration_file=None, kv_dtype_bytes: int | None = None, max_prefill_tokens: int | None = None,
-            max_num_seqs: int | None = None, tp: int = 1, dp: int = 1):  # fmt: skip
+            max_num_seqs: int | None = None, tp: int = 1, dp: int = 1,
+            cuda_graph_max_batch: int | None = None):  # fmt: skip
     """`calibration_file`: a file `archscale calibrate` wrote, used instead of the priors (perfmodel.calibration).
     `kv_dtype_bytes`: the KV cache's element size (default: the architecture's dtype); `max_prefill_tokens`: prompt
-    tokens per prefill forward and `max_num_seqs` the engine's cap on running sequences (0: none) (defaults: the
-    engine's, from the calibration); `tp`, `dp`: tensor-parallel GPUs per
+    tokens per prefill forward, `max_num_seqs` the engine's cap on running sequences (0: none) and
+    `cuda_graph_max_batch` its largest CUDA-graph decode batch (0: no padding) (defaults: the engine's, from the
+    calibration); `tp`, `dp`: tensor-parallel GPUs per
     replica and replicas (perfmodel/parallel.py): `batch_size` is the whole batch, memory figures are per GPU."""
     for label, value in (("batch size", batch_size), ("input length", input_len), ("output length", output_len),
                          ("max prefill tokens", max_prefill_tokens or 1), ("max num seqs", max_num_seqs or 1)):  # fmt: skip
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ArchscaleInputError(f"{label} must be a positive integer, got {value!r}")
+    if cuda_graph_max_batch is not None and (
+        isinstance(cuda_graph_max_batch, bool) or not isinstance(cuda_graph_max_batch, int) or cuda_graph_max_batch < 0
+    ):
+        raise ArchscaleInputError(f"CUDA-graph max batch must be a non-negative integer, got {cuda_graph_max_batch!r}")
     kv_dtype_bytes = arch.dtype_bytes if kv_dtype_bytes is None else kv_dtype_bytes
     if kv_dtype_bytes not in (1, 2, 4):
         raise ArchscaleInputError(
@@ -126,6 +132,7 @@ def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, outpu
         max_num_seqs=max_num_seqs,
         tp=tp,
         dp=dp,
+        cuda_graph_max_batch=cuda_graph_max_batch,
     )
     if not e.feasible[0]:
         usable_bytes = gpu.memory_bytes * calibration.gpu_memory_utilization - calibration.workspace_bytes

@@ -223,6 +223,8 @@ CASES = [
     (["calibrate", "{corrupt.jsonl}", "--gpu", "h200", "--out", "{dir}"], None, "is a folder"),
     (["calibrate", "{corrupt.jsonl}", "--gpu", "h200", "--holdout-batch-sizes", "1,,2"], None, "empty item"),
     (["calibrate", "{corrupt.jsonl}", "--gpu", "h200", "--holdout-configs", "a,,b"], None, "comma-separated list of names"),
+    (["predict", "llama-3.2-1b", "--gpu", "h100", "--cuda-graph-max-batch", "-3"], None, "expected 0 or a positive integer"),
+    (["search", "--baseline", "llama-3.2-1b", "--gpu", "h100", "--cuda-graph-max-batch", "x"], None, "expected 0 or a positive integer"),
     (["calibrate", "{corrupt.jsonl}", "--gpu", "h200", "--holdout-workloads", "64x64"], None, "INPUT/OUTPUT"),
     (["calibrate", "{corrupt.jsonl}", "--gpu", "h200", "--holdout-workloads", "64/0"], None, "positive"),
     (["calibrate", "{ok.jsonl}", "--gpu", "h200", "--holdout-workloads", "9/9", "--out", "{cal.toml}"], "cal.toml",

@@ -1,12 +1,13 @@
 """CUDA-graph batch buckets (perfmodel/cuda_graphs.py): the captured size a decode step replays, against the
 engines' own capture lists, and what the padding costs in a prediction."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from perfmodel import PRESETS, ArchBatch, estimate, get_gpu
+from perfmodel import PRESETS, ArchBatch, estimate, get_gpu, predict
 from perfmodel.calibration import engine_priors
 from perfmodel.cuda_graphs import graph_batch
 
@@ -60,3 +61,23 @@ def test_a_decode_step_costs_what_its_captured_size_costs(engine):
     assert decode_s(129, priors, "mlp") == pytest.approx(decode_s(136, no_graphs, "mlp"), rel=1e-12)
     assert decode_s(129, no_graphs, "mlp") < decode_s(129, priors, "mlp")
     assert decode_s(129, priors, "sampler") == pytest.approx(decode_s(129, no_graphs, "sampler"), rel=1e-12)
+
+
+def test_the_cli_and_predict_override_the_engines_largest_graph(capsys):
+    """--cuda-graph-max-batch 0 (graphs off, as SGLang's --disable-cuda-graph) drops the padding: 129 sequences cost
+    what 129 cost, not what 136 do; the default pads."""
+    from harness.cli import main
+
+    arch, gpu = PRESETS["llama-3.2-1b"], get_gpu("h100-sxm")
+    workload = {"batch_size": 129, "input_len": 128, "output_len": 64, "engine": "sglang"}
+    padded, unpadded = (predict(arch, gpu, **workload, cuda_graph_max_batch=m) for m in (None, 0))
+    assert padded.decode_op_time_s["mlp"] > unpadded.decode_op_time_s["mlp"]
+    argv = ["predict", "llama-3.2-1b", "--gpu", "h100-sxm", "--engine", "sglang", "--batch-size", "129", "--input-len",
+            "128", "--output-len", "64", "--json"]  # fmt: skip
+    outputs = []
+    for extra in ([], ["--cuda-graph-max-batch", "0"]):
+        assert main([*argv, *extra]) == 0
+        outputs.append(json.loads(capsys.readouterr().out)["tpot_s"])
+    assert outputs == [pytest.approx(padded.tpot_s), pytest.approx(unpadded.tpot_s)]
+    with pytest.raises(Exception, match="non-negative integer"):
+        predict(arch, gpu, **workload, cuda_graph_max_batch=-1)
