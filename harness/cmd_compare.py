@@ -130,7 +130,7 @@ def format_report(c: Comparison) -> str:
     if r.n_pairs_apart is not None:
         lines.append(f"  pairs whose repeated measurements do not overlap: {r.n_pairs_apart} of {r.n_pairs}, ordered "
                      f"right: {_share(r.n_pairs_apart_right, r.n_pairs_apart)}; every such pair right at "
-                     f"{_share(r.n_groups_right_apart, r.n_groups)} workloads")  # fmt: skip
+                     f"{_share(r.n_groups_right_apart, r.n_groups_apart)} workloads that have one")  # fmt: skip
     for g in r.groups:
         if not g.order_right:
             lines.append(f"  wrong at b={g.batch_size} in={g.input_len} out={g.output_len}: measured "

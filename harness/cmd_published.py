@@ -29,6 +29,10 @@ def run(args) -> int:
 
     if (args.adopt is None) != (args.out is None):
         raise ArchscaleInputError("--adopt FILE.toml and --out FILE.toml go together")
+    if args.adopt is not None and (args.sweep_rows is not None or args.json):
+        raise ArchscaleInputError("--adopt does one job: give --sweep-rows or --json in a run of their own")
+    if args.sweep_rows is not None and args.json:
+        raise ArchscaleInputError("--sweep-rows writes files: give --json in a run of its own")
     if args.adopt is not None:
         check_output_file(args.out, "--out")
         for line in adopt_fits(args.adopt, args.out):

@@ -49,7 +49,8 @@ class Ranking:
     # the order measurement can vouch for. None when no point was measured more than once.
     n_pairs_apart: int | None = None
     n_pairs_apart_right: int | None = None
-    n_groups_right_apart: int | None = None  # workloads where every pair measured apart is ordered right
+    n_groups_apart: int | None = None  # workloads with at least one such pair
+    n_groups_right_apart: int | None = None  # of those, the ones where every such pair is ordered right
 
 
 @dataclass
@@ -147,9 +148,10 @@ def _apart(a: list[float] | None, b: list[float] | None) -> bool:
 def _apart_counts(points: list[PointComparison], groups: list[RankGroup]) -> dict:
     if not any(p.measured_range is not None for p in points):
         return {}  # every point measured once: the spread between measurements is unknown
+    apart = [g for g in groups if g.n_pairs_apart]
     return {"n_pairs_apart": sum(g.n_pairs_apart for g in groups),
-            "n_pairs_apart_right": sum(g.n_pairs_apart_right for g in groups),
-            "n_groups_right_apart": sum(g.n_pairs_apart_right == g.n_pairs_apart for g in groups)}  # fmt: skip
+            "n_pairs_apart_right": sum(g.n_pairs_apart_right for g in groups), "n_groups_apart": len(apart),
+            "n_groups_right_apart": sum(g.n_pairs_apart_right == g.n_pairs_apart for g in apart)}  # fmt: skip
 
 
 def default_baseline(points: list[PointComparison]) -> str:

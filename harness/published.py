@@ -34,6 +34,8 @@ MODEL_PRESETS = {
     "Qwen/Qwen3-8B": "qwen3-8b",
 }
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16"}
+# The engine limits a row may state: (the perfmodel's name, the CSV column).
+LIMIT_COLUMNS = (("max_num_seqs", "max_num_seqs"), ("max_prefill_tokens", "max_num_batched_tokens"))
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,7 @@ def to_sweep_row(row: dict, csv_line: int, csv_sha256: str) -> dict:
     if int(row["tp"]) != 1:
         raise ValueError(f"line {csv_line}: TP {row['tp']} rows are not converted (sweep rows are one GPU)")
     arch = PRESETS[_preset(row["model"])]
-    options = {key: int(row[column]) for key, column in (("max_num_seqs", "max_num_seqs"),
-                                                          ("max_prefill_tokens", "max_num_batched_tokens"))
-               if row[column]}  # fmt: skip
+    options = {key: int(row[column]) for key, column in LIMIT_COLUMNS if row[column]}
     total = float(row["total_tokens_per_s"]) if row["total_tokens_per_s"] else None
     return {
         "status": "ok",
@@ -127,6 +127,8 @@ def sweep_row_groups(path: Path = DATA) -> dict[tuple[str, str], list[dict]]:
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     groups: dict[tuple[str, str], list[dict]] = {}
     for line, row in enumerate(read_rows(path), 2):
+        if int(row["tp"]) != 1:
+            continue  # sweep rows are one GPU; the table predicts TP rows on their own
         groups.setdefault((row["engine"], row["gpu"]), []).append(to_sweep_row(row, line, sha))
     return groups
 
@@ -145,9 +147,14 @@ def write_sweep_rows(out_dir: Path, path: Path = DATA) -> list[Path]:
 def predict_published(rows: list[dict], calibration_file: Path | None = None) -> list[PublishedPoint]:
     """Every row predicted with its engine's priors, and with the fit for its (GPU, engine) in `calibration_file`
     (default: the package's, perfmodel/data/published_calibration.toml) where there is one."""
-    from harness.sweep_rows import predict_rows
     from perfmodel import get_gpu
-    from perfmodel.calibration import PUBLISHED_CALIBRATION, engine_priors, load_calibration_file, read_toml
+    from perfmodel.calibration import (
+        PUBLISHED_CALIBRATION,
+        engine_priors,
+        load_calibration_file,
+        read_toml,
+        with_fitted_factors,
+    )
 
     calibration_file = PUBLISHED_CALIBRATION if calibration_file is None else Path(calibration_file)
     records = read_toml(calibration_file, "calibration file") if calibration_file.is_file() else {}
@@ -155,30 +162,51 @@ def predict_published(rows: list[dict], calibration_file: Path | None = None) ->
     sha = hashlib.sha256(DATA.read_bytes()).hexdigest()
     points = []
     for line, row in enumerate(rows, 2):
-        sweep_row = to_sweep_row(row, line, sha)
         gpu = get_gpu(row["gpu"])
-        predicted = predict_rows([sweep_row], gpu, engine_priors(gpu, row["engine"])).output_tokens_per_s[0]
+        predicted = _predict_row(row, line, sha, gpu, engine_priors(gpu, row["engine"]))
         fit = fits.get(gpu.name, {}).get(row["engine"])
         fitted, split = None, None
-        if fit is not None:
-            fitted = float(predict_rows([sweep_row], gpu, fit).output_tokens_per_s[0])
-            split = "train" if _split_of(records[gpu.name][row["engine"]]).is_train(sweep_row) else "holdout"
-        points.append(PublishedPoint(row["engine"], row["gpu"], row["model"], sweep_row["input_len"],
-                                     sweep_row["output_len"], sweep_row["batch_size"],
-                                     sweep_row["output_tokens_per_s"], float(predicted), fitted, split,
+        if fit is not None and int(row["tp"]) == 1:  # the fits are of single-GPU rows
+            fitted = _predict_row(row, line, sha, gpu, with_fitted_factors(engine_priors(gpu, row["engine"]), fit))
+            recorded = _split_of(records[gpu.name][row["engine"]])
+            if recorded is not None:
+                split = "train" if recorded.is_train(to_sweep_row(row, line, sha)) else "holdout"
+        points.append(PublishedPoint(row["engine"], row["gpu"], row["model"], int(row["input_len"]),
+                                     int(row["output_len"]), int(row["num_prompts"]),
+                                     float(row["output_tokens_per_s"]), predicted, fitted, split,
                                      row["source_url"], row["notes"]))  # fmt: skip
     return points
 
 
+def _predict_row(row: dict, line: int, sha: str, gpu, calibration) -> float:
+    """Output tokens/s of a published row under `calibration`: as the sweep row calibrate sees (TP 1), or, for a TP
+    row (not converted), the preset at the row's dtype on `tp` GPUs with the same limits."""
+    from harness.sweep_rows import predict_rows
+
+    tp = int(row["tp"])
+    if tp == 1:
+        return float(predict_rows([to_sweep_row(row, line, sha)], gpu, calibration).output_tokens_per_s[0])
+    from dataclasses import replace
+
+    from perfmodel import PRESETS, ArchBatch, estimate
+    from perfmodel.arch import DTYPE_BYTES
+
+    arch = replace(PRESETS[_preset(row["model"])], dtype_bytes=DTYPE_BYTES[DTYPES[row["dtype"]]])
+    limits = {key: int(row[column]) for key, column in LIMIT_COLUMNS if row[column]}
+    e = estimate(ArchBatch.from_archs([arch]), gpu, batch_size=int(row["num_prompts"]), input_len=int(row["input_len"]),
+                 output_len=int(row["output_len"]), calibration=calibration, tp=tp, **limits)  # fmt: skip
+    return float(e.output_tokens_per_s[0])
+
+
 def _split_of(record: dict):
-    """The split a calibration table records (train_<what> lists)."""
+    """The split a calibration table records (its train_<what> list), or None when it records none."""
     from harness.calibrate import Split
     from harness.sweep_rows import SPLIT_KEYS
 
     for by, what in SPLIT_KEYS.items():
-        if f"train_{what}" in record:
+        if isinstance(record.get(f"train_{what}"), list):
             return Split(by=by, train=list(record[f"train_{what}"]), holdout=list(record.get(f"holdout_{what}", [])))
-    raise ValueError("the calibration table records no split")
+    return None
 
 
 def _summary(errors: list[float]) -> str:
@@ -232,6 +260,9 @@ def adopt_fits(candidate_file: Path, out: Path) -> list[str]:
         for engine, table in engines.items():
             held = [p for p in points if (p.gpu, p.engine) == (gpu, engine) and p.fit_split == "holdout"]
             name = f"[{gpu}.{engine}]"
+            if _split_of(table) is None:
+                lines.append(f"{name}: not adopted (its table records no train/held-out split)")
+                continue
             if not held:
                 lines.append(f"{name}: not adopted (no published row held out of its fit)")
                 continue

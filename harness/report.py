@@ -151,14 +151,14 @@ def _calibration_section(ctx: _Context) -> list[str]:
 
 
 def _calibration_entry(ctx: _Context, path: Path, hardware: str, engine: str, entry: dict) -> list[str]:
-    from harness.sweep_rows import file_sha256
+    from harness.sweep_rows import SPLIT_KEYS, file_sha256
     from perfmodel.calibration import CALIBRATION_FIELDS
 
     std, fitted = entry.get("std_errors", {}), set(entry.get("fitted", []))
     lines = [f"### {ctx.link(path)} [{hardware}.{engine}]", ""]
     if "n_points" in entry:
         split = [f"{side} {kind.replace('_', ' ')}: {', '.join(map(str, entry[f'{side}_{kind}']))}"
-                 for kind in ("configs", "batch_sizes") for side in ("train", "holdout") if f"{side}_{kind}" in entry]  # fmt: skip
+                 for kind in SPLIT_KEYS.values() for side in ("train", "holdout") if f"{side}_{kind}" in entry]  # fmt: skip
         rms = entry.get("fit_rms_log_error")
         lines += [f"Fitted on {entry['n_points']} points; {'; '.join(split) or 'no split recorded'}"
                   + (f"; RMS log error on the training points {rms:.4f}" if rms is not None else "") + ".", ""]  # fmt: skip
@@ -185,8 +185,10 @@ def _calibration_entry(ctx: _Context, path: Path, hardware: str, engine: str, en
     if absent:
         lines += [f"Not in the file (the model's defaults apply): {', '.join(absent)}.", ""]
     for sweep, sha in sorted(entry.get("sweep_sha256", {}).items()):
-        current = ctx.root / "sweeps" / Path(sweep).name
-        state = "not under results/sweeps/" if not current.is_file() else (
+        # The recorded path as given to calibrate (results/<folder>/<file>): look for it in this results folder.
+        parts = Path(sweep).parts
+        current = ctx.root.joinpath(*parts[parts.index("results") + 1 :]) if "results" in parts else ctx.root / sweep
+        state = f"not under {ctx.root.name}/" if not current.is_file() else (
             "matches the committed file" if file_sha256(current) == sha else "the committed file has changed since")  # fmt: skip
         lines.append(f"- Sweep fitted: `{sweep}` (SHA-256 {sha[:12]}…, {state})")
     return lines + [f"- Run: {run_line(entry.get('metadata'))}", ""]

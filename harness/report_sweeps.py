@@ -18,10 +18,11 @@ def sweep_section(ctx) -> list[str]:
     if not files:
         return lines + ["No sweep has been committed yet (`archscale sweep CONFIG... --out "
                         "results/sweeps/<engine>-<machine>.jsonl` measures one).", ""]  # fmt: skip
-    lines += ["Every measured point is predicted again by the current model (`archscale compare`), with the hardware "
-              "entry's priors (uncalibrated) and with the calibration fitted on these rows; error = "
-              "100·(predicted/measured − 1). Train / holdout: the configs (or batch sizes) the calibration was "
-              "fitted on / held out, for both models. Per-point tables: `archscale compare`'s output.", ""]  # fmt: skip
+    lines += ["Every measured point is predicted again by the current model (`archscale compare`), with the engine's "
+              "priors for the hardware entry (uncalibrated) and with the calibration fitted on these rows; error = "
+              "100·(predicted/measured − 1). Train / holdout: the configs (or batch sizes, or workloads) the "
+              "calibration was fitted on / held out, for both models. A point measured in several passes is compared "
+              "at its median. Per-point tables: `archscale compare`'s output.", ""]  # fmt: skip
     studies: dict[str, list[Path]] = {}  # a sweep's passes (<name>-pass<N>.jsonl) are one study
     for path in files:
         studies.setdefault(str(path.with_name(re.sub(r"-pass\d+$", "", path.stem))), []).append(path)
@@ -38,7 +39,8 @@ def _pass_number(path: Path) -> int:
 def _predicted_for(ctx, sweep: Path, data) -> tuple:
     """(Hardware, its file or None, calibration file or None) to re-predict a sweep with: hardware/<machine>.toml
     (the sweep being <engine>-<machine>.jsonl, its first pass), else the datasheet GPU the rows name; the calibration
-    of that entry and engine that was fitted on this sweep file, else calibration/<machine>.toml."""
+    of that entry and engine that was fitted on this sweep file (in calibration/*.toml or published/calibration.toml),
+    else calibration/<machine>.toml."""
     from perfmodel.calibration import read_toml
     from perfmodel.hardware import get_gpu, list_gpus, load_hardware_file
 
@@ -114,7 +116,8 @@ def _sweep_file(ctx, paths: list[Path]) -> list[str]:
         r = c.ranking
         rho = "n/a" if r.mean_spearman is None else f"{r.mean_spearman:.2f} over {r.n_spearman_groups} workloads"
         apart = ("" if r.n_pairs_apart is None else f"; of the {r.n_pairs_apart} pairs whose measurements do not "
-                 f"overlap, {r.n_pairs_apart_right} right, every one at {r.n_groups_right_apart} workloads")  # fmt: skip
+                 f"overlap, {r.n_pairs_apart_right} right, every one at {r.n_groups_right_apart} of the {r.n_groups_apart} "
+                 "workloads that have one")  # fmt: skip
         lines.append(f"- Ranking of configs by output tok/s, {label}: order fully right at {r.n_groups_right} of "
                      f"{r.n_groups} workloads, {r.n_pairs_right} of {r.n_pairs} pairs right, mean Spearman {rho}"
                      f"{apart}.")  # fmt: skip

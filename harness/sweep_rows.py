@@ -15,6 +15,7 @@ calibration — so calibrate and compare judge the current model, not the predic
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,13 +81,21 @@ MERGED_FIELDS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "ttft_p5
                  "tpot_s", "total_time_s")  # fmt: skip
 
 
+def _same_measurement(row: dict) -> tuple:
+    """What repeats of one measurement share: the point (POINT_KEY), the options it ran with and the engine's
+    version (a run with another prefill budget, or another engine build, is another measurement)."""
+    version = row.get("engine_version") or (row.get("metadata") or {}).get("engine_version")
+    options = json.dumps(row.get("options") or {}, sort_keys=True, default=str)
+    return (*(row.get(k) for k in POINT_KEY), options, version)
+
+
 def merge_repeats(rows: list[dict]) -> list[dict]:
-    """One row per point (POINT_KEY), in first-seen order: a point measured once as it is (`measurements` 1,
-    `measured_range` None); measured n times, the first row's fields with the median of each MERGED_FIELDS field
-    over the measurements that have it, `measurements` n and `measured_range` [min, max] of output tokens/s."""
+    """One row per measurement (`_same_measurement`), in first-seen order: measured once, the row as it is
+    (`measurements` 1, `measured_range` None); n times, the first row's fields with the median of each MERGED_FIELDS
+    field over the repeats that have it, `measurements` n and `measured_range` [min, max] of output tokens/s."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault(tuple(row.get(k) for k in POINT_KEY), []).append(row)
+        groups.setdefault(_same_measurement(row), []).append(row)
     merged = []
     for repeats in groups.values():
         row = {**repeats[0], "measurements": len(repeats), "measured_range": None}

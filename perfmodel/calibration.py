@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cache
 from pathlib import Path
 
@@ -192,6 +192,19 @@ def _published_fits() -> dict[str, dict[str, Calibration]]:
     return load_calibration_file(PUBLISHED_CALIBRATION)
 
 
+# The factors `archscale calibrate` fits (the rest of a Calibration is the engine's policy and memory budget).
+FITTED_FIELDS = ("compute_efficiency", "memory_efficiency", "kernel_launch_overhead_s", "step_overhead_s",
+                 "gemm_half_efficiency_tokens", "gemv_max_tokens", "gemv_memory_efficiency",
+                 "attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",
+                 "elementwise_memory_efficiency")  # fmt: skip
+
+
+def with_fitted_factors(priors: Calibration, fit: Calibration) -> Calibration:
+    """`priors` (the engine's policy as the package states it now) with a fit's factors, calibrated: a fit shipped
+    with the package must not freeze the engine's limits it was fitted under."""
+    return replace(priors, **{name: getattr(fit, name) for name in FITTED_FIELDS}, calibrated=True)
+
+
 def published_fit(name: str, engine: str) -> Calibration | None:
     """The package's fit of `engine` on GPU `name` to published throughputs, or None where there is none."""
     return _published_fits().get(name, {}).get(engine)
@@ -222,9 +235,8 @@ def get_calibration(gpu, engine: str, calibration_file: str | Path | None = None
             have = ", ".join(f"[{h}.{e}]" for h, engines in table.items() for e in engines)
             raise ArchscaleInputError(f"{calibration_file} has no [{name}.{engine}] calibration (it has: {have})")
         return table[name][engine]
-    if engine not in getattr(gpu, "calibration_priors", {}) and published_fit(name, engine) is not None:
-        return published_fit(name, engine)
-    return engine_priors(gpu, engine)
+    fit = published_fit(name, engine) if engine not in getattr(gpu, "calibration_priors", {}) else None
+    return engine_priors(gpu, engine) if fit is None else with_fitted_factors(engine_priors(gpu, engine), fit)
 
 
 def calibration_source(gpu, engine: str, calibration_file: str | Path | None = None) -> str:

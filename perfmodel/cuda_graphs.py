@@ -15,6 +15,7 @@ Both are the ladder below up to 512 (SGLang also captures 12, where vLLM pads 9-
 (perfmodel.calibration) is the engine's largest captured size, 0 for our engine, which captures each wave's exact
 batch. Only decode-only steps are padded here: SGLang runs prefill and mixed batches without graphs by default, and
 vLLM's piecewise graphs for them cover at most 512 tokens, less than a step carrying a prompt chunk usually holds.
+Under tensor parallelism the all-reduces are costed on the real rows (the padded ones add a little more).
 """
 
 from __future__ import annotations
@@ -22,15 +23,28 @@ from __future__ import annotations
 import numpy as np
 
 
+def _rung_up(n):
+    """The smallest ladder size ≥ n (n ≥ 1)."""
+    step = np.where(n <= 256, 8.0, np.where(n <= 512, 16.0, 32.0))
+    small = np.where(n <= 1, 1.0, np.where(n <= 2, 2.0, 4.0))
+    return np.where(n <= 4, small, np.ceil(n / step) * step)
+
+
+def _rung_down(m):
+    """The largest ladder size ≤ m (0 below 1): the largest batch actually captured when the cap is m."""
+    step = np.where(m < 264, 8.0, np.where(m < 528, 16.0, 32.0))  # 256 + 8 = 264 and 512 + 16 = 528 round down
+    small = np.where(m < 1, 0.0, np.where(m < 2, 1.0, np.where(m < 4, 2.0, 4.0)))
+    return np.where(m < 8, small, np.floor(m / step) * step)
+
+
 def graph_batch(n_seqs, max_batch):
     """The captured batch size a decode step of `n_seqs` sequences replays (float arrays): the next size up on the
-    ladder 1, 2, 4, multiples of 8 to 256, of 16 to 512, of 32 above; `n_seqs` itself where it exceeds
-    `max_batch` or `max_batch` is 0 (no graphs)."""
+    ladder 1, 2, 4, multiples of 8 to 256, of 16 to 512, of 32 above, where it is at most the largest size captured
+    (the largest on the ladder not above `max_batch`); `n_seqs` itself above that, or where `max_batch` is 0 (no
+    graphs), or where there is no decode at all."""
     n = np.asarray(n_seqs, dtype=np.float64)
     max_batch = np.asarray(max_batch, dtype=np.float64)
     if not np.any(max_batch > 0):  # no graphs (our engine): nothing to pad
         return n
-    step = np.where(n <= 256, 8.0, np.where(n <= 512, 16.0, 32.0))
-    small = np.where(n <= 1, 1.0, np.where(n <= 2, 2.0, 4.0))
-    rung = np.where(n <= 4, small, np.ceil(n / step) * step)
-    return np.where((max_batch > 0) & (n <= max_batch), np.minimum(rung, np.maximum(max_batch, n)), n)
+    top = _rung_down(max_batch)
+    return np.where((n > 0) & (n <= top), _rung_up(np.maximum(n, 1.0)), n)

@@ -269,3 +269,11 @@ def test_a_single_config_is_split_by_workload(tmp_path, toy, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["holdout_workloads"] == ["64/64"]
     assert {(p["input_len"], p["output_len"]) for p in report["points"] if p["split"] == "holdout"} == {(64, 64)}
+
+
+def test_the_factors_calibrate_fits_are_the_ones_a_shipped_fit_carries_over():
+    """perfmodel.calibration.FITTED_FIELDS (what an adopted fit replaces in the engine's priors) is what calibrate
+    fits, plus the GEMV threshold it chooses."""
+    from perfmodel.calibration import FITTED_FIELDS
+
+    assert set(FITTED_FIELDS) == set(FACTORS) | {"gemv_max_tokens"}

@@ -301,6 +301,11 @@ def test_ranking_counts_apart_only_pairs_whose_measurements_do_not_overlap(tmp_p
     two = write_rows(tmp_path / "s-pass2.jsonl", [row(c, 1, passes[c][1], 0.01, 0.001) for c in configs])
     r = comparison_of([one, two], hw_path).ranking
     assert (r.n_pairs, r.n_pairs_right) == (3, 2)  # fast and mid swapped in the medians
-    assert (r.n_pairs_apart, r.n_pairs_apart_right, r.n_groups_right_apart) == (2, 2, 1)
+    assert (r.n_pairs_apart, r.n_pairs_apart_right, r.n_groups_apart, r.n_groups_right_apart) == (2, 2, 1, 1)
+    # a second workload where no pair is measured apart counts in neither
+    more = [row(c, 4, 100.0 + k, 0.01, 0.001) for k in (0, 1) for c in configs]  # every config at 100-101
+    write_rows(tmp_path / "s-pass3.jsonl", more)
+    r = comparison_of([one, two, tmp_path / "s-pass3.jsonl"], hw_path).ranking
+    assert (r.n_groups, r.n_groups_apart, r.n_groups_right_apart) == (2, 1, 1)
     single = comparison_of([one], hw_path).ranking
     assert single.n_pairs_apart is None  # one measurement per point: the spread is unknown, nothing claimed

@@ -22,7 +22,14 @@ from harness.published import (
 )
 from harness.sweep_rows import load_sweeps
 from perfmodel import PRESETS, get_gpu, predict
-from perfmodel.calibration import PUBLISHED_CALIBRATION, engine_priors, get_calibration, load_calibration_file
+from perfmodel.calibration import (
+    CALIBRATION_FIELDS,
+    FITTED_FIELDS,
+    PUBLISHED_CALIBRATION,
+    engine_priors,
+    get_calibration,
+    load_calibration_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FITS = ROOT / "results" / "published" / "calibration.toml"  # what `make calibrate-published` fitted
@@ -71,13 +78,11 @@ def test_rows_become_sweep_rows_that_calibrate_and_compare_read(tmp_path):
         data = load_sweeps([path])  # throughput-only rows are measured rows
         engine, gpu = path.stem.removeprefix("published-").split("-", 1)
         assert data.engine == engine and data.machine == get_gpu(gpu).display_name and not data.excluded
-        for row in data.rows:  # a point published several times (trials) is their median
+        for row in data.rows:  # a point published several times (trials of one version) is their median
             source = rows[row["metadata"]["published_csv_line"] - 2]
             same = [float(r["output_tokens_per_s"]) for r in rows
-                    if (r["engine"], r["gpu"], r["model"], r["input_len"], r["output_len"], r["num_prompts"],
-                        r["attention_backend"]) == (source["engine"], source["gpu"], source["model"], source["input_len"],
-                                                    source["output_len"], source["num_prompts"],
-                                                    source["attention_backend"])]  # fmt: skip
+                    if all(r[k] == source[k] for k in ("engine", "engine_version", "gpu", "model", "input_len",
+                                                       "output_len", "num_prompts", "attention_backend"))]  # fmt: skip
             assert row["measurements"] == len(same) and row["output_tokens_per_s"] == pytest.approx(np.median(same))
             assert (row["batch_size"], row["input_len"], row["output_len"]) == (
                 int(source["num_prompts"]), int(source["input_len"]), int(source["output_len"]))  # fmt: skip
@@ -114,6 +119,11 @@ def test_a_fit_that_predicts_its_held_out_rows_worse_is_not_adopted(tmp_path):
                                                         "train_configs": sorted(MODEL_PRESETS.values())}}}))  # fmt: skip
     (decision,) = adopt_fits(no_holdout, out)
     assert "no published row held out" in decision
+    no_split = tmp_path / "nosplit.toml"
+    no_split.write_text(dumps({"a100-80gb": {"vllm": {k: v for k, v in table.items()
+                                                      if k not in ("train_configs", "holdout_configs")}}}))  # fmt: skip
+    (decision,) = adopt_fits(no_split, out)
+    assert "records no train/held-out split" in decision
 
 
 def test_get_calibration_uses_an_adopted_fit_and_engine_priors_do_not():
@@ -121,7 +131,13 @@ def test_get_calibration_uses_an_adopted_fit_and_engine_priors_do_not():
     gpu, engines = next(iter(shipped.items()))
     engine = next(iter(engines))
     hardware = get_gpu(gpu)
-    assert get_calibration(hardware, engine).calibrated and not engine_priors(hardware, engine).calibrated
+    adopted, priors = get_calibration(hardware, engine), engine_priors(hardware, engine)
+    assert adopted.calibrated and not priors.calibrated
+    # the fit's factors, the engine's current policy (limits, memory budget): a shipped fit freezes no engine default
+    fit = load_calibration_file(PUBLISHED_CALIBRATION)[gpu][engine]
+    for name in CALIBRATION_FIELDS:
+        expected = getattr(fit, name) if name in FITTED_FIELDS else getattr(priors, name)
+        assert getattr(adopted, name) == expected or name == "calibrated", name
     row = {"model": "Qwen/Qwen2.5-1.5B-Instruct", "gpu": gpu, "engine": engine, "num_prompts": 1, "input_len": 1,
            "output_len": 2048}  # fmt: skip
     assert "published_calibration.toml" in _predict_default(row).calibration_source
@@ -148,6 +164,8 @@ def test_compare_reads_throughput_only_rows_and_the_fits_split(tmp_path, capsys)
         (["--adopt", "fits.toml"], "--adopt FILE.toml and --out FILE.toml go together"),
         (["--adopt", "missing.toml", "--out", "x.toml"], "missing.toml does not exist"),
         (["--sweep-rows", "a-file"], "--sweep-rows"),
+        (["--adopt", "fits.toml", "--out", "x.toml", "--json"], "--adopt does one job"),
+        (["--sweep-rows", "out", "--json"], "--sweep-rows writes files"),
     ],
 )
 def test_bad_published_arguments_are_one_line(tmp_path, monkeypatch, capsys, args, message):

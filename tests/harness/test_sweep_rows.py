@@ -52,3 +52,12 @@ def test_repeated_points_merge_to_their_medians_in_first_seen_order(tmp_path, vl
     assert (merged["measurements"], merged["measured_range"], merged["output_tokens_per_s"]) == (3, [100.0, 130.0],
                                                                                                110.0)  # fmt: skip
     assert (other["batch_size"], other["measurements"], other["measured_range"]) == (7, 1, None)
+
+
+def test_runs_with_other_options_or_engine_versions_are_not_merged(tmp_path, vllm_row):
+    """The same point run with another prefill budget, or on another build of the engine, is another measurement."""
+    rows = [vllm_row, {**vllm_row, "options": {"max_prefill_tokens": 2048}},
+            {**vllm_row, "metadata": {**vllm_row["metadata"], "engine_version": "other"}}, dict(vllm_row)]  # fmt: skip
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [row["measurements"] for row in load_sweeps([path]).rows] == [2, 1, 1]

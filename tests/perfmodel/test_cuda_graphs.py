@@ -30,9 +30,10 @@ def replayed(sizes: list[int], n: int) -> int:
 
 def test_the_ladder_is_vllms_and_sglangs_capture_list():
     n = np.arange(1, 1100)
-    vllm = graph_batch(n, 512)
-    assert vllm.tolist() == [replayed(vllm_capture_sizes(1024), int(k)) for k in n]
-    for max_bs in (32, 256, 512, 1024):
+    for max_num_seqs in (256, 50, 137):  # vLLM's largest graph: min(2 · max_num_seqs, 512) — 512, 100, 274
+        vllm = graph_batch(n, min(2 * max_num_seqs, 512))
+        assert vllm.tolist() == [replayed(vllm_capture_sizes(max_num_seqs), int(k)) for k in n], max_num_seqs
+    for max_bs in (32, 100, 256, 300, 512, 1024):
         sglang = graph_batch(n, max_bs)
         expected = [replayed(sglang_capture_sizes(max_bs), int(k)) for k in n]
         differ = [int(k) for k, got, want in zip(n, sglang, expected, strict=True) if got != want]
@@ -43,6 +44,7 @@ def test_no_graphs_means_no_padding_and_fractional_means_round_up():
     n = np.array([1.0, 3.0, 9.0, 250.0, 700.0])
     assert graph_batch(n, 0).tolist() == n.tolist()
     assert graph_batch(np.array([2.5, 8.01]), 512).tolist() == [4.0, 16.0]
+    assert graph_batch(np.array([0.0]), 512).tolist() == [0.0]  # a step with no decode pads nothing
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
