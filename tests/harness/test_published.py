@@ -186,3 +186,19 @@ def test_the_adopted_fit_holds_the_readme_figures_on_its_held_out_rows():
                                                                                              "holdout")]  # fmt: skip
     errors = np.abs([p.fitted_error_pct for p in held])
     assert len(held) == 8 and np.median(errors) <= 9.4 + 0.5 and errors.max() <= 15.1 + 0.5
+
+
+def test_a_tensor_parallel_row_is_predicted_on_its_gpus_and_not_made_a_sweep_row(tmp_path):
+    one = next(r for r in read_rows() if r["gpu"] == "h100-sxm")
+    two = {**one, "tp": "2"}
+    single, split = predict_published([one, two])
+    assert split.predicted_output_tokens_per_s > single.predicted_output_tokens_per_s  # two GPUs, one request stream
+    assert split.fitted_output_tokens_per_s is None and split.fit_split is None  # fits are of single-GPU rows
+    import csv
+
+    path = tmp_path / "rows.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(one))
+        writer.writeheader()
+        writer.writerows([one, two])
+    assert [len(rows) for rows in sweep_row_groups(path).values()] == [1]
