@@ -46,7 +46,7 @@ from perfmodel.occupancy import decode_attention_occupancy
 from perfmodel.operators import decode_attention, dense_ops, prefill_attention
 from perfmodel.parallel import shard, tp_compatible
 from perfmodel.roofline import communication_time, forward_times
-from perfmodel.scheduler import admission_steps, continuous_run
+from perfmodel.scheduler import continuous_run, continuous_steps
 
 
 def sum_max_affine(first, count, a1, b1, a2, b2):
@@ -262,11 +262,13 @@ def estimate(
     if cal.chunked_prefill:  # continuous batching with chunked prefill (vLLM, SGLang): perfmodel/scheduler.py
         # Where every request runs in the first turn, or one step admits a whole turn (the turns stay in lockstep),
         # the engine runs the static schedule above; otherwise requests stagger over mixed steps.
-        staggered = (batch_size > concurrency) & (admission_steps(input_len, output_len, concurrency,
-                                                                  max_prefill_tokens) * (concurrency - 1) >= 1)  # fmt: skip
+        # A turn of C prompts is admitted in one step when (C − 1)·I/T' < 1 (I/T': steps per admitted prompt).
+        n_requests = batch_size.astype(np.float64)
+        schedule = continuous_steps(n_requests, input_len, output_len, concurrency, max_prefill_tokens)
+        staggered = (batch_size > concurrency) & (schedule[3] * (concurrency - 1) >= 1)
         if np.any(staggered):
-            run = continuous_run(shape, batch_size.astype(np.float64), concurrency, input_len, output_len, gpu, cal,
-                                 peak_flops_per_s, kv_dtype_bytes, max_prefill_tokens, tp)  # fmt: skip
+            run = continuous_run(shape, n_requests, concurrency, input_len, output_len, gpu, cal, peak_flops_per_s,
+                                 kv_dtype_bytes, max_prefill_tokens, tp, schedule)  # fmt: skip
             timing = {key: value if key == "op_classes" else _choose(staggered, run[key], value)
                       for key, value in timing.items()}  # fmt: skip
     total_s = timing["total_s"]

@@ -34,12 +34,6 @@ from perfmodel.operators import decode_attention, dense_ops, prefill_attention
 from perfmodel.roofline import communication_time, forward_times, roofline
 
 
-def admission_steps(input_len, output_len, max_running, step_tokens):
-    """Steps one prompt takes out of the budget left after the steady decodes (I/T'): a whole turn of C prompts fits
-    one step when (C − 1)·I/T' < 1."""
-    return continuous_steps(max_running, input_len, output_len, max_running, step_tokens)[3]
-
-
 def continuous_steps(n_requests, input_len, output_len, max_running, step_tokens):
     """(steps, steps per request in a slot G, prefill steps q, steps per admitted prompt I/T') of the run."""
     n, i, o, c, t = (np.asarray(x, dtype=np.float64) for x in (n_requests, input_len, output_len, max_running,
@@ -149,12 +143,13 @@ def _step(shape, decodes, prompts, input_len, output_len, running, gpu, cal, pea
 
 
 def continuous_run(shape, n_requests, max_running, input_len, output_len, gpu, cal, peak_flops_per_s, kv_dtype_bytes,
-                   step_tokens, tp) -> dict:  # fmt: skip
+                   step_tokens, tp, schedule=None) -> dict:  # fmt: skip
     """Times of the whole run on one GPU (`shape`: its share of the model), as the static schedule's timing dict:
     total, TTFT (mean, p50, p99), TPOT (the mean step), the first turn's prompts ("prefill"), per-op times over all
     steps split into the prompts' share and the decodes' share, and bounds. Two kinds of step are costed: those that
-    carry prompts (all N·I prompt tokens spread over them) and the decode-only rest, both at the mean decode count."""
-    steps, g, q, per_prompt = continuous_steps(n_requests, input_len, output_len, max_running, step_tokens)
+    carry prompts (all N·I prompt tokens spread over them) and the decode-only rest, both at the mean decode count.
+    `schedule`: `continuous_steps` of the same arguments, where the caller has it already."""
+    steps, g, q, per_prompt = schedule or continuous_steps(n_requests, input_len, output_len, max_running, step_tokens)
     running = np.minimum(max_running, n_requests)
     with_prompts = prompt_steps(n_requests, max_running, q, per_prompt, steps)
     decodes = n_requests * (output_len - 1) / steps  # mean decode tokens per step
