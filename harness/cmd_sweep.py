@@ -41,6 +41,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--output-len", type=positive_int_list, required=True, help="generated tokens, e.g. 16,128")
     p.add_argument("--out", type=Path, default=None, help="JSONL (default results/sweeps/<engine>-<device>.jsonl)")
     p.add_argument("--repeats", type=positive_int, default=1, help="timed runs per point after a warm-up (median)")
+    p.add_argument("--passes", type=positive_int, default=1,
+                   help="measure the whole grid N times, each pass after the one before, into --out and "
+                        "<out>-pass2.jsonl ...: calibrate and compare take each point's median over the passes and "
+                        "report their spread (repeats run back to back and miss slow drift)")  # fmt: skip
     p.add_argument("--hardware", type=Path, default=None, help="hardware TOML to predict for (from archscale probe)")
     p.add_argument("--gpu", default=None, help="datasheet GPU to predict for (default: the GPU found, or on CPU the "
                                               "local probe file if there is one)")  # fmt: skip
@@ -244,7 +248,7 @@ def _external_setup(args) -> tuple[str, dict | None, str | None]:
 
 def run(args) -> int:
     from harness.engines import EXTERNAL_ENGINES, get_engine
-    from harness.sweep import build_points, format_row, plan_sweep, predict_point, run_sweep
+    from harness.sweep import build_points
     from perfmodel import resolve_arch
     from perfmodel.errors import ArchscaleInputError
 
@@ -299,8 +303,25 @@ def run(args) -> int:
     out = args.out or default_out_path(args.engine, device, device_name)
     from harness.results_io import check_writable
 
-    # Before anything is measured or printed, not after the first point; a dry run says it too but creates nothing.
-    check_writable(out, create=not args.dry_run)
+    outs = pass_paths(out, args.passes)
+    for path in outs:  # before anything is measured or printed; a dry run says it too but creates nothing
+        check_writable(path, create=not args.dry_run)
+    for number, path in enumerate(outs, 1):
+        if len(outs) > 1:
+            print(f"Pass {number} of {len(outs)}: {path}")
+        _run_pass(args, points, path, options, hardware, note, probe, resources)
+    return 0
+
+
+def pass_paths(out: Path, passes: int) -> list[Path]:
+    """The files of `passes` passes over a grid: `out`, then <out>-pass2.jsonl, <out>-pass3.jsonl, ..."""
+    return [out] + [out.with_name(f"{out.stem}-pass{k}{out.suffix}") for k in range(2, passes + 1)]
+
+
+def _run_pass(args, points, out: Path, options, hardware, note, probe, resources) -> None:
+    """One pass over the grid into `out`: plan (resume), say what is to be done, measure, summarize."""
+    from harness.sweep import format_row, plan_sweep, predict_point, run_sweep
+
     plan = plan_sweep(points, out, dry_run=args.dry_run)
     if plan.warning:
         print(f"archscale: warning: {plan.warning}", file=sys.stderr)
@@ -320,7 +341,7 @@ def run(args) -> int:
             predicted, why_not = predict_point(point)
             guess = f"predicted {predicted['output_tokens_per_s']:,.1f} out tok/s" if predicted else why_not
             print(f"  {point.label()}: {guess}")
-        return 0
+        return
     from harness.metadata import run_metadata
 
     metadata = run_metadata()
@@ -341,7 +362,6 @@ def run(args) -> int:
         rows = run_sweep(plan.todo, out, metadata, **report)
     print(format_summary(rows))
     print(f"Wrote {len(rows)} rows to {out}")
-    return 0
 
 
 def json_args(engine_args: dict | None) -> str:

@@ -135,6 +135,7 @@ def exit_code(argv) -> int:
         (["tiny-mha", "--engine", "vllm"], "archscale[vllm]"),
         (["tiny-mha", "--batch-size", "1,0"], "positive integer"),
         (["no-such-model"], "neither a preset"),
+        (["tiny-mha", "--passes", "0"], "positive integer"),
         pytest.param(
             ["tiny-mha", "--device", "cuda"],
             "no CUDA GPU",
@@ -167,3 +168,23 @@ def test_row_json_is_strict(tmp_path):
     assert main(["sweep", "tiny-mha", "--batch-size", "1", "--input-len", "8", "--output-len", "2", "--quiet",
                  "--out", str(out)]) == 0  # fmt: skip
     json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+
+def test_passes_measure_the_grid_again_into_files_of_their_own_and_resume(tmp_path, capsys):
+    out = tmp_path / "sweep.jsonl"
+    second = tmp_path / "sweep-pass2.jsonl"
+    assert main(["sweep", *SMALL_GRID, "--out", str(out), "--passes", "2", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert f"Pass 2 of 2: {second}" in printed and printed.count("4 to measure") == 2 and not out.exists()
+    second.write_text("")  # a pass that had started: it resumes after the first
+    assert main(["sweep", *SMALL_GRID, "--out", str(out), "--passes", "2"]) == 0
+    assert keys_of(out) == keys_of(second) and len(keys_of(out)) == 4
+    first_done = max(row["point_finished_utc"] for row in read_jsonl(out))
+    assert min(row["point_finished_utc"] for row in read_jsonl(second)) >= first_done  # pass 2 after pass 1
+    capsys.readouterr()
+    assert main(["sweep", *SMALL_GRID, "--out", str(out), "--passes", "2"]) == 0
+    assert capsys.readouterr().out.count("0 to measure") == 2
+    from harness.sweep_rows import load_sweeps
+
+    data = load_sweeps([out, second])  # calibrate and compare see each point once, at its median of two
+    assert len(data.rows) == 4 and {row["measurements"] for row in data.rows} == {2}
