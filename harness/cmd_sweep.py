@@ -2,7 +2,10 @@
 
 Re-running the same command skips the points already in the output file; an interrupted run continues where it
 stopped. Every row holds the measurement and the perfmodel's prediction for the same point (schema in
-results/README.md); `--dry-run` lists the points and their predictions without measuring anything.
+results/README.md); `--dry-run` lists the points and their predictions without measuring anything. `--passes P`
+measures the whole grid P times, each pass after the one before, into --out and <out>-pass2.jsonl ...: back-to-back
+repeats miss the slow drift of a shared machine, which the spread between passes shows (calibrate and compare merge
+a point's passes by median).
 
 With `--ray [ADDRESS]` the points run as Ray tasks on a cluster (one node or many; `pip install
 'archscale[distributed]'`) and this process, the driver, alone appends their rows to --out as they finish, so resume
