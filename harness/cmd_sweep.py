@@ -305,6 +305,7 @@ def run(args) -> int:
                           calibration_file=args.calibration)  # fmt: skip
     out = args.out or default_out_path(args.engine, device, device_name)
     from harness.results_io import check_writable
+    from harness.sweep_rows import pass_paths
 
     outs = pass_paths(out, args.passes)
     for path in outs:  # before anything is measured or printed; a dry run says it too but creates nothing
@@ -314,11 +315,6 @@ def run(args) -> int:
             print(f"Pass {number} of {len(outs)}: {path}")
         _run_pass(args, points, path, options, hardware, note, probe, resources)
     return 0
-
-
-def pass_paths(out: Path, passes: int) -> list[Path]:
-    """The files of `passes` passes over a grid: `out`, then <out>-pass2.jsonl, <out>-pass3.jsonl, ..."""
-    return [out] + [out.with_name(f"{out.stem}-pass{k}{out.suffix}") for k in range(2, passes + 1)]
 
 
 def _run_pass(args, points, out: Path, options, hardware, note, probe, resources) -> None:

@@ -4,7 +4,6 @@ the engine's priors and with the calibration fitted on it (harness.compare), as 
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -13,6 +12,8 @@ from perfmodel.errors import ArchscaleInputError
 
 
 def sweep_section(ctx) -> list[str]:
+    from harness.sweep_rows import pass_of
+
     lines = ["", "## Sweeps: measured against the model", ""]
     files = ctx.files(SWEEP_FILES)
     if not files:
@@ -25,15 +26,10 @@ def sweep_section(ctx) -> list[str]:
               "at its median. Per-point tables: `archscale compare`'s output.", ""]  # fmt: skip
     studies: dict[str, list[Path]] = {}  # a sweep's passes (<name>-pass<N>.jsonl) are one study
     for path in files:
-        studies.setdefault(str(path.with_name(re.sub(r"-pass\d+$", "", path.stem))), []).append(path)
+        studies.setdefault(str(path.with_name(pass_of(path)[0])), []).append(path)
     for paths in studies.values():  # the first pass (no suffix) first: it names the machine
-        lines += _sweep_file(ctx, sorted(paths, key=_pass_number))
+        lines += _sweep_file(ctx, sorted(paths, key=lambda p: pass_of(p)[1]))
     return lines
-
-
-def _pass_number(path: Path) -> int:
-    match = re.search(r"-pass(\d+)$", path.stem)
-    return int(match.group(1)) if match else 1
 
 
 def _predicted_for(ctx, sweep: Path, data) -> tuple:

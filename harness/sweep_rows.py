@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,21 @@ def workload_of(row: dict) -> str:
 
 def split_value(row: dict, by: str):
     return workload_of(row) if by == "workload" else row[by]
+
+
+# A sweep measured in several passes: <out>, then <out stem>-pass2<suffix>, <out stem>-pass3<suffix>, ...
+PASS_SUFFIX = re.compile(r"-pass(\d+)$")
+
+
+def pass_paths(out: Path, passes: int) -> list[Path]:
+    """The files of `passes` passes over a grid: `out`, then <out>-pass2.jsonl, <out>-pass3.jsonl, ..."""
+    return [out] + [out.with_name(f"{out.stem}-pass{k}{out.suffix}") for k in range(2, passes + 1)]
+
+
+def pass_of(path: Path) -> tuple[str, int]:
+    """(the stem of the study's first pass, this file's pass number) of a file `pass_paths` names."""
+    match = PASS_SUFFIX.search(path.stem)
+    return (path.stem[: match.start()], int(match.group(1))) if match else (path.stem, 1)
 
 
 # What identifies a measured point (the sweep's resume key), and the fields whose median a merged point reports.

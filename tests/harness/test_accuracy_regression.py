@@ -10,13 +10,12 @@ slack is for the README's rounding to 0.1 point. A model change that makes the e
 the README's table and the figures here together (`archscale compare ... --calibration FILE` prints them).
 """
 
-import re
 from pathlib import Path
 
 import pytest
 
 from harness.compare import compare, fit_holdout
-from harness.sweep_rows import load_sweeps
+from harness.sweep_rows import load_sweeps, pass_of
 from perfmodel.calibration import get_calibration
 from perfmodel.hardware import load_hardware_file
 
@@ -39,7 +38,7 @@ def study_files(engine: str, machine: str) -> tuple[list[Path], Path, Path]:
 
 
 def test_every_committed_sweep_has_reported_figures():
-    found = {tuple(re.sub(r"-pass\d+$", "", path.stem).split("-", 1)) for path in (RESULTS / "sweeps").glob("*.jsonl")}
+    found = {tuple(pass_of(path)[0].split("-", 1)) for path in (RESULTS / "sweeps").glob("*.jsonl")}
     assert found == set(REPORTED_HELD_OUT_PCT), "a study was added or removed: list its README figures here"
 
 
