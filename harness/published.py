@@ -163,14 +163,16 @@ def predict_published(rows: list[dict], calibration_file: Path | None = None) ->
     points = []
     for line, row in enumerate(rows, 2):
         gpu = get_gpu(row["gpu"])
-        predicted = _predict_row(row, line, sha, gpu, engine_priors(gpu, row["engine"]))
+        sweep_row = to_sweep_row(row, line, sha) if int(row["tp"]) == 1 else None  # TP rows are not converted
+        priors = engine_priors(gpu, row["engine"])
+        predicted = _predict_row(row, sweep_row, gpu, priors)
         fit = fits.get(gpu.name, {}).get(row["engine"])
         fitted, split = None, None
-        if fit is not None and int(row["tp"]) == 1:  # the fits are of single-GPU rows
-            fitted = _predict_row(row, line, sha, gpu, with_fitted_factors(engine_priors(gpu, row["engine"]), fit))
+        if fit is not None and sweep_row is not None:  # the fits are of single-GPU rows
+            fitted = _predict_row(row, sweep_row, gpu, with_fitted_factors(priors, fit))
             recorded = _split_of(records[gpu.name][row["engine"]])
             if recorded is not None:
-                split = "train" if recorded.is_train(to_sweep_row(row, line, sha)) else "holdout"
+                split = "train" if recorded.is_train(sweep_row) else "holdout"
         points.append(PublishedPoint(row["engine"], row["gpu"], row["model"], int(row["input_len"]),
                                      int(row["output_len"]), int(row["num_prompts"]),
                                      float(row["output_tokens_per_s"]), predicted, fitted, split,
@@ -178,14 +180,13 @@ def predict_published(rows: list[dict], calibration_file: Path | None = None) ->
     return points
 
 
-def _predict_row(row: dict, line: int, sha: str, gpu, calibration) -> float:
-    """Output tokens/s of a published row under `calibration`: as the sweep row calibrate sees (TP 1), or, for a TP
-    row (not converted), the preset at the row's dtype on `tp` GPUs with the same limits."""
+def _predict_row(row: dict, sweep_row: dict | None, gpu, calibration) -> float:
+    """Output tokens/s of a published row under `calibration`: as its sweep row, which calibrate sees (TP 1), or, for
+    a TP row (no sweep row), the preset at the row's dtype on `tp` GPUs with the same limits."""
     from harness.sweep_rows import predict_rows
 
-    tp = int(row["tp"])
-    if tp == 1:
-        return float(predict_rows([to_sweep_row(row, line, sha)], gpu, calibration).output_tokens_per_s[0])
+    if sweep_row is not None:
+        return float(predict_rows([sweep_row], gpu, calibration).output_tokens_per_s[0])
     from dataclasses import replace
 
     from perfmodel import PRESETS, ArchBatch, estimate
@@ -194,7 +195,7 @@ def _predict_row(row: dict, line: int, sha: str, gpu, calibration) -> float:
     arch = replace(PRESETS[_preset(row["model"])], dtype_bytes=DTYPE_BYTES[DTYPES[row["dtype"]]])
     limits = {key: int(row[column]) for key, column in LIMIT_COLUMNS if row[column]}
     e = estimate(ArchBatch.from_archs([arch]), gpu, batch_size=int(row["num_prompts"]), input_len=int(row["input_len"]),
-                 output_len=int(row["output_len"]), calibration=calibration, tp=tp, **limits)  # fmt: skip
+                 output_len=int(row["output_len"]), calibration=calibration, tp=int(row["tp"]), **limits)  # fmt: skip
     return float(e.output_tokens_per_s[0])
 
 
