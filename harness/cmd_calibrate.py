@@ -2,7 +2,8 @@
 
 The [<hardware>.<engine>] table it writes (calibrated = true, with the fit's standard errors, split, point count,
 the sweep files' SHA-256 and the run metadata) is used by `predict`, `search`, `sweep` and `compare` through
-`--calibration FILE`. An existing file keeps its other tables; the file is replaced atomically.
+`--calibration FILE`. An existing file keeps its other tables; the file is replaced atomically. `format_report`
+renders the fit as text, as `harness.cmd_compare.format_report` does a comparison.
 """
 
 from __future__ import annotations
@@ -10,8 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.cli_args import positive_int_list
+
+if TYPE_CHECKING:
+    from harness.calibrate import CalibrationFit
+    from harness.sweep_rows import SweepData
+    from perfmodel.hardware import Hardware
 
 
 def _names(text: str) -> list[str]:
@@ -76,7 +83,7 @@ def write_calibration(out: Path, hardware: str, engine: str, table: dict) -> Pat
 
 
 def run(args) -> int:
-    from harness.calibrate import calibrate, check_factors, choose_split, format_report
+    from harness.calibrate import calibrate, check_factors, choose_split
     from harness.metadata import run_metadata
     from harness.sweep_rows import load_sweeps
     from perfmodel.atomic_io import check_output_file
@@ -104,3 +111,56 @@ def run(args) -> int:
     print(format_report(fit, data, hardware))
     print(f"\nWrote [{fit.hardware}.{fit.engine}] to {written} (use: --calibration {written})")
     return 0
+
+
+def format_report(fit: CalibrationFit, data: SweepData, hardware: Hardware) -> str:
+    """The fit as text: split, factors, residuals before and after, output tok/s errors, worst points, exclusions."""
+    import numpy as np
+
+    from harness.calibrate import RESIDUALS, output_tokens_errors_pct
+    from harness.tables import format_table
+
+    split_name = fit.split.name.replace("_", " ")
+    kinds = sorted({r["phase"] for r in fit.residuals}, key=[label for label, *_ in RESIDUALS].index)
+    lines = [
+        f"Calibration of {fit.engine} on {fit.machine} (hardware entry {fit.hardware}), "
+        f"{fit.n_points} training points, {len(fit.residuals)} residuals ({', '.join(kinds)}; log predicted / "
+        "measured)",
+        f"Trained on {split_name}: {', '.join(map(str, fit.split.train))}",
+        f"Held out {split_name}: {', '.join(map(str, fit.split.holdout)) or '(none)'}",
+        "",
+        format_table(
+            ("factor", "prior", "fitted", "std error", "status"),
+            [
+                (
+                    f.name,
+                    f"{f.prior:.4g}",
+                    f"{f.value:.4g}",
+                    f"{f.std_error:.2g}" if f.std_error is not None else "-",
+                    f.status,
+                )
+                for f in fit.factors
+            ],  # fmt: skip
+        ),
+        "",
+        f"RMS log error on the training points: {fit.rms_log_error_prior:.3f} with the priors, "
+        f"{fit.rms_log_error_fit:.3f} fitted (0.05 is about 5%)",
+    ]
+    held = [row for row in data.rows if not fit.split.is_train(row)]
+    body = []
+    for label, rows in (("training", [r for r in data.rows if fit.split.is_train(r)]), ("held out", held)):
+        if not rows:
+            continue
+        before = np.abs(output_tokens_errors_pct(rows, hardware, fit.prior))
+        after = np.abs(output_tokens_errors_pct(rows, hardware, fit.calibration))
+        body.append((label, len(rows), f"{np.median(before):.1f}%", f"{before.max():.1f}%", f"{np.median(after):.1f}%",
+                     f"{after.max():.1f}%"))  # fmt: skip
+    lines += ["", "Output tokens/s |error|:",
+              format_table(("points", "n", "median (priors)", "max (priors)", "median (fitted)", "max (fitted)"), body)]  # fmt: skip
+    worst = sorted(fit.residuals, key=lambda r: -abs(r["log_ratio_fit"]))[:5]
+    lines += ["", "Largest fitted residuals (log predicted/measured):"]
+    lines += [f"  {r['config']} b={r['batch_size']} in={r['input_len']} out={r['output_len']} {r['phase']}: "
+              f"{r['log_ratio_fit']:+.3f} (priors {r['log_ratio_prior']:+.3f})" for r in worst]  # fmt: skip
+    if fit.excluded:
+        lines += ["", f"Left out ({len(fit.excluded)}):", *(f"  {line}" for line in fit.excluded)]
+    return "\n".join(lines)
