@@ -235,8 +235,15 @@ def get_calibration(gpu, engine: str, calibration_file: str | Path | None = None
             have = ", ".join(f"[{h}.{e}]" for h, engines in table.items() for e in engines)
             raise ArchscaleInputError(f"{calibration_file} has no [{name}.{engine}] calibration (it has: {have})")
         return table[name][engine]
-    fit = published_fit(name, engine) if engine not in getattr(gpu, "calibration_priors", {}) else None
+    fit = _adopted_fit(gpu, engine)
     return engine_priors(gpu, engine) if fit is None else with_fitted_factors(engine_priors(gpu, engine), fit)
+
+
+def _adopted_fit(gpu, engine: str) -> Calibration | None:
+    """The package's fit for (hardware, engine) where one applies: none for a hardware entry with its own priors."""
+    if engine in getattr(gpu, "calibration_priors", {}):
+        return None
+    return published_fit(gpu if isinstance(gpu, str) else gpu.name, engine)
 
 
 def calibration_source(gpu, engine: str, calibration_file: str | Path | None = None) -> str:
@@ -245,7 +252,6 @@ def calibration_source(gpu, engine: str, calibration_file: str | Path | None = N
         return str(calibration_file)
     if engine in getattr(gpu, "calibration_priors", {}):
         return "hardware entry"
-    name = gpu if isinstance(gpu, str) else gpu.name
-    if published_fit(name, engine) is not None:
+    if _adopted_fit(gpu, engine) is not None:
         return "perfmodel/data/published_calibration.toml (fitted to published throughputs)"
     return "perfmodel/data/calibration.toml"
