@@ -70,6 +70,11 @@ class Calibration:
     # Engine policy: largest decode batch replayed from a captured CUDA graph, smaller batches padded up to the next
     # captured size (perfmodel/cuda_graphs.py); 0 = no padding (our engine captures each wave's exact batch).
     cuda_graph_max_batch: float = 0.0
+    # Engine policy: KV blocks taken as tokens are computed, the newest running request preempted and recomputed
+    # when they run out (vLLM: perfmodel/scheduler.py `paged_steps`), instead of admitting a request only when its
+    # full length fits (our engine; SGLang, which reserves the whole remaining output of ignore_eos requests).
+    paged_kv_admission: bool = False
+    kv_block_tokens: float = 16.0  # tokens per KV block (vLLM's block_size, SGLang's page_size)
 
     def efficiencies(self, op_class: str) -> tuple[float, float]:
         """(compute, memory) efficiency of an operator class: "gemm", "attention_prefill", "attention_decode",
@@ -87,7 +92,7 @@ class Calibration:
 
 
 OP_CLASSES = ("gemm", "attention_prefill", "attention_decode", "elementwise")
-BOOLEAN_FIELDS = ("calibrated", "chunked_prefill")
+BOOLEAN_FIELDS = ("calibrated", "chunked_prefill", "paged_kv_admission")
 CALIBRATION_FIELDS = tuple(f.name for f in fields(Calibration))
 OPTIONAL_FIELDS = (
     "gemm_half_efficiency_tokens",
@@ -102,6 +107,8 @@ OPTIONAL_FIELDS = (
     "max_num_seqs",
     "chunked_prefill",
     "cuda_graph_max_batch",
+    "paged_kv_admission",
+    "kv_block_tokens",
 )  # may be absent from a file: the dataclass default applies
 EFFICIENCY_FIELDS = ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization", "gemv_memory_efficiency",
                      "attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",
@@ -129,8 +136,9 @@ def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
     for name in EFFICIENCY_FIELDS:
         if name in entry and not 0 < entry[name] <= 1:
             raise ArchscaleInputError(f"{where}.{name} must be in (0, 1], got {entry[name]!r}")
-    if "max_prefill_tokens" in entry and entry["max_prefill_tokens"] < 1:
-        raise ArchscaleInputError(f"{where}.max_prefill_tokens must be at least 1, got {entry['max_prefill_tokens']!r}")
+    for name in ("max_prefill_tokens", "kv_block_tokens"):
+        if name in entry and entry[name] < 1:
+            raise ArchscaleInputError(f"{where}.{name} must be at least 1, got {entry[name]!r}")
     return {f: entry[f] for f in CALIBRATION_FIELDS if f in entry}
 
 

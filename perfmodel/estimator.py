@@ -46,7 +46,7 @@ from perfmodel.occupancy import decode_attention_occupancy
 from perfmodel.operators import decode_attention, dense_ops, prefill_attention
 from perfmodel.parallel import shard, tp_compatible
 from perfmodel.roofline import communication_time, forward_times
-from perfmodel.scheduler import continuous_run, continuous_steps
+from perfmodel.scheduler import continuous_run, continuous_steps, paged_steps
 
 
 def sum_max_affine(first, count, a1, b1, a2, b2):
@@ -260,17 +260,30 @@ def estimate(
     timing = _static_waves(shape, batch_size, concurrency, full_waves, remainder, input_len, output_len, gpu, cal,
                            peak_flops_per_s, kv_dtype_bytes, max_prefill_tokens, tp)  # fmt: skip
     if cal.chunked_prefill:  # continuous batching with chunked prefill (vLLM, SGLang): perfmodel/scheduler.py
-        # Where every request runs in the first turn, or one step admits a whole turn (the turns stay in lockstep),
-        # the engine runs the static schedule above; otherwise requests stagger over mixed steps.
-        # A turn of C prompts is admitted in one step when (C − 1)·I/T' < 1 (I/T': steps per admitted prompt).
+        # Where one step admits a whole turn (the turns stay in lockstep) the engine runs the static schedule above;
+        # otherwise requests stagger over mixed steps, the first ones decoding while later prompts are still being
+        # prefilled. A turn of C prompts is admitted in one step when (C − 1)·I/T' < 1 (I/T': steps per prompt).
         n_requests = batch_size.astype(np.float64)
         schedule = continuous_steps(n_requests, input_len, output_len, concurrency, max_prefill_tokens)
-        staggered = (batch_size > concurrency) & (schedule[3] * (concurrency - 1) >= 1)
+        staggered = schedule[3] * (concurrency - 1) >= 1
+        running = concurrency
+        if cal.paged_kv_admission:  # the KV, not full-length reservation, bounds how many run (vLLM)
+            kv_bound = batch_size > max_concurrent  # more requests than run at full length...
+            cap = np.where(max_num_seqs > 0, max_num_seqs, n_requests)
+            kv_bound &= max_concurrent < np.minimum(cap, n_requests)  # ...and the KV, not the cap, is why
+            if np.any(kv_bound):
+                kv_tokens = np.maximum(kv_capacity_bytes, 0.0) / kv_bytes_per_token
+                *paged, paged_running = paged_steps(n_requests, input_len, output_len, cap, max_prefill_tokens,
+                                                    kv_tokens, cal.kv_block_tokens)  # fmt: skip
+                schedule = tuple(np.where(kv_bound, p, s) for p, s in zip(paged, schedule, strict=True))
+                running = np.where(kv_bound, np.maximum(paged_running, 1.0), concurrency)
+                staggered |= kv_bound
         if np.any(staggered):
-            run = continuous_run(shape, n_requests, concurrency, input_len, output_len, gpu, cal, peak_flops_per_s,
+            run = continuous_run(shape, n_requests, running, input_len, output_len, gpu, cal, peak_flops_per_s,
                                  kv_dtype_bytes, max_prefill_tokens, tp, schedule)  # fmt: skip
             timing = {key: value if key == "op_classes" else _choose(staggered, run[key], value)
                       for key, value in timing.items()}  # fmt: skip
+            concurrency = np.where(staggered, running, concurrency)
     total_s = timing["total_s"]
     full_shape = np.broadcast_shapes(np.shape(total_s), np.shape(max_concurrent))  # every field gets it
     feasible, max_concurrent = np.broadcast_to(feasible, full_shape), np.broadcast_to(max_concurrent, full_shape)
@@ -288,7 +301,8 @@ def estimate(
         prefill_time_s=masked(timing["prefill_s"]),
         decode_time_s=masked(timing["decode_s"]),
         total_time_s=masked(total_s),
-        peak_memory_bytes=weight_bytes + cal.workspace_bytes + np.where(feasible, concurrency, 0) * seq_kv_bytes,
+        peak_memory_bytes=weight_bytes + cal.workspace_bytes + np.where(
+            feasible, np.minimum(concurrency * seq_kv_bytes, np.maximum(kv_capacity_bytes, 0.0)), 0.0),
         weight_bytes=weight_bytes * np.ones_like(total_s),
         kv_bytes_per_token=kv_bytes_per_token * np.ones_like(total_s),
         max_concurrent_seqs=max_concurrent.astype(np.int64),
