@@ -50,7 +50,8 @@ KV_DTYPE_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}  # as vLLM's --kv-c
 
 def add_deployment_args(parser, kv_default: str) -> None:
     """The deployment options `predict` and `search` share: the KV cache's dtype, tensor and data parallelism, and
-    the engine's scheduling limits (default: the engine's own, perfmodel/data/calibration.toml)."""
+    the engine's scheduling limits (default: the engine's own, perfmodel/data/calibration.toml, or those of the
+    release named by --engine-version)."""
     parser.add_argument("--kv-dtype", choices=tuple(KV_DTYPE_BYTES),
                         help=f"KV-cache dtype, separate from the weights' (default: {kv_default})")  # fmt: skip
     parser.add_argument("--tp", type=positive_int, default=1,
@@ -67,6 +68,9 @@ def add_deployment_args(parser, kv_default: str) -> None:
                         help="largest decode batch the engine replays from a CUDA graph, smaller ones padded to the "
                         "next captured size; 0 = none (default: the engine's, e.g. 512 for vLLM, SGLang's "
                         "cuda_graph_max_bs)")  # fmt: skip
+    parser.add_argument("--engine-version", metavar="RELEASE", default=None,
+                        help="the vLLM or SGLang release whose scheduling defaults apply, e.g. 0.6.3 (default: the "
+                        "newest; perfmodel/data/engine_releases.toml); the options above override it")  # fmt: skip
 
 
 def deployment_kwargs(args) -> dict:
@@ -79,4 +83,5 @@ def deployment_kwargs(args) -> dict:
         "max_prefill_tokens": args.max_prefill_tokens,
         "max_num_seqs": args.max_num_seqs,
         "cuda_graph_max_batch": args.cuda_graph_max_batch,
+        "engine_version": args.engine_version,
     }

@@ -65,8 +65,9 @@ def format_predictions(rows: list[dict]) -> str:
     kv = "" if first["kv_dtype_bytes"] == first["dtype_bytes"] else f" · {first['kv_dtype_bytes']}-byte KV cache"
     if first["tp"] > 1 or first["dp"] > 1:
         kv += f" · TP {first['tp']} x DP {first['dp']} ({first['tp'] * first['dp']} GPUs; memory per GPU)"
+    release = f" {first['engine_version']}" if first["engine_version"] else ""
     lines = [
-        f"{hardware} · {first['engine']} · in {first['input_len']} / out {first['output_len']} tokens{kv}"
+        f"{hardware} · {first['engine']}{release} · in {first['input_len']} / out {first['output_len']} tokens{kv}"
         + (
             f" · calibrated ({first['calibration_source']})"
             if first["calibrated"]
@@ -75,7 +76,9 @@ def format_predictions(rows: list[dict]) -> str:
         format_table(header, body),
     ]
     if any(r["capacity_limited"] for r in rows):
-        lines.append("* batch exceeds the KV-cache capacity: requests run in waves of 'max seqs' at a time")
+        lines.append("* more requests than run at once at full length ('max seqs': the KV cache or the engine's cap): "
+                     + ("as running ones finish, waiting ones join (vLLM: as KV blocks free up, so more may run)"
+                        if first["engine_policy"].get("chunked_prefill") else "they run in waves of 'max seqs'"))
     lines.append("TTFT: per request, all queued at once (a later wave waits for the earlier ones); mean and p99")
     return "\n".join(lines)
 

@@ -103,6 +103,7 @@ def result_rows(result, deployment) -> tuple[dict, dict]:
             deployment.gpu,
             engine=deployment.engine,
             calibration_file=deployment.calibration_file,
+            engine_version=deployment.engine_version,
             **deployment.workload,
         ).to_dict()
         prediction.pop("breakdown")
@@ -283,7 +284,8 @@ def run(args) -> int:
     rows, archs = result_rows(result, deployment)
     payload = {
         **rows,
-        "deployment": {"gpu": deployment.gpu.name, "engine": deployment.engine, **deployment.workload},
+        "deployment": {"gpu": deployment.gpu.name, "engine": deployment.engine,
+                       "engine_version": deployment.engine_version, **deployment.workload},
         "law": law_description,
         "train_tokens": result.train_tokens,
         "loss_target": result.loss_target,

@@ -7,9 +7,11 @@ read as the prefill time), and lists what it set aside and why; it refuses to mi
 set (a fit or a comparison across two machines means nothing). A point measured more than once — in several passes
 of a sweep, each pass its own file, or published several times — becomes one row: the median of each measured
 field, with `measurements` (how many) and `measured_range` (the lowest and highest output tokens/s), so that a
-comparison can tell model error from the spread between measurements taken at different times. `predict_rows` runs the perfmodel on every kept point in one
-vectorized `estimate` call — the architecture at the dtype the engine ran, its workload, the given hardware and
-calibration — so calibrate and compare judge the current model, not the prediction stored when the row was written.
+comparison can tell model error from the spread between measurements taken at different times. `predict_rows` runs
+the perfmodel on every kept point in vectorized `estimate` calls — the architecture at the dtype the engine ran, its
+workload, the given hardware and calibration, with the scheduling policy of the engine release that measured it
+(perfmodel/engine_releases.py; one call per release policy) — so calibrate and compare judge the current model, not
+the prediction stored when the row was written.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ import numpy as np
 from perfmodel.arch import DTYPE_BYTES
 from perfmodel.arch_batch import ARRAY_FIELDS, ArchBatch
 from perfmodel.calibration import Calibration
+from perfmodel.engine_releases import RELEASE_ENGINES, release_policy
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.estimator import Estimate, estimate
 from perfmodel.hardware import Hardware
@@ -97,10 +100,15 @@ MERGED_FIELDS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "ttft_p5
                  "tpot_s", "total_time_s")  # fmt: skip
 
 
+def engine_version_of(row: dict) -> str | None:
+    """The engine release a row was measured with (vLLM/SGLang rows and published rows carry it), or None."""
+    return row.get("engine_version") or (row.get("metadata") or {}).get("engine_version")
+
+
 def _same_measurement(row: dict) -> tuple:
     """What repeats of one measurement share: the point (POINT_KEY), the options it ran with and the engine's
     version (a run with another prefill budget, or another engine build, is another measurement)."""
-    version = row.get("engine_version") or (row.get("metadata") or {}).get("engine_version")
+    version = engine_version_of(row)
     options = json.dumps(row.get("options") or {}, sort_keys=True, default=str)
     return (*(row.get(k) for k in POINT_KEY), options, version)
 
@@ -196,8 +204,28 @@ def engine_limits(row: dict) -> dict:
     return limits
 
 
+def release_policy_of(row: dict, gpu_name: str) -> dict:
+    """The scheduling policy of the vLLM/SGLang release that measured `row` on `gpu_name` ({} for our engine's rows
+    and rows without a version: the calibration's own)."""
+    version = engine_version_of(row)
+    if row.get("engine") not in RELEASE_ENGINES or version is None:
+        return {}
+    return release_policy(row["engine"], version, gpu_name)
+
+
 def predict_rows(rows: list[dict], hardware: Hardware, calibration: Calibration) -> Estimate:
-    """The perfmodel's estimate of every row's point, arrays of shape [len(rows)]."""
+    """The perfmodel's estimate of every row's point, arrays of shape [len(rows)]: one `estimate` call per release
+    policy among the rows, put back in row order."""
+    policies = [tuple(sorted(release_policy_of(row, hardware.name).items())) for row in rows]
+    groups: dict[tuple, list[int]] = {}
+    for index, policy in enumerate(policies):
+        groups.setdefault(policy, []).append(index)
+    parts = [(indices, _predict([rows[i] for i in indices], hardware, replace(calibration, **dict(policy))))
+             for policy, indices in groups.items()]  # fmt: skip
+    return parts[0][1] if len(parts) == 1 else _in_row_order(parts, len(rows))
+
+
+def _predict(rows: list[dict], hardware: Hardware, calibration: Calibration) -> Estimate:
     workload = {key: np.asarray([row[key] for row in rows], dtype=np.int64)
                 for key in ("batch_size", "input_len", "output_len")}  # fmt: skip
     limits = [engine_limits(row) for row in rows]
@@ -205,6 +233,28 @@ def predict_rows(rows: list[dict], hardware: Hardware, calibration: Calibration)
     num_seqs = [limit.get("max_num_seqs") or calibration.max_num_seqs for limit in limits]
     return estimate(arch_batch(rows), hardware, calibration=calibration, max_prefill_tokens=np.asarray(prefill_tokens),
                     max_num_seqs=np.asarray(num_seqs), **workload)  # fmt: skip
+
+
+def _in_row_order(parts: list[tuple[list[int], Estimate]], n_rows: int) -> Estimate:
+    """One Estimate of [n_rows] arrays from the estimates of groups of rows (their row indices)."""
+
+    def gather(value_of):
+        first = np.asarray(value_of(parts[0][1]))
+        out = np.empty(n_rows, dtype=first.dtype)
+        for indices, part in parts:
+            out[indices] = value_of(part)
+        return out
+
+    merged = {}
+    for f in fields(Estimate):
+        value = getattr(parts[0][1], f.name)
+        if f.name == "op_classes":  # the same operators in every group
+            merged[f.name] = value
+        elif isinstance(value, dict):
+            merged[f.name] = {key: gather(lambda e, name=f.name, key=key: getattr(e, name)[key]) for key in value}
+        else:
+            merged[f.name] = gather(lambda e, name=f.name: getattr(e, name))
+    return Estimate(**merged)
 
 
 def measured(rows: list[dict], key: str) -> np.ndarray:

@@ -62,10 +62,12 @@ class Deployment:
     max_prefill_tokens: int | None = None  # the engine's policy; None: the calibration's
     max_num_seqs: int | None = None
     cuda_graph_max_batch: int | None = None
+    engine_version: str | None = None  # the vLLM/SGLang release whose scheduling defaults apply; None: the newest
 
     @property
     def workload(self) -> dict:
-        """The keyword arguments `perfmodel.estimate` and `perfmodel.predict` take for the requests."""
+        """The keyword arguments `perfmodel.estimate` and `perfmodel.predict` take for the requests (the release,
+        `engine_version`, goes to `get_calibration` and `predict` on its own)."""
         return {"batch_size": self.batch_size, "input_len": self.input_len, "output_len": self.output_len,
                 "kv_dtype_bytes": self.kv_dtype_bytes, "tp": self.tp, "dp": self.dp,
                 "max_prefill_tokens": self.max_prefill_tokens, "max_num_seqs": self.max_num_seqs,
@@ -141,7 +143,8 @@ def evaluate_candidates(
             f"the law ({law.source or law.form}) predicts a non-finite loss or standard error for some "
             "architectures: check its coefficients"
         )
-    calibration = get_calibration(deployment.gpu, deployment.engine, deployment.calibration_file)
+    calibration = get_calibration(deployment.gpu, deployment.engine, deployment.calibration_file,
+                                  deployment.engine_version)  # fmt: skip
     result = estimate(archs, deployment.gpu, calibration=calibration, **deployment.workload)
     feasible = np.asarray(result.feasible, dtype=bool)
     tokens_per_s = np.where(feasible, result.output_tokens_per_s, np.nan)

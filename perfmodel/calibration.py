@@ -9,7 +9,9 @@ one, first match wins:
    throughputs others published for that engine on that GPU (`make calibrate-published`; calibrated = true),
 4. the package's data/calibration.toml: the engine's default priors, with the fields of a shipped [<gpu>.<engine>]
    table (engine defaults that depend on the GPU) on top.
-`engine_priors` skips 1 and 3: what a fit starts from and what "uncalibrated" means in a comparison.
+`engine_priors` skips 1 and 3: what a fit starts from and what "uncalibrated" means in a comparison. Naming an
+engine release (`engine_version`) lays that release's scheduling policy over the choice (data/engine_releases.toml,
+perfmodel/engine_releases.py): the efficiencies stay, the limits and schedule become the release's.
 A calibration file holds [<hardware>.<engine>] tables: the Calibration fields plus what the fit records about
 itself (n_points, configs, std_errors, sweep_sha256, metadata...), which loading keeps but does not need.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass, fields, replace
 from functools import cache
 from pathlib import Path
 
+from perfmodel.engine_releases import release_policy
 from perfmodel.errors import ArchscaleInputError
 
 DATA_DIR = Path(__file__).with_name("data")
@@ -218,22 +221,33 @@ def published_fit(name: str, engine: str) -> Calibration | None:
     return _published_fits().get(name, {}).get(engine)
 
 
-def engine_priors(gpu, engine: str) -> Calibration:
+def engine_priors(gpu, engine: str, engine_version=None) -> Calibration:
     """The uncalibrated priors for (hardware, engine): the hardware entry's own (a probed machine), else the engine's
-    defaults in data/calibration.toml with its [<gpu>.<engine>] fields on top."""
+    defaults in data/calibration.toml with its [<gpu>.<engine>] fields on top; with `engine_version`, that release's
+    scheduling policy on top of either (data/engine_releases.toml)."""
     if engine not in ENGINES:
         raise ArchscaleInputError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
     priors = getattr(gpu, "calibration_priors", {})
-    if engine in priors:
-        return Calibration(**priors[engine])
     name = gpu if isinstance(gpu, str) else gpu.name
-    package = _package_table()  # a [<gpu>.<engine>] table overrides the engine's defaults field by field
-    return Calibration(**{**package["default"][engine], **package.get(name, {}).get(engine, {})})
+    if engine in priors:
+        cal = Calibration(**priors[engine])
+    else:
+        package = _package_table()  # a [<gpu>.<engine>] table overrides the engine's defaults field by field
+        cal = Calibration(**{**package["default"][engine], **package.get(name, {}).get(engine, {})})
+    return with_release_policy(cal, engine, engine_version, name)
 
 
-def get_calibration(gpu, engine: str, calibration_file: str | Path | None = None) -> Calibration:
-    """Efficiency factors for (hardware, engine) — see the module docstring for the order. `gpu` is a `Hardware`
-    or a name (a name alone cannot see a probed file's priors)."""
+def with_release_policy(cal: Calibration, engine: str, engine_version, gpu_name: str) -> Calibration:
+    """`cal` with the scheduling policy of `engine` release `engine_version` on `gpu_name` (unchanged for None)."""
+    if engine_version is None:
+        return cal
+    return replace(cal, **release_policy(engine, engine_version, gpu_name))
+
+
+def get_calibration(gpu, engine: str, calibration_file: str | Path | None = None, engine_version=None) -> Calibration:
+    """Efficiency factors for (hardware, engine) — see the module docstring for the order — with the scheduling
+    policy of release `engine_version` where one is named. `gpu` is a `Hardware` or a name (a name alone cannot see
+    a probed file's priors)."""
     if engine not in ENGINES:
         raise ArchscaleInputError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
     name = gpu if isinstance(gpu, str) else gpu.name
@@ -242,9 +256,10 @@ def get_calibration(gpu, engine: str, calibration_file: str | Path | None = None
         if engine not in table.get(name, {}):
             have = ", ".join(f"[{h}.{e}]" for h, engines in table.items() for e in engines)
             raise ArchscaleInputError(f"{calibration_file} has no [{name}.{engine}] calibration (it has: {have})")
-        return table[name][engine]
+        return with_release_policy(table[name][engine], engine, engine_version, name)
     fit = _adopted_fit(gpu, engine)
-    return engine_priors(gpu, engine) if fit is None else with_fitted_factors(engine_priors(gpu, engine), fit)
+    priors = engine_priors(gpu, engine, engine_version)
+    return priors if fit is None else with_fitted_factors(priors, fit)
 
 
 def _adopted_fit(gpu, engine: str) -> Calibration | None:

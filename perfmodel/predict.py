@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from perfmodel.arch import Arch
 from perfmodel.arch_batch import ArchBatch
 from perfmodel.calibration import calibration_source, get_calibration
+from perfmodel.engine_releases import POLICY_FIELDS
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.estimator import estimate
 from perfmodel.hardware import Hardware
@@ -58,6 +59,8 @@ class Prediction:
     prefill_op_time_s: dict = field(default_factory=dict)  # op -> seconds, one full wave
     decode_op_time_s: dict = field(default_factory=dict)  # op -> seconds, all decode steps of one full wave
     op_classes: dict = field(default_factory=dict)  # op -> operator class ("attention": prefill / decode class)
+    engine_version: str | None = None  # the vLLM/SGLang release whose scheduling defaults applied; None: the newest
+    engine_policy: dict = field(default_factory=dict)  # the scheduling policy the estimate ran (POLICY_FIELDS)
 
     def to_dict(self) -> dict:
         return {
@@ -70,6 +73,8 @@ class Prediction:
             "tp": self.tp,
             "dp": self.dp,
             "engine": self.engine,
+            "engine_version": self.engine_version,
+            "engine_policy": dict(self.engine_policy),
             "batch_size": self.batch_size,
             "input_len": self.input_len,
             "output_len": self.output_len,
@@ -97,12 +102,12 @@ SCALAR_FIELDS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "ttft_p5
 def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, output_len: int, engine: str = "torch",
             calibration_file=None, kv_dtype_bytes: int | None = None, max_prefill_tokens: int | None = None,
             max_num_seqs: int | None = None, tp: int = 1, dp: int = 1,
-            cuda_graph_max_batch: int | None = None):  # fmt: skip
+            cuda_graph_max_batch: int | None = None, engine_version: str | None = None):  # fmt: skip
     """`calibration_file`: a file `archscale calibrate` wrote, used instead of the priors (perfmodel.calibration).
     `kv_dtype_bytes`: the KV cache's element size (default: the architecture's dtype); `max_prefill_tokens`: prompt
     tokens per prefill forward, `max_num_seqs` the engine's cap on running sequences (0: none) and
     `cuda_graph_max_batch` its largest CUDA-graph decode batch (0: no padding) (defaults: the engine's, from the
-    calibration); `tp`, `dp`: tensor-parallel GPUs per
+    calibration, or those of vLLM/SGLang release `engine_version`); `tp`, `dp`: tensor-parallel GPUs per
     replica and replicas (perfmodel/parallel.py): `batch_size` is the whole batch, memory figures are per GPU."""
     for label, value in (("batch size", batch_size), ("input length", input_len), ("output length", output_len),
                          ("max prefill tokens", max_prefill_tokens or 1), ("max num seqs", max_num_seqs or 1)):  # fmt: skip
@@ -118,7 +123,10 @@ def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, outpu
             f"KV-cache dtype must be 1, 2 or 4 bytes wide (fp8, bf16/fp16, fp32), got {kv_dtype_bytes!r}"
         )
     check_tp(arch, tp, dp)
-    calibration = get_calibration(gpu, engine, calibration_file)
+    calibration = get_calibration(gpu, engine, calibration_file, engine_version)
+    policy = {name: getattr(calibration, name) for name in POLICY_FIELDS}
+    policy |= {name: value for name, value in (("max_prefill_tokens", max_prefill_tokens),
+               ("max_num_seqs", max_num_seqs), ("cuda_graph_max_batch", cuda_graph_max_batch)) if value is not None}
     source = calibration_source(gpu, engine, calibration_file)
     e = estimate(
         ArchBatch.from_archs([arch]),
@@ -162,6 +170,6 @@ def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, outpu
         decode_bound="compute" if e.decode_compute_bound[0] else "memory",
         prefill_op_time_s={op: float(t[0]) for op, t in e.prefill_op_time_s.items()},
         decode_op_time_s={op: float(t[0]) for op, t in e.decode_op_time_s.items()},
-        op_classes=dict(e.op_classes),
+        op_classes=dict(e.op_classes), engine_version=engine_version, engine_policy=policy,
         **scalars,
     )  # fmt: skip

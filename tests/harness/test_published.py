@@ -36,9 +36,10 @@ FITS = ROOT / "results" / "published" / "calibration.toml"  # what `make calibra
 
 
 def _predict_default(row: dict):
+    """What `archscale predict --engine-version <the row's>` says for the row."""
     return predict(PRESETS[MODEL_PRESETS[row["model"]]], get_gpu(row["gpu"]), engine=row["engine"],
                    batch_size=int(row["num_prompts"]), input_len=int(row["input_len"]),
-                   output_len=int(row["output_len"]))  # fmt: skip
+                   output_len=int(row["output_len"]), engine_version=row.get("engine_version"))  # fmt: skip
 
 
 def test_every_published_row_is_predicted_with_the_priors_and_where_adopted_the_fit():
