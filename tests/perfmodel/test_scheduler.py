@@ -210,3 +210,18 @@ def test_vllm_runs_more_requests_than_fit_at_full_length():
     assert paged.total_time_s[0] / paged.tpot_s[0] < 0.8 * reserved.total_time_s[0] / reserved.tpot_s[0]
     assert paged.output_tokens_per_s[0] >= reserved.output_tokens_per_s[0]
     assert paged.peak_memory_bytes[0] <= gpu.memory_bytes * cal.gpu_memory_utilization
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(batch_size=st.integers(1, 3000), input_len=st.integers(16, 8192), output_len=st.integers(8, 4096),
+       cap=st.sampled_from([256, 1024]), utilization=st.sampled_from([0.5, 0.7, 0.8]))  # fmt: skip
+def test_more_kv_memory_never_lowers_vllm_throughput(batch_size, input_len, output_len, cap, utilization):
+    """Llama-3.1-8B on an A100-80GB, the KV budget raised by 10% of the GPU: never slower, up to 1% (0.4% at worst
+    over 3,000 random cases: the run-down term and the turn count move in steps)."""
+    arch = PRESETS["llama-3.1-8b"]
+    workload = dict(batch_size=batch_size, input_len=input_len, output_len=output_len, max_num_seqs=cap)
+    base = run(arch, vllm_like(gpu_memory_utilization=utilization), **workload)
+    more = run(arch, vllm_like(gpu_memory_utilization=utilization + 0.1), **workload)
+    if base.feasible[0]:
+        assert more.output_tokens_per_s[0] >= base.output_tokens_per_s[0] * 0.99
+        assert more.concurrency[0] >= base.concurrency[0]
