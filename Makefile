@@ -72,12 +72,12 @@ sweep: install
 CPU_NAME  ?= cpu-xeon-2c
 CPU_PROBE := results/hardware/$(CPU_NAME).toml
 CPU_SWEEP := results/sweeps/torch-$(CPU_NAME).jsonl
-CPU_PASSES := results/sweeps/torch-$(CPU_NAME)-pass2.jsonl results/sweeps/torch-$(CPU_NAME)-pass3.jsonl
+CPU_PASSES := $(foreach pass,2 3 4 5,results/sweeps/torch-$(CPU_NAME)-pass$(pass).jsonl)
 CPU_CAL   := results/calibration/$(CPU_NAME).toml
 CPU_GRID  := --device cpu --batch-size 1,2,4,8,16,32,64 --repeats 2 --hardware $(CPU_PROBE) --quiet
 calibrate-cpu: install
 	test -f $(CPU_PROBE) || $(BIN)/archscale probe --device cpu --out $(CPU_PROBE)
-	@# Three passes over the grid, each after the one before into its own file: calibrate and compare take each
+	@# Five passes over the grid, each after the one before into its own file: calibrate and compare take each
 	@# point's median and report how far its measurements, minutes apart, land from each other.
 	@for out in $(CPU_SWEEP) $(CPU_PASSES); do \
 	  $(BIN)/archscale sweep $(SWEEP_CONFIGS) --input-len 256 --output-len 16 $(CPU_GRID) --out $$out || exit $$?; \
