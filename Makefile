@@ -74,7 +74,9 @@ CPU_PROBE := results/hardware/$(CPU_NAME).toml
 CPU_SWEEP := results/sweeps/torch-$(CPU_NAME).jsonl
 CPU_PASSES := $(foreach pass,2 3 4 5,results/sweeps/torch-$(CPU_NAME)-pass$(pass).jsonl)
 CPU_CAL   := results/calibration/$(CPU_NAME).toml
-CPU_GRID  := --device cpu --batch-size 1,2,4,8,16,32,64 --repeats 2 --hardware $(CPU_PROBE) --quiet
+# Prefill in forwards of at most 2048 prompt tokens: on this CPU a forward of 8192 costs 10-25% more per token (its
+# elementwise ops 3x; results/cpu-prefill-8192/, `python -m harness.profile_prefill`), which no per-token model holds.
+CPU_GRID  := --device cpu --batch-size 1,2,4,8,16,32,64 --repeats 2 --max-prefill-tokens 2048 --hardware $(CPU_PROBE) --quiet
 calibrate-cpu: install
 	test -f $(CPU_PROBE) || $(BIN)/archscale probe --device cpu --out $(CPU_PROBE)
 	@# Five passes over the grid, each after the one before into its own file: calibrate and compare take each
