@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     body.append(("all ops", *(f"{sum(per_size[s].values()):.2f}" for s in sizes),
                  f"{sum(largest.values()) / sum(smallest.values()):.2f}"))  # fmt: skip
     print(f"{arch.name}, prompts of {args.input_len} tokens, µs per prompt token (self time, {args.device}):")
-    print(format_table(("op", *(f"{s} tokens/forward" for s in sizes), f"{sizes[-1]} / {sizes[0]}"), body))
+    held = [max(1, size // args.input_len) * args.input_len for size in sizes]  # whole sequences per forward
+    print(format_table(("op", *(f"{h} tokens/forward" for h in held), f"{held[-1]} / {held[0]}"), body))
     return 0
 
 

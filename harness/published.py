@@ -182,7 +182,8 @@ def predict_published(rows: list[dict], calibration_file: Path | None = None) ->
 
 def _predict_row(row: dict, sweep_row: dict | None, gpu, calibration) -> float:
     """Output tokens/s of a published row under `calibration`: as its sweep row, which calibrate sees (TP 1), or, for
-    a TP row (no sweep row), the preset at the row's dtype on `tp` GPUs with the same limits."""
+    a TP row (no sweep row), the preset at the row's dtype on `tp` GPUs with the same limits and the policy of the
+    release that measured it."""
     from harness.sweep_rows import predict_rows
 
     if sweep_row is not None:
@@ -191,8 +192,10 @@ def _predict_row(row: dict, sweep_row: dict | None, gpu, calibration) -> float:
 
     from perfmodel import PRESETS, ArchBatch, estimate
     from perfmodel.arch import DTYPE_BYTES
+    from perfmodel.calibration import with_release_policy
 
     arch = replace(PRESETS[_preset(row["model"])], dtype_bytes=DTYPE_BYTES[DTYPES[row["dtype"]]])
+    calibration = with_release_policy(calibration, row["engine"], row["engine_version"], gpu.name)
     limits = {key: int(row[column]) for key, column in LIMIT_COLUMNS if row[column]}
     e = estimate(ArchBatch.from_archs([arch]), gpu, batch_size=int(row["num_prompts"]), input_len=int(row["input_len"]),
                  output_len=int(row["output_len"]), calibration=calibration, tp=int(row["tp"]), **limits)  # fmt: skip

@@ -68,27 +68,31 @@ def paged_steps(n_requests, input_len, output_len, max_num_seqs, step_tokens, kv
     half a block), so the KV keeps S = kv_tokens / (I + (O − 1)/2 + block/2) of them running, and the run takes
     about N·G/min(C, S) steps, plus the run-down: after the last admission the KV empties as the requests still
     running finish, which wastes w·G steps, w = 1 − (I·O/2 + O²/3) / ((I + O/2)·O) (KV use falls from full as the
-    requests spread evenly over their decodes leave). That is bounded below by the schedule the slots and budget
-    allow (the cap C, not the KV) and above by the schedule of full-length reservation (F = kv_tokens / (I + O)
-    slots, what an engine that reserves each request's full length runs; preemption never does worse). Against the
-    reference (tests/perfmodel/scheduler_reference.py) over prompts of 64-2048 tokens, outputs of 128-2048, 1.1 to
-    8 times the requests the KV holds at full length: median 5%, max 18% (18%: prompts much longer than the output,
-    where the preempted requests re-enter together and the run keeps full-length waves). The preempted requests'
-    recomputation (a prefill of their prompt and output so far) is not costed."""
+    requests spread evenly over their decodes leave; G from the slot schedule of min(C, S) requests, which gives q,
+    I/T' and the TTFT too). That is bounded below by the schedule as if the KV held all min(C, N) requests the cap
+    admits, and above by the schedule of full-length reservation (F = kv_tokens /
+    (I + O) slots, what an engine that reserves each request's full length runs; preemption never does worse, and
+    never runs fewer than F). Against the reference (tests/perfmodel/scheduler_reference.py) over prompts of 64-2048
+    tokens, outputs of 128-2048, 1.1 to 8 times the requests the KV holds at full length: median 4%, max 18% (18%:
+    prompts much longer than the output, where the preempted requests re-enter together and the run keeps
+    full-length waves). The preempted requests' recomputation (a prefill of their prompt and output so far) is not
+    costed."""
     n, i, o, cap, kv = (np.asarray(x, dtype=np.float64) for x in (n_requests, input_len, output_len, max_num_seqs,
                                                                    kv_tokens))  # fmt: skip
     block = np.asarray(block_tokens, dtype=np.float64)
-    full = np.floor(kv / (np.ceil((i + o) / block) * block))  # requests the KV holds at full length
-    by_slots = continuous_steps(n, i, o, np.minimum(cap, n), step_tokens)
-    by_full = continuous_steps(n, i, o, np.maximum(np.minimum(cap, full), 1.0), step_tokens)
+    slots = np.minimum(cap, n)
+    full = np.maximum(np.floor(kv / (i + o)), 1.0)  # requests the KV holds at full length (as estimate() counts them)
     steady = kv / (i + (o - 1) / 2 + block / 2)  # staggered requests the KV holds
-    g = by_slots[1]
+    fits = full >= slots
+    running = np.where(fits, slots, np.clip(np.floor(steady), full, slots))
+    by_running = continuous_steps(n, i, o, running, step_tokens)  # the slot schedule of that many: G, q, I/T'
+    by_slots = continuous_steps(n, i, o, slots, step_tokens)  # as if the KV held every request the cap admits
+    by_full = continuous_steps(n, i, o, np.minimum(slots, full), step_tokens)
+    g = by_running[1]
     rundown = 1 - (i * o / 2 + o * o / 3) / ((i + o / 2) * o)
-    kv_paced = n * g / np.minimum(cap, steady) + rundown * g
-    fits = full >= np.minimum(cap, n)
-    steps = np.where(fits, by_slots[0], np.minimum(by_full[0], np.maximum(by_slots[0], kv_paced)))
-    concurrency = np.where(fits, np.minimum(cap, n), np.clip(steady, full, np.minimum(cap, n)))
-    return steps, g, by_slots[2], by_slots[3], concurrency
+    kv_paced = n * g / np.maximum(np.minimum(cap, steady), 1.0) + rundown * g
+    steps = np.where(fits, by_running[0], np.minimum(by_full[0], np.maximum(by_slots[0], kv_paced)))
+    return steps, g, by_running[2], by_running[3], running
 
 
 def continuous_ttft_steps(n_requests, input_len, output_len, max_running, step_tokens, g, q, per_prompt,
@@ -194,9 +198,11 @@ def continuous_run(shape, n_requests, max_running, input_len, output_len, gpu, c
     total_s = with_prompts * prompt_s + rest * decode_s
     step_s = total_s / steps  # the mean step: TPOT, and the unit of the TTFT counts
     compute_s = with_prompts * prompt_compute + rest * decode_compute
-    mean, p50, p99 = continuous_ttft_steps(n_requests, input_len, output_len, max_running, step_tokens, g, q,
-                                           per_prompt)  # fmt: skip
-    first_turn_steps = np.floor((running - 1) * per_prompt) + q  # every request of the first turn has its token
+    # A first token never comes after the run's last step (the counts are in whole steps, the run's total not).
+    mean, p50, p99 = (np.minimum(x, steps) for x in continuous_ttft_steps(n_requests, input_len, output_len,
+                                                                          max_running, step_tokens, g, q, per_prompt))
+    # every request of the first turn has its token (where the budget binds, before the last step in any case)
+    first_turn_steps = np.minimum(np.floor((running - 1) * per_prompt) + q, steps)
     compute_bound = compute_s > (total_s - steps * cal.step_overhead_s) / 2
     # The fields of the static schedule's timing (perfmodel/estimator.py): "prefill" is the first turn's prompts.
     return {

@@ -225,3 +225,27 @@ def test_more_kv_memory_never_lowers_vllm_throughput(batch_size, input_len, outp
     if base.feasible[0]:
         assert more.output_tokens_per_s[0] >= base.output_tokens_per_s[0] * 0.99
         assert more.concurrency[0] >= base.concurrency[0]
+
+
+@pytest.mark.parametrize("engine, release", [("vllm", None), ("sglang", None), ("sglang", "0.5.2"), ("vllm", "0.6.3")])
+def test_every_estimate_keeps_its_times_in_order(engine, release):
+    """Over a grid of batches (1 to 20,000, caps off and on) and lengths, on a GPU where a big batch of an 8B model
+    overflows the KV: the mean and p99 TTFT and the first turn's prefill never pass the whole run, decode time is never
+    negative, at least one request runs, and nothing warns (an infeasible point divides nothing by zero)."""
+    import warnings
+
+    archs = ArchBatch.from_archs([PRESETS["llama-3.1-8b"], PRESETS["llama-3.2-1b"], PRESETS["llama-3.1-70b"]])
+    cal = get_calibration("a100-80gb", engine, engine_version=release)
+    grid = np.array(np.meshgrid([1, 8, 65, 257, 1000, 5000, 20000], [1, 100, 2049, 8000], [1, 2, 20, 1024]))
+    batch, input_len, output_len = (axis.reshape(1, -1) for axis in grid)  # [1, points] against [archs, 1]
+    for cap in (None, 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            e = estimate(archs.column(), get_gpu("a100-80gb"), calibration=cal, batch_size=batch,
+                         input_len=input_len, output_len=output_len, max_num_seqs=cap)  # fmt: skip
+        ok = e.feasible
+        total = e.total_time_s[ok]
+        assert ok.any() and (~ok).any()  # the 70B does not fit an A100
+        assert np.all(e.ttft_p99_s[ok] <= total * (1 + 1e-9)) and np.all(e.ttft_s[ok] <= total * (1 + 1e-9))
+        assert np.all(e.prefill_time_s[ok] <= total * (1 + 1e-9)) and np.all(e.decode_time_s[ok] >= -1e-9 * total)
+        assert np.all(e.concurrency[ok] >= 1)
