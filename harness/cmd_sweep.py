@@ -301,8 +301,8 @@ def run(args) -> int:
         if not args.dry_run:
             import_ray()  # not installed: one line before anything is written
     points = build_points(archs, batch_sizes=args.batch_size, input_lens=args.input_len, output_lens=args.output_len,
-                          engine=args.engine, options=options, hardware=hardware,
-                          calibration_file=args.calibration)  # fmt: skip
+                          engine=args.engine, options=options, hardware=hardware, calibration_file=args.calibration,
+                          engine_version=probe.get("version") if probe else None)  # fmt: skip
     out = args.out or default_out_path(args.engine, device, device_name)
     from harness.results_io import check_writable
     from harness.sweep_rows import pass_paths

@@ -39,6 +39,7 @@ class SweepPoint:
     options: EngineOptions
     hardware: Hardware | None = None  # what the prediction is made for; None: no prediction
     calibration_file: str | None = None  # `archscale calibrate` output for the prediction; None: the priors
+    engine_version: str | None = None  # the vLLM/SGLang release that serves it: its scheduling policy is predicted
 
     def key(self) -> tuple:
         return tuple(self.key_dict().values())
@@ -62,13 +63,15 @@ class SweepPoint:
 
 
 def build_points(archs, *, batch_sizes, input_lens, output_lens, engine: str, options: EngineOptions,
-                 hardware: Hardware | None, calibration_file: str | None = None) -> list[SweepPoint]:  # fmt: skip
+                 hardware: Hardware | None, calibration_file: str | None = None,
+                 engine_version: str | None = None) -> list[SweepPoint]:  # fmt: skip
     """The grid, ordered config → lengths → batch size (a curve per config fills in first)."""
     names = [a.name for a in archs]
     if len(set(names)) != len(names):
         raise ArchscaleInputError(f"two configs share a name ({', '.join(names)}): rename a config folder")
     return [
-        SweepPoint(arch, engine, Workload(batch, input_len, output_len), options, hardware, calibration_file)
+        SweepPoint(arch, engine, Workload(batch, input_len, output_len), options, hardware, calibration_file,
+                   engine_version)
         for arch, input_len, output_len, batch in itertools.product(archs, input_lens, output_lens, batch_sizes)
     ]
 
@@ -84,7 +87,8 @@ def predict_point(point: SweepPoint) -> tuple[dict | None, str | None]:
     try:
         prediction = predict(arch, point.hardware, batch_size=w.batch_size, input_len=w.input_len,
                              output_len=w.output_len, engine=point.engine, calibration_file=point.calibration_file,
-                             max_prefill_tokens=point.options.max_prefill_tokens)  # fmt: skip
+                             max_prefill_tokens=point.options.max_prefill_tokens,
+                             engine_version=point.engine_version)  # fmt: skip
     except ArchscaleInputError as exc:
         return None, str(exc)
     row = prediction.to_dict()

@@ -188,3 +188,25 @@ def test_passes_measure_the_grid_again_into_files_of_their_own_and_resume(tmp_pa
 
     data = load_sweeps([out, second])  # calibrate and compare see each point once, at its median of two
     assert len(data.rows) == 4 and {row["measurements"] for row in data.rows} == {2}
+
+
+def test_a_vllm_points_prediction_follows_the_release_that_serves_it():
+    """The sweep knows the engine's release before the first point (it asks the engine's Python): the prediction
+    stored next to each measurement uses that release's scheduling policy, and a release older than the table is
+    the row's reason for having no prediction, not a crash."""
+    from harness.engines.base import EngineOptions
+    from harness.sweep import predict_point
+    from perfmodel import get_gpu
+
+    def point(version):
+        (only,) = build_points([PRESETS["llama-3.2-1b"]], batch_sizes=(512,), input_lens=(512,), output_lens=(128,),
+                               engine="vllm", options=EngineOptions(device="cuda", dtype="bfloat16"),
+                               hardware=get_gpu("h100-sxm"), engine_version=version)  # fmt: skip
+        return predict_point(only)
+
+    old, why = point("0.6.3")
+    assert why is None and old["engine_version"] == "0.6.3" and old["engine_policy"]["chunked_prefill"] is False
+    newest, _ = point(None)
+    assert newest["engine_policy"]["max_num_seqs"] == 1024 and old["engine_policy"]["max_num_seqs"] == 256
+    missing, why = point("0.4.1")
+    assert missing is None and "older than the releases" in why
