@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields, replace
 from functools import cache
 from pathlib import Path
 
-from perfmodel.engine_releases import release_policy
+from perfmodel.engine_releases import POLICY_FIELDS, release_policy
 from perfmodel.errors import ArchscaleInputError
 
 DATA_DIR = Path(__file__).with_name("data")
@@ -173,18 +173,21 @@ def read_toml(path: Path, what: str) -> dict:
 
 
 def load_calibration_file(path: str | Path) -> dict[str, dict[str, Calibration]]:
-    """{hardware name: {engine: Calibration}} of a calibration file ([<hardware>.<engine>] tables)."""
+    """{hardware name: {engine: Calibration}} of a calibration file ([<hardware>.<engine>] tables). A scheduling
+    policy field the table leaves out (a file written before the field existed) is the engine's package default for
+    that GPU, not the dataclass's: an old vLLM fit still schedules as vLLM."""
     path = Path(path).expanduser()
     raw = read_toml(path, "calibration file")
     if not raw:
         raise ArchscaleInputError(f"{path}: no [<hardware>.<engine>] table in the calibration file")
-    return {
-        hardware: {
-            engine: Calibration(**fields_)
-            for engine, fields_ in check_engine_tables(engines, f"{path}: [{hardware}]", FIT_RECORD_KEYS).items()
-        }
-        for hardware, engines in raw.items()
-    }
+    tables = {}
+    for hardware, engines in raw.items():
+        tables[hardware] = {}
+        for engine, fields_ in check_engine_tables(engines, f"{path}: [{hardware}]", FIT_RECORD_KEYS).items():
+            defaults = _package_priors(hardware, engine)
+            missing = {name: getattr(defaults, name) for name in POLICY_FIELDS if name not in fields_}
+            tables[hardware][engine] = Calibration(**fields_, **missing)
+    return tables
 
 
 PUBLISHED_CALIBRATION = DATA_DIR / "published_calibration.toml"
@@ -229,12 +232,14 @@ def engine_priors(gpu, engine: str, engine_version=None) -> Calibration:
         raise ArchscaleInputError(f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
     priors = getattr(gpu, "calibration_priors", {})
     name = gpu if isinstance(gpu, str) else gpu.name
-    if engine in priors:
-        cal = Calibration(**priors[engine])
-    else:
-        package = _package_table()  # a [<gpu>.<engine>] table overrides the engine's defaults field by field
-        cal = Calibration(**{**package["default"][engine], **package.get(name, {}).get(engine, {})})
+    cal = Calibration(**priors[engine]) if engine in priors else _package_priors(name, engine)
     return with_release_policy(cal, engine, engine_version, name)
+
+
+def _package_priors(name: str, engine: str) -> Calibration:
+    """data/calibration.toml's priors for `engine`, with a [<name>.<engine>] table's fields on top where there is one."""
+    package = _package_table()
+    return Calibration(**{**package["default"][engine], **package.get(name, {}).get(engine, {})})
 
 
 def with_release_policy(cal: Calibration, engine: str, engine_version, gpu_name: str) -> Calibration:

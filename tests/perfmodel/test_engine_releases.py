@@ -144,3 +144,21 @@ def test_sweep_rows_are_predicted_with_the_release_that_measured_them():
     for op in together.decode_op_time_s:
         assert np.array_equal(together.decode_op_time_s[op], [e.decode_op_time_s[op][0] for e in alone])
     assert together.output_tokens_per_s[0] == together.output_tokens_per_s[2] != together.output_tokens_per_s[1]
+
+
+def test_a_calibration_file_without_policy_fields_schedules_as_its_engine(tmp_path):
+    """A vLLM table written before paged admission existed (no policy fields at all) schedules as vLLM on that GPU;
+    a policy field the file states is kept."""
+    from perfmodel.calibration import load_calibration_file
+
+    factors = ("compute_efficiency = 0.6\nmemory_efficiency = 0.7\nkernel_launch_overhead_s = 4e-6\n"
+               "step_overhead_s = 1e-3\ngpu_memory_utilization = 0.9\nworkspace_bytes = 2147483648\n"
+               "calibrated = true\n")
+    path = tmp_path / "old.toml"
+    path.write_text(f"[h100-sxm.vllm]\n{factors}[h100-sxm.torch]\n{factors}chunked_prefill = true\n")
+    tables = load_calibration_file(path)["h100-sxm"]
+    vllm, torch_engine = tables["vllm"], tables["torch"]
+    assert vllm.paged_kv_admission and vllm.chunked_prefill and vllm.max_num_seqs == 1024
+    assert vllm.max_prefill_tokens == 16384 and vllm.cuda_graph_max_batch == 512
+    assert vllm.compute_efficiency == 0.6 and vllm.calibrated
+    assert torch_engine.chunked_prefill and not torch_engine.paged_kv_admission  # stated: kept; the rest: ours
