@@ -13,7 +13,8 @@ prefill compute, attention decode memory, elementwise memory; each follows its G
 the residual significantly: forward selection with an F-test), the GEMM rows at half compute efficiency (small-M GEMMs, i.e. decode
 at small batch, fall short of the peak), the memory efficiency of GEMV kernels (M of at most `gemv_max_tokens`
 rows: a count, so each of GEMV_THRESHOLDS is tried and a larger one kept only if it fits significantly better), per-launch and
-per-step overhead. A factor is fitted only where the
+per-step overhead. A machine `archscale probe` measured has its GEMM curve instead of the small-M and GEMV terms: the
+curve's shape is measured, so only its level (compute and memory efficiency) is fitted. A factor is fitted only where the
 points identify it: after each fit the Jacobian (d log ratio / d log factor) is
 checked, and when it is nearly rank deficient (a factor the points barely move, or two factors that move them the
 same way — e.g. per-launch and per-step overhead when every config has the same layer count) leave a factor's
@@ -41,6 +42,8 @@ BASE_FACTORS = ("compute_efficiency", "memory_efficiency", "gemm_half_efficiency
 CLASS_FACTORS = ("attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",
                  "elementwise_memory_efficiency")  # fmt: skip
 FACTORS = BASE_FACTORS + CLASS_FACTORS
+# What a measured GEMM curve (perfmodel.calibration `gemm_curve_rows`, written by `archscale probe`) replaces.
+CURVE_REPLACES = ("gemm_half_efficiency_tokens", "gemv_memory_efficiency")
 # Operator-class efficiencies that default to a GEMM figure (perfmodel.calibration): held, they keep following it.
 INHERITS = {"attention_prefill_compute_efficiency": "compute_efficiency",
             "attention_decode_memory_efficiency": "memory_efficiency",
@@ -158,7 +161,12 @@ class CalibrationFit:
         """The [<hardware>.<engine>] table `archscale calibrate` writes (perfmodel.calibration reads it)."""
         split = {f"train_{self.split.name}": self.split.train, f"holdout_{self.split.name}": self.split.holdout}
         return {
-            **{k: v for k, v in asdict(self.calibration).items() if v is not None},  # unset: follows the GEMM figure
+            # unset (None): follows the GEMM figure; no measured GEMM curve (()): not written
+            **{
+                k: v
+                for k, v in asdict(self.calibration).items()
+                if v is not None and not (isinstance(v, tuple) and not v)
+            },
             "n_points": self.n_points,
             **split,
             "fitted": [f.name for f in self.factors if f.std_error is not None],
@@ -278,7 +286,12 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
     """Fit FACTORS (or only those of `factors`; the rest held at the prior) on the training points of `data` (one
     machine, one engine) for `hardware`."""
     allowed = FACTORS if factors is None else check_factors(factors)
+    if prior.gemm_curve_rows:  # a measured GEMM curve holds the small-M regime: its two-number model stays off
+        allowed = tuple(f for f in allowed if f not in CURVE_REPLACES)
     base = tuple(f for f in BASE_FACTORS if f in allowed)
+    if not base:
+        raise ArchscaleInputError(f"--factors leaves nothing to fit: {hardware.name} has a measured GEMM curve, which "
+                                  f"replaces {' and '.join(CURVE_REPLACES)}")  # fmt: skip
     rows = [row for row in data.rows if split.is_train(row)]
     excluded = list(data.excluded)
     feasible = predict_rows(rows, hardware, prior).feasible
@@ -315,7 +328,8 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
         before_fit = prior_value(prior, name)
         if name not in free:
             follows = getattr(fitted, name) is None and name in INHERITS
-            status = ("held at prior (not in --factors)" if name not in allowed
+            status = ("off: the measured GEMM curve (gemm_curve_rows) replaces it" if name in CURVE_REPLACES
+                      and prior.gemm_curve_rows else "held at prior (not in --factors)" if name not in allowed
                       else f"follows {INHERITS[name]} (adding it did not fit significantly better)" if follows
                       else "held at prior (not identified by these points)")  # fmt: skip
             factor_fits.append(FactorFit(name, before_fit, prior_value(fitted, name), None, status))
@@ -325,9 +339,10 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
         std = float(value * std_log[i]) if np.isfinite(std_log[i]) else None
         factor_fits.append(FactorFit(name, before_fit, float(value), std, "at bound" if at_bound else "fitted"))
     chosen = int(fitted.gemv_max_tokens)
-    factor_fits.append(FactorFit("gemv_max_tokens", prior.gemv_max_tokens, float(chosen), None,
-                                 f"chosen from {', '.join(map(str, thresholds))} (residual "
-                                 + ", ".join(f"{t}: {ssr:.3g}" for t, ssr in tried.items()) + ")"))  # fmt: skip
+    status = ("off: the measured GEMM curve (gemm_curve_rows) replaces it" if prior.gemm_curve_rows
+              else f"chosen from {', '.join(map(str, thresholds))} (residual "
+              + ", ".join(f"{t}: {ssr:.3g}" for t, ssr in tried.items()) + ")")  # fmt: skip
+    factor_fits.append(FactorFit("gemv_max_tokens", prior.gemv_max_tokens, float(chosen), None, status))
     before, labels = _phase_ratios(rows, hardware, prior)
     after, _ = _phase_ratios(rows, hardware, fitted)
     residuals = [

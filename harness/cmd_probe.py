@@ -26,11 +26,12 @@ def add_parser(subparsers) -> None:
 
 
 def format_summary(result, path) -> str:
+    from harness.probe import calibration_priors
     from harness.tables import format_table
 
     body = [(f"{r.m}x{r.n}x{r.k}", f"{r.flops_per_s / 1e9:,.1f}", f"{r.time_s * 1e6:,.1f}", r.calls_per_repeat)
             for r in result.matmuls]  # fmt: skip
-    stream = result.streaming
+    stream, priors = result.streaming, calibration_priors(result)
     lines = [
         f"{result.display_name} ({result.device}, {result.dtype}{', --quick' if result.quick else ''}): "
         f"median of {result.repeats} repeats after {result.warmup} warm-up",
@@ -43,11 +44,11 @@ def format_summary(result, path) -> str:
         f"copy bandwidth:        {result.copy_bandwidth_bytes_per_s / 1e9:,.1f} GB/s "
         f"(read + write, {result.copy_bytes // 2**20} MiB tensor)",
         f"weight stream (F.linear against a {stream.weight_bytes // 2**20:,} MiB weight): "
-        + ", ".join(f"M={m} {stream.weight_bytes / t / 1e9:,.1f} GB/s" for m, t in stream.stream_time_s.items()),
-        f"GEMV regime:           M <= {stream.gemv_max_tokens}"
-        if stream.gemv_max_tokens
-        else "GEMV regime:           none",
-        f"GEMM half-efficiency:  M½ = {stream.gemm_half_efficiency_tokens:,.1f} rows",
+        + ", ".join(f"M={m} {stream.weight_bytes / t / 1e9:,.1f} GB/s" for m, t in stream.time_s.items() if m <= 16),
+        "GEMM curve (measured over roofline speed, M rows): "
+        + ", ".join(
+            f"M={m:g} {f:.2f}" for m, f in zip(priors["gemm_curve_rows"], priors["gemm_curve_factors"], strict=True)
+        ),  # fmt: skip
         f"engine decode step:    {result.launch_overhead_s * 1e6:,.2f} µs per launch the perfmodel counts, "
         f"{result.step_overhead_s * 1e6:,.2f} µs per step (our engine on tiny models)",
         f"memory:                {result.memory_bytes / 2**30:,.1f} GiB, {result.sm_count} "
@@ -58,7 +59,7 @@ def format_summary(result, path) -> str:
 
 
 def run(args) -> int:
-    from harness.probe import probe, write_hardware_file
+    from harness.probe import calibration_priors, probe, write_hardware_file
 
     if args.out is not None:  # before measuring: a bad path is one line, not a lost probe
         from perfmodel.atomic_io import check_output_file
@@ -67,7 +68,16 @@ def run(args) -> int:
     result = probe(args.device, args.dtype, quick=args.quick)
     path = write_hardware_file(result, args.out)
     if args.json:
-        json.dump({**asdict(result), "peak_field": result.peak_field, "path": str(path)}, sys.stdout, indent=2)
+        json.dump(
+            {
+                **asdict(result),
+                "peak_field": result.peak_field,
+                "priors": calibration_priors(result),
+                "path": str(path),
+            },
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
     else:
         print(format_summary(result, path))

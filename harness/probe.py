@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.engines.base import MEMORY_POLICY
-from harness.probe_decode import EngineOverheads, WeightStreaming, engine_overheads, weight_streaming
+from harness.probe_decode import (
+    SMALL_GEMM_ROWS,
+    EngineOverheads,
+    WeightStreaming,
+    engine_overheads,
+    gemm_curve,
+    weight_streaming,
+)
 from harness.toml_io import dumps, write_atomic
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import default_probe_path, load_hardware_file
@@ -40,18 +47,18 @@ class ProbeSizes:
     copy_bytes: int  # size of the tensor copied (the copy moves twice that)
     warmup: int
     repeats: int
-    stream_bytes: int  # weight matrix streamed by F.linear at small M (harness/probe_decode.py)
-    compute_rows: int  # an M at which that F.linear is compute-bound
+    stream_bytes: int  # weight matrix F.linear streams for the GEMM curve (harness/probe_decode.py)
+    curve_max_rows: int  # the largest M of that curve (M = 1, 2, 4, ...): compute-bound, prefill-sized
     kernel_repeat_s: float  # matmul/copy calls are batched until one repeat lasts about this long
     max_call_s: float  # a matmul slower than this per call stops the larger shapes (slow bf16 on old CPUs)
 
 
 SIZES = {
     ("cpu", False): ProbeSizes(((512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048), (512, 8192, 2048)),
-                               256 * MiB, 2, 5, 256 * MiB, 128, 0.2, 2.0),
+                               256 * MiB, 2, 5, 256 * MiB, 2048, 0.2, 2.0),
     ("cpu", True): ProbeSizes(((64, 64, 64), (128, 128, 128), (256, 256, 256)), 16 * MiB, 1, 3, 16 * MiB, 64, 0.01, 0.2),
     ("cuda", False): ProbeSizes(((2048, 2048, 2048), (4096, 4096, 4096), (8192, 8192, 8192), (8192, 14336, 4096)),
-                                1 * GiB, 3, 7, 1 * GiB, 4096, 0.05, 2.0),
+                                1 * GiB, 3, 7, 1 * GiB, 8192, 0.05, 2.0),
     ("cuda", True): ProbeSizes(((1024, 1024, 1024), (2048, 2048, 2048)), 64 * MiB, 2, 3, 64 * MiB, 2048, 0.005, 0.5),
 }  # fmt: skip
 
@@ -201,7 +208,9 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
         matmuls, skipped = _measure_matmuls(torch, timer, device, torch_dtype, sizes)
         copy_s = _copy_s(torch, timer, device, sizes.copy_bytes)
         peak = max(r.flops_per_s for r in matmuls)
-        streaming = weight_streaming(timer, device, torch_dtype, peak, sizes.stream_bytes, sizes.compute_rows)
+        streaming = weight_streaming(
+            timer, device, torch_dtype, sizes.stream_bytes, sizes.curve_max_rows, sizes.max_call_s
+        )
     engine = engine_overheads(device, dtype)
 
     if device == "cuda":
@@ -246,13 +255,16 @@ def bandwidth_bytes_per_s(result: ProbeResult) -> float:
 
 
 def calibration_priors(result: ProbeResult) -> dict:
+    """The torch engine's priors on this machine. GEMMs follow the measured curve (`gemm_curve`), which replaces the
+    two-number small-M model (GEMV regime, M½) of datasheet entries."""
     streaming, bandwidth = result.streaming, bandwidth_bytes_per_s(result)
+    memory_efficiency = min(streaming.small_gemm_bandwidth_bytes_per_s / bandwidth, 1.0)
+    rows, factors = gemm_curve(streaming, result.peak_flops_per_s, bandwidth, memory_efficiency)
     return {
         "compute_efficiency": 1.0,
-        "memory_efficiency": min(streaming.small_gemm_bandwidth_bytes_per_s / bandwidth, 1.0),
-        "gemm_half_efficiency_tokens": streaming.gemm_half_efficiency_tokens,
-        "gemv_max_tokens": float(streaming.gemv_max_tokens),
-        "gemv_memory_efficiency": min(streaming.gemv_bandwidth_bytes_per_s / bandwidth, 1.0),
+        "memory_efficiency": memory_efficiency,
+        "gemm_curve_rows": rows,
+        "gemm_curve_factors": factors,
         "kernel_launch_overhead_s": result.launch_overhead_s,
         "step_overhead_s": result.step_overhead_s,
         "gpu_memory_utilization": MEMORY_POLICY[result.device]["memory_utilization"],
@@ -271,7 +283,12 @@ def _sources(result: ProbeResult) -> dict:
     tf32 = "" if result.tf32 is None else f", TF32 {'allowed' if result.tf32 else 'off'}"
     copy_mib = result.copy_bytes // MiB
     stream, engine = result.streaming, result.engine
-    rates = ", ".join(f"M={m} {stream.weight_bytes / t / 1e9:,.1f} GB/s" for m, t in stream.stream_time_s.items())
+    rates = ", ".join(f"M={m} {stream.weight_bytes / t / 1e9:,.1f} GB/s" for m, t in stream.time_s.items()
+                      if m <= SMALL_GEMM_ROWS)  # fmt: skip
+    curve = ", ".join(f"M={m} {t * 1e3:,.3g} ms" for m, t in stream.time_s.items())
+    if stream.skipped_rows:
+        curve += f" (M >= {stream.skipped_rows[0]} skipped: one call too slow)"
+    weight = f"a [{stream.n}, {stream.k}] {result.dtype} weight ({stream.weight_bytes // MiB} MiB)"
     steps = ", ".join(f"{depth}: {s * 1e6:,.0f} µs" for depth, s in engine.step_s_by_depth.items())
     sources = {
         "hbm_bandwidth_bytes_per_s": f"{by}: the faster of a {result.device} memory copy dst.copy_(src) of a "
@@ -280,12 +297,11 @@ def _sources(result: ProbeResult) -> dict:
         f"{stream.weight_bytes // MiB} MiB weight ({stream.gemv_bandwidth_bytes_per_s / 1e9:,.1f} GB/s of reads), {stats}",
         result.peak_field: f"{by}: best {result.dtype} torch.matmul over m x n x k shapes {shapes}{tf32}, {stats}",
         "compute_efficiency": "1.0: the peak above is a measured achievable rate, not a datasheet figure",
-        "memory_efficiency": f"{by}: F.linear of 16 rows against the same weight, {rates}, over the bandwidth above",
-        "gemm_half_efficiency_tokens": f"{by}: F.linear of {stream.compute_rows} rows against it "
-        f"({stream.compute_time_s * 1e3:,.2f} ms), t = 2·M·K·N·(1 + M½/M) / peak solved for M½",
-        "gemv_max_tokens": f"{by}: the largest M of 1, 2, 4 streaming the weight at >= 80% of the M = 1 rate "
-        "(0: no GEMV regime, M = 1 no faster than M = 16)",
-        "gemv_memory_efficiency": f"{by}: F.linear of 1 row, over the bandwidth above",
+        "memory_efficiency": f"{by}: F.linear of {SMALL_GEMM_ROWS} rows against the same weight, {rates}, over the "
+        "bandwidth above",
+        "gemm_curve_rows": f"{by}: F.linear of M rows against {weight}, M = 1, 2, 4, ..., {stats}",
+        "gemm_curve_factors": f"{by}: at each M above, the roofline time at the peak and at memory_efficiency over "
+        f"the measured time ({curve}): the priors predict the probe's own F.linear exactly",
         "kernel_launch_overhead_s": f"{by}: our engine's decode step (harness/engines) on tiny models of "
         f"{' and '.join(map(str, engine.step_s_by_depth))} layers ({steps}): the step time per launch the perfmodel "
         "counts, from the difference of the two depths",

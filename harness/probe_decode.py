@@ -4,10 +4,12 @@
   models whose FLOPs and bytes are negligible, one 2 and one 8 layers deep. A step costs step_overhead + launches ×
   per-launch overhead, with the launches counted as the perfmodel counts them (perfmodel.operators), so the two
   depths give both overheads as the perfmodel uses them, Python dispatch of an eager step included.
-- `weight_streaming`: `F.linear` of M rows against a weight matrix larger than the caches, for M = 1, 2, 4, 8, 16 and
-  one compute-bound M. Small M streams the weights: M = 1 (and on some BLAS M = 2 or 4) runs a GEMV kernel, usually
-  faster per byte than a small GEMM; the compute-bound M gives the GEMM rows at half efficiency M½ from
-  t = 2·M·K·N·(1 + M½/M) / peak.
+- `weight_streaming`: `F.linear` of M rows against a weight matrix larger than the caches, for M = 1, 2, 4, ... up to
+  a compute-bound M: the measured GEMM curve. BLAS libraries switch kernels with M (a GEMV for M = 1, and on some
+  CPUs M = 2; tile shapes that fill only at larger M), so the time of a small-M GEMM is a step function no two-number
+  model follows: on one CPU M = 4 streams the weight at 60% of the M = 2 rate and M = 8 at 40%, on another M = 1, 2
+  and 4 take time proportional to M. `gemm_curve` turns the times into the perfmodel's GEMM factor by rows
+  (perfmodel.calibration `gemm_curve_rows` / `gemm_curve_factors`): measured speed over the roofline's.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ import statistics
 from dataclasses import dataclass
 
 TINY_DEPTHS = (2, 8)
-STREAM_ROWS = (1, 2, 4, 8, 16)
-GEMV_CANDIDATE_ROWS = (1, 2, 4)
-GEMV_KEEP = 0.8  # a GEMM of M rows counts as GEMV while it streams the weights at >= 80% of the M = 1 rate
+SMALL_GEMM_ROWS = 16  # the M whose streaming rate is the probe's GEMM memory efficiency
+STREAM_K = 4096  # the streamed weight is [N, K] = [weight_bytes / (K·elem), 4096]
 DECODE_STEPS = 24
 
 
@@ -31,14 +32,38 @@ class EngineOverheads:
 
 @dataclass
 class WeightStreaming:
-    weight_bytes: int  # of the streamed matrix
-    stream_time_s: dict[int, float]  # M -> median seconds of one F.linear
-    compute_rows: int
-    compute_time_s: float
-    gemv_max_tokens: int  # 0 when M = 1 is no faster per byte than a small GEMM
-    gemv_bandwidth_bytes_per_s: float
-    small_gemm_bandwidth_bytes_per_s: float  # M = 16
-    gemm_half_efficiency_tokens: float
+    weight_bytes: int  # of the streamed [n, k] matrix
+    k: int
+    n: int
+    element_bytes: int
+    time_s: dict[int, float]  # M -> median seconds of one F.linear of M rows, M = 1, 2, 4, ...
+    skipped_rows: list[int]  # larger M left out because one call was too slow
+
+    @property
+    def gemv_bandwidth_bytes_per_s(self) -> float:  # M = 1: weight bytes read per second
+        return self.weight_bytes / self.time_s[1]
+
+    @property
+    def small_gemm_bandwidth_bytes_per_s(self) -> float:  # M = SMALL_GEMM_ROWS
+        return self.weight_bytes / self.time_s[SMALL_GEMM_ROWS]
+
+    def roofline_s(self, rows: int, peak_flops_per_s: float, bandwidth_bytes_per_s: float) -> float:
+        """The perfmodel's roofline time of the F.linear of `rows` rows (perfmodel.operators' GEMM bytes: the weight
+        plus the input and output activations)."""
+        flops = 2.0 * rows * self.k * self.n
+        moved = self.element_bytes * (self.k * self.n + rows * (self.k + self.n))
+        return max(flops / peak_flops_per_s, moved / bandwidth_bytes_per_s)
+
+
+def gemm_curve(streaming: WeightStreaming, peak_flops_per_s: float, bandwidth_bytes_per_s: float,
+               memory_efficiency: float) -> tuple[list[float], list[float]]:  # fmt: skip
+    """(rows, factors) of the perfmodel's measured GEMM curve: at each measured M, the roofline time at the priors
+    (peak at compute efficiency 1, bandwidth at `memory_efficiency`) over the measured time, so the priors predict
+    the probe's own F.linear exactly; > 1 where a kernel beats that roofline (GEMV), < 1 where it falls short."""
+    rows = sorted(streaming.time_s)
+    factors = [streaming.roofline_s(m, peak_flops_per_s, bandwidth_bytes_per_s * memory_efficiency)
+               / streaming.time_s[m] for m in rows]  # fmt: skip
+    return [float(m) for m in rows], factors
 
 
 def _tiny_arch(n_layer: int):
@@ -87,28 +112,22 @@ def engine_overheads(device: str, dtype: str) -> EngineOverheads:
     return EngineOverheads(float(launch_s), float(max(step_s[shallow] - launches[0] * launch_s, 0.0)), step_s)
 
 
-def weight_streaming(timer, device: str, dtype, peak_flops_per_s: float, weight_bytes: int,
-                     compute_rows: int) -> WeightStreaming:  # fmt: skip
-    """Median seconds of F.linear over M rows for M in STREAM_ROWS and `compute_rows`, and what they imply."""
+def weight_streaming(timer, device: str, dtype, weight_bytes: int, max_rows: int, max_call_s: float) -> WeightStreaming:
+    """Median seconds of F.linear of M rows against a `weight_bytes` weight, M = 1, 2, 4, ... `max_rows` (a larger M
+    is left out once one call takes longer than `max_call_s`, but never below SMALL_GEMM_ROWS)."""
     import torch
     import torch.nn.functional as F  # noqa: N812 (the torch convention)
 
     elem = torch.tensor([], dtype=dtype).element_size()
-    k = 4096
-    n = max(weight_bytes // (k * elem), 1)
-    weight = torch.randn(n, k, device=device).to(dtype)  # [N, K]
-    times = {}
-    for rows in (*STREAM_ROWS, compute_rows):
-        x = torch.randn(rows, k, device=device).to(dtype)  # [M, K]
+    n = max(weight_bytes // (STREAM_K * elem), 1)
+    weight = torch.randn(n, STREAM_K, device=device).to(dtype)  # [N, K]
+    all_rows = [2**i for i in range(max_rows.bit_length()) if 2**i <= max_rows]
+    times, skipped = {}, []
+    for i, rows in enumerate(all_rows):
+        x = torch.randn(rows, STREAM_K, device=device).to(dtype)  # [M, K]
         times[rows] = timer.kernel_s(lambda x=x: F.linear(x, weight))[0]
-    stream_bytes = n * k * elem
-    rate = {rows: stream_bytes / times[rows] for rows in STREAM_ROWS}
-    gemv_rows = [m for m in GEMV_CANDIDATE_ROWS if rate[m] >= GEMV_KEEP * rate[1]]
-    gemv_max = max(gemv_rows) if rate[1] > rate[16] / GEMV_KEEP else 0  # a GEMV regime only if M = 1 is faster
-    flops = 2.0 * compute_rows * k * n
-    half = compute_rows * (times[compute_rows] * peak_flops_per_s / flops - 1.0)
-    return WeightStreaming(
-        weight_bytes=stream_bytes, stream_time_s={m: times[m] for m in STREAM_ROWS}, compute_rows=compute_rows,
-        compute_time_s=times[compute_rows], gemv_max_tokens=gemv_max, gemv_bandwidth_bytes_per_s=rate[1],
-        small_gemm_bandwidth_bytes_per_s=rate[16], gemm_half_efficiency_tokens=float(min(max(half, 0.0), 1e4)),
-    )  # fmt: skip
+        if times[rows] > max_call_s and rows >= SMALL_GEMM_ROWS:
+            skipped = all_rows[i + 1 :]
+            break
+    return WeightStreaming(weight_bytes=n * STREAM_K * elem, k=STREAM_K, n=n, element_bytes=elem, time_s=times,
+                           skipped_rows=skipped)  # fmt: skip

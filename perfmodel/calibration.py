@@ -22,7 +22,10 @@ import math
 import tomllib
 from dataclasses import dataclass, fields, replace
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
+
+import numpy as np
 
 from perfmodel.engine_releases import POLICY_FIELDS, release_policy
 from perfmodel.errors import ArchscaleInputError
@@ -50,6 +53,12 @@ class Calibration:
     # matrix-vector kernels): memory-bound at `gemv_memory_efficiency`, without the small-M compute penalty. 0 = off.
     gemv_max_tokens: float = 0.0
     gemv_memory_efficiency: float = 1.0
+    # A measured GEMM curve (`archscale probe`: harness/probe_decode.py), which replaces the two small-M terms above:
+    # at M = gemm_curve_rows[i] rows a GEMM runs gemm_curve_factors[i] times as fast as its roofline at the compute
+    # and memory efficiencies (> 1: a GEMV kernel beats it; < 1: small tiles fall short). Between the measured M the
+    # factor is interpolated linearly in log M and log factor, beyond them it stays at the nearest. () = off.
+    gemm_curve_rows: tuple[float, ...] = ()
+    gemm_curve_factors: tuple[float, ...] = ()
     # Operator classes with their own efficiency. Absent (None) = the GEMM figure above (compute_efficiency or
     # memory_efficiency), so a calibration that fitted only those two still means what it meant.
     attention_prefill_compute_efficiency: float | None = None  # causal flash attention over the prompt
@@ -79,6 +88,13 @@ class Calibration:
     paged_kv_admission: bool = False
     kv_block_tokens: float = 16.0  # tokens per KV block (vLLM's block_size, SGLang's page_size)
 
+    def gemm_curve_factor(self, rows):
+        """The measured GEMM curve's speed factor at `rows` (array or scalar) GEMM rows; None without a curve."""
+        if not self.gemm_curve_rows:
+            return None
+        log_rows = np.log(np.maximum(np.asarray(rows, dtype=float), 1.0))
+        return np.exp(np.interp(log_rows, np.log(self.gemm_curve_rows), np.log(self.gemm_curve_factors)))
+
     def efficiencies(self, op_class: str) -> tuple[float, float]:
         """(compute, memory) efficiency of an operator class: "gemm", "attention_prefill", "attention_decode",
         "elementwise"."""
@@ -96,11 +112,14 @@ class Calibration:
 
 OP_CLASSES = ("gemm", "attention_prefill", "attention_decode", "elementwise")
 BOOLEAN_FIELDS = ("calibrated", "chunked_prefill", "paged_kv_admission")
+CURVE_FIELDS = ("gemm_curve_rows", "gemm_curve_factors")
 CALIBRATION_FIELDS = tuple(f.name for f in fields(Calibration))
 OPTIONAL_FIELDS = (
     "gemm_half_efficiency_tokens",
     "gemv_max_tokens",
     "gemv_memory_efficiency",
+    "gemm_curve_rows",
+    "gemm_curve_factors",
     "attention_prefill_compute_efficiency",
     "attention_decode_memory_efficiency",
     "elementwise_memory_efficiency",
@@ -130,8 +149,9 @@ def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
     for flag in BOOLEAN_FIELDS:
         if flag in entry and not isinstance(entry[flag], bool):
             raise ArchscaleInputError(f"{where}.{flag} must be true or false, got {entry[flag]!r}")
+    curve = _check_gemm_curve(entry, where)
     for name in CALIBRATION_FIELDS:
-        if name in BOOLEAN_FIELDS or name not in entry:
+        if name in BOOLEAN_FIELDS or name in CURVE_FIELDS or name not in entry:
             continue
         value = entry[name]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
@@ -142,7 +162,32 @@ def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
     for name in ("max_prefill_tokens", "kv_block_tokens"):
         if name in entry and entry[name] < 1:
             raise ArchscaleInputError(f"{where}.{name} must be at least 1, got {entry[name]!r}")
-    return {f: entry[f] for f in CALIBRATION_FIELDS if f in entry}
+    return {f: entry[f] for f in CALIBRATION_FIELDS if f in entry} | curve
+
+
+def _check_gemm_curve(entry: dict, where: str) -> dict:
+    """The measured GEMM curve's two arrays as tuples, checked: both or neither, equal lengths, rows >= 1 strictly
+    increasing, factors positive; one-line errors naming `where`."""
+    given = [name for name in CURVE_FIELDS if name in entry]
+    if not given:
+        return {}
+    if len(given) == 1:
+        raise ArchscaleInputError(f"{where}: {given[0]} needs {(set(CURVE_FIELDS) - set(given)).pop()} beside it")
+    rows, factors = (entry[name] for name in CURVE_FIELDS)
+    for name, values in zip(CURVE_FIELDS, (rows, factors), strict=True):
+        if (
+            not isinstance(values, list | tuple)
+            or not values
+            or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
+            )
+        ):
+            raise ArchscaleInputError(f"{where}.{name} must be a non-empty array of positive numbers, got {values!r}")
+    if len(rows) != len(factors):
+        raise ArchscaleInputError(f"{where}: gemm_curve_rows has {len(rows)} values, gemm_curve_factors {len(factors)}")
+    if rows[0] < 1 or any(b <= a for a, b in pairwise(rows)):
+        raise ArchscaleInputError(f"{where}.gemm_curve_rows must increase strictly from at least 1, got {rows!r}")
+    return {"gemm_curve_rows": tuple(map(float, rows)), "gemm_curve_factors": tuple(map(float, factors))}
 
 
 def check_engine_tables(raw, where: str, extra_keys=frozenset()) -> dict[str, dict]:

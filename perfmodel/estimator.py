@@ -7,7 +7,9 @@ bandwidth is further scaled by its occupancy (programs vs SMs, perfmodel/occupan
 reaches only M / (M + M½) of the compute efficiency (M½ = `gemm_half_efficiency_tokens`, 0 in the priors: off): tiles
 and vector units are filled by rows, so small-M GEMMs (decode at small batch) fall short of the peak even where the
 roofline calls them compute-bound. GEMMs of M <= `gemv_max_tokens` rows (0 = off) run as GEMV kernels instead:
-memory-bound at `gemv_memory_efficiency`, without that penalty (BLAS libraries dispatch M = 1 to GEMV). The op is
+memory-bound at `gemv_memory_efficiency`, without that penalty (BLAS libraries dispatch M = 1 to GEMV). A machine
+`archscale probe` measured carries its own GEMM curve instead of these two terms (`gemm_curve_rows` /
+`gemm_curve_factors`: the measured speed over the roofline's at each M, interpolated in log M). The op is
 compute-bound when the first term wins. peak = `Hardware.peak_flops_per_s(dtype_bytes)`: fp32 for 4-byte
 architectures, fp8 for 1-byte ones where the GPU has an fp8 peak, bf16 otherwise.
 
@@ -301,8 +303,9 @@ def estimate(
         prefill_time_s=masked(timing["prefill_s"]),
         decode_time_s=masked(timing["decode_s"]),
         total_time_s=masked(total_s),
-        peak_memory_bytes=weight_bytes + cal.workspace_bytes + np.where(
-            feasible, np.minimum(concurrency * seq_kv_bytes, np.maximum(kv_capacity_bytes, 0.0)), 0.0),
+        peak_memory_bytes=weight_bytes
+        + cal.workspace_bytes
+        + np.where(feasible, np.minimum(concurrency * seq_kv_bytes, np.maximum(kv_capacity_bytes, 0.0)), 0.0),
         weight_bytes=weight_bytes * np.ones_like(total_s),
         kv_bytes_per_token=kv_bytes_per_token * np.ones_like(total_s),
         max_concurrent_seqs=max_concurrent.astype(np.int64),

@@ -1,6 +1,6 @@
 """The roofline of one operator and of one forward: time = max(FLOPs / (peak·compute_eff), bytes / (bw·memory_eff))
 + kernels · launch overhead, at the efficiencies of the operator's class (`Calibration.efficiencies`), with the
-small-M GEMM term and the GEMV regime (see perfmodel/estimator.py)."""
+small-M GEMM term and the GEMV regime, or the measured GEMM curve that replaces both (see perfmodel/estimator.py)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,16 @@ def roofline(op: Op, gpu: Hardware, cal: Calibration, peak_flops_per_s):
     compute_eff, memory_eff = cal.efficiencies(op.op_class)
     compute_s = op.flops / (peak_flops_per_s * compute_eff)
     memory_s = op.bytes / (gpu.hbm_bandwidth_bytes_per_s * memory_eff)
-    if op.gemm_rows is not None and cal.gemm_half_efficiency_tokens:  # a GEMM of M rows runs at M / (M + M½) of it
-        compute_s = compute_s * (1.0 + cal.gemm_half_efficiency_tokens / op.gemm_rows)
-    if op.gemm_rows is not None and cal.gemv_max_tokens:  # a GEMV streams the weights at its own efficiency
-        gemv = np.asarray(op.gemm_rows) <= cal.gemv_max_tokens
-        compute_s = np.where(gemv, op.flops / (peak_flops_per_s * compute_eff), compute_s)
-        memory_s = np.where(gemv, op.bytes / (gpu.hbm_bandwidth_bytes_per_s * cal.gemv_memory_efficiency), memory_s)
+    if op.gemm_rows is not None and cal.gemm_curve_rows:  # the measured curve: M rows run `speed` times as fast
+        speed = cal.gemm_curve_factor(op.gemm_rows)
+        compute_s, memory_s = compute_s / speed, memory_s / speed
+    elif op.gemm_rows is not None:
+        if cal.gemm_half_efficiency_tokens:  # a GEMM of M rows runs at M / (M + M½) of the compute efficiency
+            compute_s = compute_s * (1.0 + cal.gemm_half_efficiency_tokens / op.gemm_rows)
+        if cal.gemv_max_tokens:  # a GEMV streams the weights at its own efficiency, without the M½ penalty
+            gemv = np.asarray(op.gemm_rows) <= cal.gemv_max_tokens
+            compute_s = np.where(gemv, op.flops / (peak_flops_per_s * compute_eff), compute_s)
+            memory_s = np.where(gemv, op.bytes / (gpu.hbm_bandwidth_bytes_per_s * cal.gemv_memory_efficiency), memory_s)
     return np.maximum(compute_s, memory_s) + op.kernels * cal.kernel_launch_overhead_s, compute_s >= memory_s
 
 

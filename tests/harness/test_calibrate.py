@@ -10,7 +10,7 @@ import pytest
 from harness.calibrate import CLASS_FACTORS, FACTORS, calibrate, choose_split, output_tokens_errors_pct
 from harness.cli import main
 from harness.sweep_rows import arch_batch, load_sweeps
-from perfmodel import PRESETS
+from perfmodel import PRESETS, ArchscaleInputError
 from perfmodel.calibration import get_calibration, load_calibration_file
 from perfmodel.hardware import load_hardware_file
 
@@ -124,6 +124,36 @@ def test_operator_class_efficiencies_are_added_only_where_they_fit_significantly
     assert all(getattr(plain.calibration, name) is None for name in CLASS_FACTORS)  # nothing to add: none added
 
 
+def test_a_measured_gemm_curve_is_kept_and_only_its_level_fitted(tmp_path, write_probed_hardware, capsys):
+    """A probed machine's GEMM curve (a kernel switch between M = 2 and 4 no M½ follows) is its shape: calibrate
+    fits the compute and memory levels on top of it, leaves the two-number small-M model off, and writes the curve
+    into the calibration file, from which predict reads it back."""
+    curve = {1: 2.2, 2: 2.0, 4: 0.9, 8: 0.6, 16: 0.7, 64: 0.85}
+    path = write_probed_hardware("curve-cpu", peak_fp32=3.0e11, launch_s=1e-6, step_s=2e-5, gemm_curve=curve)
+    hardware = load_hardware_file(path)
+    truth = {"compute_efficiency": 0.55, "memory_efficiency": 0.7, "kernel_launch_overhead_s": 8e-6,
+             "step_overhead_s": 3e-4}  # fmt: skip
+    sweep = synthetic_sweep(tmp_path / "s.jsonl", hardware, truth, noise=0.01)
+    out = tmp_path / "cal.toml"
+    assert main(["calibrate", str(sweep), "--hardware", str(path), "--out", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "off: the measured GEMM curve (gemm_curve_rows) replaces it" in report
+    fit = calibrate(load_sweeps([sweep]), hardware, get_calibration(hardware, "torch"),
+                    choose_split(load_sweeps([sweep])))  # fmt: skip
+    by_name = {f.name: f for f in fit.factors}
+    for name in ("compute_efficiency", "memory_efficiency"):
+        assert (
+            by_name[name].status == "fitted" and abs(by_name[name].value - truth[name]) <= 3 * by_name[name].std_error
+        )
+    assert all(by_name[n].std_error is None for n in ("gemm_half_efficiency_tokens", "gemv_memory_efficiency"))
+    cal = load_calibration_file(out)["curve-cpu"]["torch"]
+    assert cal.gemm_curve_rows == tuple(map(float, curve)) and cal.gemm_curve_factors == tuple(curve.values())
+    assert (cal.gemm_half_efficiency_tokens, cal.gemv_max_tokens) == (0.0, 0.0)
+    with pytest.raises(ArchscaleInputError, match="leaves nothing to fit"):
+        calibrate(load_sweeps([sweep]), hardware, get_calibration(hardware, "torch"), choose_split(load_sweeps([sweep])),
+                  factors=("gemm_half_efficiency_tokens",))  # fmt: skip
+
+
 def test_default_split_holds_out_whole_configs_and_says_which(tmp_path, toy):
     _, hardware = toy
     data = load_sweeps([synthetic_sweep(tmp_path / "s.jsonl", hardware, TRUE)])
@@ -140,8 +170,8 @@ def test_cli_writes_a_calibration_that_predict_reads(tmp_path, toy, capsys):
     out = tmp_path / "cal.toml"
     code = main(["calibrate", str(sweep), "--hardware", str(hw_path), "--holdout-configs", "small-wide,tiny-gqa4",
                  "--out", str(out)])  # fmt: skip
-    report = capsys.readouterr().out
-    assert code == 0 and "Held out configs: small-wide, tiny-gqa4" in report
+    report, err = capsys.readouterr()
+    assert code == 0 and "Held out configs: small-wide, tiny-gqa4" in report, err
     cal = load_calibration_file(out)["toy-cpu"]["torch"]
     assert cal.calibrated and cal.compute_efficiency == pytest.approx(0.55, rel=0.1)
     import tomllib

@@ -72,6 +72,27 @@ def test_probed_file_loads_with_its_priors(tmp_path):
         ("step_overhead_s = 4e-5\n", "", "missing step_overhead_s"),
         ("compute_efficiency = 1.0", "compute_efficiency = 1.5", "must be in (0, 1]"),
         ("kernel_launch_overhead_s = 3e-6", "kernel_launch_overhead_s = -3e-6", "non-negative"),
+        ("step_overhead_s = 4e-5", "step_overhead_s = 4e-5\ngemm_curve_rows = [1, 2]", "needs gemm_curve_factors"),
+        (
+            "step_overhead_s = 4e-5",
+            "step_overhead_s = 4e-5\ngemm_curve_rows = [1, 2]\ngemm_curve_factors = [1.5]",
+            "gemm_curve_rows has 2 values, gemm_curve_factors 1",
+        ),
+        (
+            "step_overhead_s = 4e-5",
+            "step_overhead_s = 4e-5\ngemm_curve_rows = [4, 2]\ngemm_curve_factors = [1, 1]",
+            "must increase strictly from at least 1",
+        ),
+        (
+            "step_overhead_s = 4e-5",
+            "step_overhead_s = 4e-5\ngemm_curve_rows = [1, 2]\ngemm_curve_factors = [1, 0]",
+            "gemm_curve_factors must be a non-empty array of positive numbers",
+        ),
+        (
+            "step_overhead_s = 4e-5",
+            'step_overhead_s = 4e-5\ngemm_curve_rows = "1"\ngemm_curve_factors = [1]',
+            "gemm_curve_rows must be a non-empty array",
+        ),
     ],
 )
 def test_bad_fields_are_one_line_errors(tmp_path, old, new, message):
