@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # a multi-GB CUDA build. Everything else then sees torch already satisfied.
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: install run test bench bench-save sweep calibrate-cpu calibrate-published lint format clean
+.PHONY: install run test bench bench-save sweep calibrate-cpu calibrate-cpu-no-curve calibrate-published lint format clean
 
 install: $(STAMP)
 
@@ -93,6 +93,19 @@ calibrate-cpu: install
 	  --plot results/compare/$(CPU_NAME)-uncalibrated > results/compare/$(CPU_NAME)-uncalibrated.txt
 	$(BIN)/archscale compare $(CPU_SWEEP) $(CPU_PASSES) --hardware $(CPU_PROBE) --calibration $(CPU_CAL) \
 	  --plot results/compare/$(CPU_NAME)-calibrated > results/compare/$(CPU_NAME)-calibrated.txt
+
+# The same study without the probe's measured GEMM curve (an ablation): the probe's entry less its two curve lines,
+# so its GEMMs fall back to the two-number small-M model (GEMV threshold, M½), which calibrate then fits. Needs a
+# probe written with the curve (harness/probe_decode.py). Writes under results/compare/$(CPU_NAME)-no-curve*.
+CPU_NO_CURVE := results/compare/$(CPU_NAME)-no-curve
+calibrate-cpu-no-curve: install
+	mkdir -p $(CPU_NO_CURVE)
+	grep -v '^gemm_curve_' $(CPU_PROBE) > $(CPU_NO_CURVE)/hardware.toml
+	$(BIN)/archscale calibrate $(CPU_SWEEP) $(CPU_PASSES) --hardware $(CPU_NO_CURVE)/hardware.toml \
+	  --out $(CPU_NO_CURVE)/calibration.toml > $(CPU_NO_CURVE)/calibrate.txt
+	$(BIN)/archscale compare $(CPU_SWEEP) $(CPU_PASSES) --hardware $(CPU_NO_CURVE)/hardware.toml \
+	  --calibration $(CPU_NO_CURVE)/calibration.toml > $(CPU_NO_CURVE)/compare-calibrated.txt
+	head -30 $(CPU_NO_CURVE)/compare-calibrated.txt
 
 # The engines' priors fitted to throughputs others published (perfmodel/data/published_throughput.csv): the rows
 # become sweep files, `archscale calibrate` fits each (GPU, engine) with its default split (every second model held

@@ -21,6 +21,9 @@ def add_parser(subparsers) -> None:
         "--out", metavar="FILE.toml", help="where to write the entry (default: ~/.cache/archscale/local.toml)"
     )
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds; rough figures)")
+    p.add_argument("--gemm-config", metavar="CONFIG",
+                   help="preset or config.json whose GEMMs give the measured GEMM curve (default: small-base on the "
+                        "CPU, llama-3.2-1b on a GPU; tiny-gqa4 and qwen3-0.6b with --quick)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the measurements as JSON instead of a summary")
     p.set_defaults(run=run)
 
@@ -44,8 +47,8 @@ def format_summary(result, path) -> str:
         f"copy bandwidth:        {result.copy_bandwidth_bytes_per_s / 1e9:,.1f} GB/s "
         f"(read + write, {result.copy_bytes // 2**20} MiB tensor)",
         f"weight stream (F.linear against a {stream.weight_bytes // 2**20:,} MiB weight): "
-        + ", ".join(f"M={m} {stream.weight_bytes / t / 1e9:,.1f} GB/s" for m, t in stream.time_s.items() if m <= 16),
-        "GEMM curve (measured over roofline speed, M rows): "
+        + ", ".join(f"M={m} {stream.weight_bytes / t / 1e9:,.1f} GB/s" for m, t in stream.stream_time_s.items()),
+        f"GEMM curve ({result.gemm_curve.arch.name}'s GEMMs, measured over roofline speed at M rows): "
         + ", ".join(
             f"M={m:g} {f:.2f}" for m, f in zip(priors["gemm_curve_rows"], priors["gemm_curve_factors"], strict=True)
         ),  # fmt: skip
@@ -65,7 +68,7 @@ def run(args) -> int:
         from perfmodel.atomic_io import check_output_file
 
         check_output_file(args.out, "--out")
-    result = probe(args.device, args.dtype, quick=args.quick)
+    result = probe(args.device, args.dtype, quick=args.quick, gemm_config=args.gemm_config)
     path = write_hardware_file(result, args.out)
     if args.json:
         json.dump(

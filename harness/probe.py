@@ -23,9 +23,11 @@ from harness.engines.base import MEMORY_POLICY
 from harness.probe_decode import (
     SMALL_GEMM_ROWS,
     EngineOverheads,
+    GemmCurveTimes,
     WeightStreaming,
     engine_overheads,
     gemm_curve,
+    gemm_curve_times,
     weight_streaming,
 )
 from harness.toml_io import dumps, write_atomic
@@ -47,7 +49,8 @@ class ProbeSizes:
     copy_bytes: int  # size of the tensor copied (the copy moves twice that)
     warmup: int
     repeats: int
-    stream_bytes: int  # weight matrix F.linear streams for the GEMM curve (harness/probe_decode.py)
+    stream_bytes: int  # weight matrix streamed by F.linear at small M (harness/probe_decode.py)
+    curve_config: str  # the preset whose GEMMs give the GEMM curve (`--gemm-config`)
     curve_max_rows: int  # the largest M of that curve (M = 1, 2, 4, ...): compute-bound, prefill-sized
     kernel_repeat_s: float  # matmul/copy calls are batched until one repeat lasts about this long
     max_call_s: float  # a matmul slower than this per call stops the larger shapes (slow bf16 on old CPUs)
@@ -55,11 +58,13 @@ class ProbeSizes:
 
 SIZES = {
     ("cpu", False): ProbeSizes(((512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048), (512, 8192, 2048)),
-                               256 * MiB, 2, 5, 256 * MiB, 2048, 0.2, 2.0),
-    ("cpu", True): ProbeSizes(((64, 64, 64), (128, 128, 128), (256, 256, 256)), 16 * MiB, 1, 3, 16 * MiB, 64, 0.01, 0.2),
+                               256 * MiB, 2, 5, 256 * MiB, "small-base", 2048, 0.2, 2.0),
+    ("cpu", True): ProbeSizes(((64, 64, 64), (128, 128, 128), (256, 256, 256)), 16 * MiB, 1, 3, 16 * MiB,
+                              "tiny-gqa4", 64, 0.01, 0.2),
     ("cuda", False): ProbeSizes(((2048, 2048, 2048), (4096, 4096, 4096), (8192, 8192, 8192), (8192, 14336, 4096)),
-                                1 * GiB, 3, 7, 1 * GiB, 8192, 0.05, 2.0),
-    ("cuda", True): ProbeSizes(((1024, 1024, 1024), (2048, 2048, 2048)), 64 * MiB, 2, 3, 64 * MiB, 2048, 0.005, 0.5),
+                                1 * GiB, 3, 7, 1 * GiB, "llama-3.2-1b", 8192, 0.05, 2.0),
+    ("cuda", True): ProbeSizes(((1024, 1024, 1024), (2048, 2048, 2048)), 64 * MiB, 2, 3, 64 * MiB, "qwen3-0.6b",
+                               2048, 0.005, 0.5),
 }  # fmt: skip
 
 
@@ -90,6 +95,7 @@ class ProbeResult:
     step_overhead_s: float
     engine: EngineOverheads
     streaming: WeightStreaming
+    gemm_curve: GemmCurveTimes
     memory_bytes: int
     sm_count: int  # CUDA multiprocessors; CPU: threads torch uses
     warmup: int
@@ -183,12 +189,17 @@ def _copy_s(torch, timer: _Timer, device: str, size_bytes: int) -> float:
     return timer.kernel_s(lambda: dst.copy_(src))[0]
 
 
-def probe(device: str | None = None, dtype: str | None = None, quick: bool = False) -> ProbeResult:
-    """Measure this machine's achievable matmul rate, copy bandwidth and overheads on `device` ("cpu" or
+def probe(device: str | None = None, dtype: str | None = None, quick: bool = False,
+          gemm_config: str | None = None) -> ProbeResult:  # fmt: skip
+    """Measure this machine's achievable matmul rate, copy bandwidth, GEMM curve (on the GEMMs of `gemm_config`, a
+    preset name or config.json; default per device, ProbeSizes.curve_config) and overheads on `device` ("cpu" or
     "cuda"; default: cuda if available) at `dtype` (default float32 on the CPU, bfloat16 on CUDA)."""
+    import dataclasses
+
     import torch
 
     from harness.metadata import cpu_memory_bytes, cpu_model, run_metadata
+    from perfmodel.presets import resolve_arch
 
     device = device or default_device()
     if device not in ("cpu", "cuda"):
@@ -203,14 +214,15 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
     sizes = SIZES[(device, quick)]
     torch_dtype = getattr(torch, dtype)
     timer = _Timer(torch, device, sizes)
+    element_bytes = torch.tensor([], dtype=torch_dtype).element_size()
+    curve_arch = dataclasses.replace(resolve_arch(gemm_config or sizes.curve_config), dtype_bytes=element_bytes)
 
     with torch.inference_mode():
         matmuls, skipped = _measure_matmuls(torch, timer, device, torch_dtype, sizes)
         copy_s = _copy_s(torch, timer, device, sizes.copy_bytes)
         peak = max(r.flops_per_s for r in matmuls)
-        streaming = weight_streaming(
-            timer, device, torch_dtype, sizes.stream_bytes, sizes.curve_max_rows, sizes.max_call_s
-        )
+        streaming = weight_streaming(timer, device, torch_dtype, sizes.stream_bytes)
+        curve = gemm_curve_times(timer, device, torch_dtype, curve_arch, sizes.curve_max_rows, sizes.max_call_s)
     engine = engine_overheads(device, dtype)
 
     if device == "cuda":
@@ -238,6 +250,7 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
         step_overhead_s=engine.step_overhead_s,
         engine=engine,
         streaming=streaming,
+        gemm_curve=curve,
         memory_bytes=memory_bytes,
         sm_count=sm_count,
         warmup=sizes.warmup,
@@ -259,7 +272,7 @@ def calibration_priors(result: ProbeResult) -> dict:
     two-number small-M model (GEMV regime, M½) of datasheet entries."""
     streaming, bandwidth = result.streaming, bandwidth_bytes_per_s(result)
     memory_efficiency = min(streaming.small_gemm_bandwidth_bytes_per_s / bandwidth, 1.0)
-    rows, factors = gemm_curve(streaming, result.peak_flops_per_s, bandwidth, memory_efficiency)
+    rows, factors = gemm_curve(result.gemm_curve, result.peak_flops_per_s, bandwidth, memory_efficiency)
     return {
         "compute_efficiency": 1.0,
         "memory_efficiency": memory_efficiency,
@@ -283,13 +296,12 @@ def _sources(result: ProbeResult) -> dict:
     tf32 = "" if result.tf32 is None else f", TF32 {'allowed' if result.tf32 else 'off'}"
     copy_mib = result.copy_bytes // MiB
     stream, engine = result.streaming, result.engine
-    rates = ", ".join(f"M={m} {stream.weight_bytes / t / 1e9:,.1f} GB/s" for m, t in stream.time_s.items()
-                      if m <= SMALL_GEMM_ROWS)  # fmt: skip
-    curve = ", ".join(f"M={m} {t * 1e3:,.3g} ms" for m, t in stream.time_s.items())
-    if stream.skipped_rows:
-        curve += f" (M >= {stream.skipped_rows[0]} skipped: one call too slow)"
-    weight = f"a [{stream.n}, {stream.k}] {result.dtype} weight ({stream.weight_bytes // MiB} MiB)"
+    rates = ", ".join(f"M={m} {stream.weight_bytes / t / 1e9:,.1f} GB/s" for m, t in stream.stream_time_s.items())
     steps = ", ".join(f"{depth}: {s * 1e6:,.0f} µs" for depth, s in engine.step_s_by_depth.items())
+    curve = result.gemm_curve
+    times = ", ".join(f"M={m} {t * 1e3:,.3g} ms" for m, t in curve.time_s.items())
+    if curve.skipped_rows:
+        times += f" (M >= {curve.skipped_rows[0]} skipped: one pass too slow)"
     sources = {
         "hbm_bandwidth_bytes_per_s": f"{by}: the faster of a {result.device} memory copy dst.copy_(src) of a "
         f"{copy_mib} MiB float32 tensor (read + write = {2 * copy_mib} MiB per copy: "
@@ -299,9 +311,11 @@ def _sources(result: ProbeResult) -> dict:
         "compute_efficiency": "1.0: the peak above is a measured achievable rate, not a datasheet figure",
         "memory_efficiency": f"{by}: F.linear of {SMALL_GEMM_ROWS} rows against the same weight, {rates}, over the "
         "bandwidth above",
-        "gemm_curve_rows": f"{by}: F.linear of M rows against {weight}, M = 1, 2, 4, ..., {stats}",
-        "gemm_curve_factors": f"{by}: at each M above, the roofline time at the peak and at memory_efficiency over "
-        f"the measured time ({curve}): the priors predict the probe's own F.linear exactly",
+        "gemm_curve_rows": f"{by}: one pass over every GEMM of {curve.arch.name} (q/k/v, o, the MLP with its SiLU·mul, "
+        f"the LM head; {curve.arch.n_layer} layers, {curve.weight_bytes / MiB:,.0f} MiB of {result.dtype} weights) at M "
+        f"rows, M = 1, 2, 4, ..., {stats}",
+        "gemm_curve_factors": f"{by}: at each M above, the perfmodel's roofline time of those GEMMs at the peak and at "
+        f"memory_efficiency over the measured time ({times}): the priors predict the probe's own pass exactly",
         "kernel_launch_overhead_s": f"{by}: our engine's decode step (harness/engines) on tiny models of "
         f"{' and '.join(map(str, engine.step_s_by_depth))} layers ({steps}): the step time per launch the perfmodel "
         "counts, from the difference of the two depths",

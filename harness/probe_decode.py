@@ -4,12 +4,15 @@
   models whose FLOPs and bytes are negligible, one 2 and one 8 layers deep. A step costs step_overhead + launches ×
   per-launch overhead, with the launches counted as the perfmodel counts them (perfmodel.operators), so the two
   depths give both overheads as the perfmodel uses them, Python dispatch of an eager step included.
-- `weight_streaming`: `F.linear` of M rows against a weight matrix larger than the caches, for M = 1, 2, 4, ... up to
-  a compute-bound M: the measured GEMM curve. BLAS libraries switch kernels with M (a GEMV for M = 1, and on some
-  CPUs M = 2; tile shapes that fill only at larger M), so the time of a small-M GEMM is a step function no two-number
-  model follows: on one CPU M = 4 streams the weight at 60% of the M = 2 rate and M = 8 at 40%, on another M = 1, 2
-  and 4 take time proportional to M. `gemm_curve` turns the times into the perfmodel's GEMM factor by rows
-  (perfmodel.calibration `gemm_curve_rows` / `gemm_curve_factors`): measured speed over the roofline's.
+- `weight_streaming`: `F.linear` of M = 1, 2, 4, 8, 16 rows against one weight matrix larger than the caches: the
+  bandwidth a decode step reads weights at (M = 1) and the GEMM memory efficiency prior (M = 16).
+- `gemm_curve_times`: the GEMMs of a whole model (q/k/v, o, the MLP with its SiLU·mul, the LM head; every layer its
+  own weights, as our engine lays them out) at M = 1, 2, 4, ... rows up to a prefill-sized M: the measured GEMM
+  curve. BLAS libraries switch kernels with M and with the matrix shape (a GEMV for M = 1; on one CPU M = 2 and 4
+  cost 2× and 4× M = 1 on a [16384, 4096] weight but M = 4 costs what M = 2 does on a small model's layers), so the
+  curve is measured on a model's own shapes rather than one large matrix. `gemm_curve` turns the times into the
+  perfmodel's GEMM factor by rows (perfmodel.calibration `gemm_curve_rows` / `gemm_curve_factors`): the roofline
+  time of the same GEMM operators (perfmodel.operators) over the measured time.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+import numpy as np
+
 TINY_DEPTHS = (2, 8)
+STREAM_ROWS = (1, 2, 4, 8, 16)
 SMALL_GEMM_ROWS = 16  # the M whose streaming rate is the probe's GEMM memory efficiency
 STREAM_K = 4096  # the streamed weight is [N, K] = [weight_bytes / (K·elem), 4096]
+GEMM_OPS = ("qkv_proj", "o_proj", "mlp", "lm_head")  # perfmodel.operators' GEMM operators, as the curve times them
 DECODE_STEPS = 24
 
 
@@ -32,38 +39,49 @@ class EngineOverheads:
 
 @dataclass
 class WeightStreaming:
-    weight_bytes: int  # of the streamed [n, k] matrix
-    k: int
-    n: int
-    element_bytes: int
-    time_s: dict[int, float]  # M -> median seconds of one F.linear of M rows, M = 1, 2, 4, ...
-    skipped_rows: list[int]  # larger M left out because one call was too slow
+    weight_bytes: int  # of the streamed matrix
+    stream_time_s: dict[int, float]  # M -> median seconds of one F.linear, M in STREAM_ROWS
 
     @property
     def gemv_bandwidth_bytes_per_s(self) -> float:  # M = 1: weight bytes read per second
-        return self.weight_bytes / self.time_s[1]
+        return self.weight_bytes / self.stream_time_s[1]
 
     @property
     def small_gemm_bandwidth_bytes_per_s(self) -> float:  # M = SMALL_GEMM_ROWS
-        return self.weight_bytes / self.time_s[SMALL_GEMM_ROWS]
-
-    def roofline_s(self, rows: int, peak_flops_per_s: float, bandwidth_bytes_per_s: float) -> float:
-        """The perfmodel's roofline time of the F.linear of `rows` rows (perfmodel.operators' GEMM bytes: the weight
-        plus the input and output activations)."""
-        flops = 2.0 * rows * self.k * self.n
-        moved = self.element_bytes * (self.k * self.n + rows * (self.k + self.n))
-        return max(flops / peak_flops_per_s, moved / bandwidth_bytes_per_s)
+        return self.weight_bytes / self.stream_time_s[SMALL_GEMM_ROWS]
 
 
-def gemm_curve(streaming: WeightStreaming, peak_flops_per_s: float, bandwidth_bytes_per_s: float,
+@dataclass
+class GemmCurveTimes:
+    arch: object  # perfmodel.Arch whose GEMMs were timed, at the probe's dtype
+    weight_bytes: int  # all its GEMM weights (every layer's and the LM head)
+    time_s: dict[int, float]  # M -> median seconds of one pass over every GEMM at M rows, M = 1, 2, 4, ...
+    skipped_rows: list[int]  # larger M left out because one pass was too slow
+
+
+def gemm_roofline_s(arch, rows, peak_flops_per_s: float, bandwidth_bytes_per_s: float) -> np.ndarray:
+    """The perfmodel's roofline time of `arch`'s GEMM operators at `rows` tokens, each token through the LM head as
+    in decode (compute efficiency 1, `bandwidth_bytes_per_s` already at the memory efficiency), summed over the
+    operators: what `gemm_curve_times` measures."""
+    from perfmodel.arch_batch import ArchBatch
+    from perfmodel.operators import dense_ops
+    from perfmodel.parallel import shard
+
+    tokens = np.asarray(rows, dtype=float)
+    ops = dense_ops(shard(ArchBatch.from_archs([arch]), 1), tokens, tokens, 1.0)
+    return sum(np.maximum(ops[name].flops / peak_flops_per_s, ops[name].bytes / bandwidth_bytes_per_s)
+               for name in GEMM_OPS).reshape(tokens.shape)  # fmt: skip
+
+
+def gemm_curve(times: GemmCurveTimes, peak_flops_per_s: float, bandwidth_bytes_per_s: float,
                memory_efficiency: float) -> tuple[list[float], list[float]]:  # fmt: skip
-    """(rows, factors) of the perfmodel's measured GEMM curve: at each measured M, the roofline time at the priors
-    (peak at compute efficiency 1, bandwidth at `memory_efficiency`) over the measured time, so the priors predict
-    the probe's own F.linear exactly; > 1 where a kernel beats that roofline (GEMV), < 1 where it falls short."""
-    rows = sorted(streaming.time_s)
-    factors = [streaming.roofline_s(m, peak_flops_per_s, bandwidth_bytes_per_s * memory_efficiency)
-               / streaming.time_s[m] for m in rows]  # fmt: skip
-    return [float(m) for m in rows], factors
+    """(rows, factors) of the perfmodel's measured GEMM curve: at each measured M, the roofline time of the timed
+    GEMMs at the priors (peak at compute efficiency 1, bandwidth at `memory_efficiency`) over the measured time, so
+    the priors predict the probe's own pass exactly; > 1 where the kernels beat that roofline (GEMV), < 1 where they
+    fall short (small tiles)."""
+    rows = sorted(times.time_s)
+    roofline = gemm_roofline_s(times.arch, rows, peak_flops_per_s, bandwidth_bytes_per_s * memory_efficiency)
+    return [float(m) for m in rows], [float(r / times.time_s[m]) for m, r in zip(rows, roofline, strict=True)]
 
 
 def _tiny_arch(n_layer: int):
@@ -112,22 +130,49 @@ def engine_overheads(device: str, dtype: str) -> EngineOverheads:
     return EngineOverheads(float(launch_s), float(max(step_s[shallow] - launches[0] * launch_s, 0.0)), step_s)
 
 
-def weight_streaming(timer, device: str, dtype, weight_bytes: int, max_rows: int, max_call_s: float) -> WeightStreaming:
-    """Median seconds of F.linear of M rows against a `weight_bytes` weight, M = 1, 2, 4, ... `max_rows` (a larger M
-    is left out once one call takes longer than `max_call_s`, but never below SMALL_GEMM_ROWS)."""
+def weight_streaming(timer, device: str, dtype, weight_bytes: int) -> WeightStreaming:
+    """Median seconds of F.linear of M rows (M in STREAM_ROWS) against a [weight_bytes / (4096·elem), 4096] weight."""
     import torch
     import torch.nn.functional as F  # noqa: N812 (the torch convention)
 
     elem = torch.tensor([], dtype=dtype).element_size()
     n = max(weight_bytes // (STREAM_K * elem), 1)
     weight = torch.randn(n, STREAM_K, device=device).to(dtype)  # [N, K]
-    all_rows = [2**i for i in range(max_rows.bit_length()) if 2**i <= max_rows]
-    times, skipped = {}, []
-    for i, rows in enumerate(all_rows):
+    times = {}
+    for rows in STREAM_ROWS:
         x = torch.randn(rows, STREAM_K, device=device).to(dtype)  # [M, K]
         times[rows] = timer.kernel_s(lambda x=x: F.linear(x, weight))[0]
+    return WeightStreaming(weight_bytes=n * STREAM_K * elem, stream_time_s=times)
+
+
+def gemm_curve_times(timer, device: str, dtype, arch, max_rows: int, max_call_s: float) -> GemmCurveTimes:
+    """Median seconds of one pass over every GEMM of `arch` (random weights in our engine's layout) at M = 1, 2, 4,
+    ... `max_rows` rows; a larger M is left out once one pass takes longer than `max_call_s` (never below
+    SMALL_GEMM_ROWS)."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812 (the torch convention)
+
+    from harness.engines.llama import LlamaModel, LlamaWeights
+
+    weights = LlamaWeights.random(arch, dtype, device)
+    layers, lm_head = weights.layers, weights.lm_head
+
+    def one_pass(x, x_o):  # x [M, d], x_o [M, hq·dh]; the engine's GEMMs in its order, without attention between
+        for layer in layers:
+            F.linear(x, layer.wqkv)  # [M, (hq + 2·hkv)·dh]
+            F.linear(x_o, layer.wo)  # [M, d]
+            LlamaModel._mlp(layer, x)  # [M, d]
+        F.linear(x, lm_head)  # [M, V]
+
+    all_rows = [2**i for i in range(max_rows.bit_length())]
+    times, skipped = {}, []
+    for i, rows in enumerate(all_rows):
+        x = torch.randn(rows, arch.d_model, device=device).to(dtype)  # [M, d]
+        x_o = torch.randn(rows, arch.n_head * arch.d_head, device=device).to(dtype)  # [M, hq·dh]
+        times[rows] = timer.kernel_s(lambda x=x, x_o=x_o: one_pass(x, x_o))[0]
         if times[rows] > max_call_s and rows >= SMALL_GEMM_ROWS:
             skipped = all_rows[i + 1 :]
             break
-    return WeightStreaming(weight_bytes=n * STREAM_K * elem, k=STREAM_K, n=n, element_bytes=elem, time_s=times,
-                           skipped_rows=skipped)  # fmt: skip
+    matrices = [lm_head, *(t for layer in layers for t in (layer.wqkv, layer.wo, layer.w_gate_up, layer.w_down))]
+    weight_bytes = sum(t.numel() * t.element_size() for t in matrices)
+    return GemmCurveTimes(arch, int(weight_bytes), times, skipped)

@@ -7,13 +7,14 @@ import json
 import math
 import shutil
 import tomllib
+from dataclasses import replace
 
 import pytest
 
 from harness.cli import main
 from harness.cmd_probe import format_summary
 from harness.probe import MatmulResult, ProbeResult, hardware_toml, probe, slug, write_hardware_file
-from harness.probe_decode import EngineOverheads, WeightStreaming
+from harness.probe_decode import EngineOverheads, GemmCurveTimes, WeightStreaming, gemm_roofline_s
 from harness.toml_io import toml_value
 from perfmodel import PRESETS, ArchscaleInputError
 from perfmodel.hardware import load_hardware_file
@@ -46,7 +47,7 @@ def probed(tmp_path_factory):
 def test_probe_returns_positive_finite_figures(result):
     figures = (result.peak_flops_per_s, result.copy_bandwidth_bytes_per_s, result.launch_overhead_s,
                result.memory_bytes, result.sm_count, result.streaming.gemv_bandwidth_bytes_per_s,
-               *result.streaming.time_s.values())  # fmt: skip
+               *result.gemm_curve.time_s.values())  # fmt: skip
     assert all(math.isfinite(x) and x > 0 for x in figures)
     # the step overhead is what is left of a shallow step after its launches: small, possibly 0 within noise
     assert math.isfinite(result.step_overhead_s) and result.step_overhead_s >= 0
@@ -73,13 +74,15 @@ def test_cli_writes_an_entry_that_loads(probed):
     assert (hw.name, hw.measured, hw.peak_bf16_flops_per_s) == ("local-cpu", True, None)
     assert hw.peak_fp32_flops_per_s == pytest.approx(printed["peak_flops_per_s"])
     streaming = printed["streaming"]
-    stream_rate = {int(m): streaming["weight_bytes"] / t for m, t in streaming["time_s"].items()}
+    stream_rate = {int(m): streaming["weight_bytes"] / t for m, t in streaming["stream_time_s"].items()}
     bandwidth = max(printed["copy_bandwidth_bytes_per_s"], stream_rate[1])
     assert hw.hbm_bandwidth_bytes_per_s == pytest.approx(bandwidth)
     priors = hw.calibration_priors["torch"]
     assert (priors["compute_efficiency"], priors["calibrated"]) == (1.0, False)
     assert priors["memory_efficiency"] == pytest.approx(min(stream_rate[16] / bandwidth, 1))
-    assert priors["gemm_curve_rows"] == tuple(float(m) for m in stream_rate) == (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    curve = printed["gemm_curve"]
+    assert curve["arch"]["name"] == "tiny-gqa4" and curve["arch"]["dtype_bytes"] == 4  # --quick's, at float32
+    assert priors["gemm_curve_rows"] == tuple(float(m) for m in curve["time_s"]) == (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
     assert priors["gemm_curve_factors"] == pytest.approx(printed["priors"]["gemm_curve_factors"])
     assert "gemm_half_efficiency_tokens" not in priors and "gemv_max_tokens" not in priors  # the curve replaces them
     assert priors["kernel_launch_overhead_s"] == pytest.approx(printed["engine"]["launch_overhead_s"])
@@ -140,13 +143,17 @@ def test_a_cuda_entry_has_gpu_priors(tmp_path):
     name = "local-" + slug("NVIDIA H100 80GB HBM3")
     assert name == "local-nvidia-h100-80gb-hbm3"
     engine = EngineOverheads(5e-6, 4e-5, {2: 2.1e-4, 8: 6.3e-4})
-    gib = 2**30  # 1 GiB bf16 weight [131072, 4096]: M = 1 at 3.0 TB/s, M = 16 at 2.6 TB/s, M = 4096 at 700 TFLOP/s
-    times = {1: gib / 3.0e12, 2: gib / 3.0e12, 4: gib / 2.9e12, 8: gib / 2.7e12, 16: gib / 2.6e12,
-             4096: 2 * 4096 * gib / 2 / 7e14}  # fmt: skip
-    streaming = WeightStreaming(gib, 4096, 131072, 2, times, [8192])
+    gib = 2**30  # 1 GiB bf16 weight: GEMV at 3.0 TB/s, M = 16 at 2.6 TB/s
+    streaming = WeightStreaming(gib, {1: gib / 3.0e12, 2: gib / 3.0e12, 4: gib / 2.9e12, 8: gib / 2.7e12,
+                                      16: gib / 2.6e12})  # fmt: skip
+    arch = replace(PRESETS["llama-3.2-1b"], dtype_bytes=2)
+    # llama-3.2-1b's GEMMs: M = 1 at 1.1x its roofline at the priors, M = 4096 at 0.9x (the peak is the matmul's)
+    peak = 2 * 8192**3 / 1.5e-3
+    roofline = {m: float(gemm_roofline_s(arch, m, peak, 2.6e12)) for m in (1, 4096)}
+    curve = GemmCurveTimes(arch, 2_400_000_000, {1: roofline[1] / 1.1, 4096: roofline[4096] / 0.9}, [8192])
     fake = ProbeResult(name, "NVIDIA H100 80GB HBM3", "cuda", "bfloat16", False,
                        [MatmulResult(8192, 8192, 8192, 2 * 8192**3, 1.5e-3, 2 * 8192**3 / 1.5e-3, 30)], [],
-                       2 * 8192**3 / 1.5e-3, 2**30, 2.9e12, 5e-6, 4e-5, engine, streaming, 85_000_000_000, 132, 3, 7,
+                       peak, 2**30, 2.9e12, 5e-6, 4e-5, engine, streaming, curve, 85_000_000_000, 132, 3, 7,
                        None, {"gpu_name": "NVIDIA H100 80GB HBM3"})  # fmt: skip
     hw = load_hardware_file(write_hardware_file(fake, tmp_path / "gpu.toml"))
     assert (hw.name, hw.peak_bf16_flops_per_s, hw.peak_fp32_flops_per_s) == (name, fake.peak_flops_per_s, None)
@@ -155,37 +162,43 @@ def test_a_cuda_entry_has_gpu_priors(tmp_path):
     # the bandwidth is the faster of copy (2.9 TB/s) and the GEMV stream (3.0 TB/s); priors relative to it
     assert hw.hbm_bandwidth_bytes_per_s == pytest.approx(3.0e12)
     assert priors["memory_efficiency"] == pytest.approx(2.6 / 3.0)
-    factor = dict(zip(priors["gemm_curve_rows"], priors["gemm_curve_factors"], strict=True))
-    # M = 1 streams at 3.0 against the 2.6 TB/s of memory_efficiency; M = 16 is that rate; both also move activations
-    moved = {m: gib + m * (4096 + 131072) * 2 for m in (1, 16)}
-    assert factor[1] == pytest.approx(3.0 / 2.6 * moved[1] / gib) and factor[16] == pytest.approx(moved[16] / gib)
-    assert factor[4096] == pytest.approx(7e14 / fake.peak_flops_per_s, rel=1e-3)  # compute-bound: against the peak
-    assert "M >= 8192 skipped" in hw.sources["gemm_curve_factors"]
+    assert priors["gemm_curve_rows"] == (1.0, 4096.0) and priors["gemm_curve_factors"] == pytest.approx((1.1, 0.9))
+    assert "llama-3.2-1b" in hw.sources["gemm_curve_rows"] and "M >= 8192 skipped" in hw.sources["gemm_curve_factors"]
     assert "multi_processor_count" in hw.sources["sm_count"] and "8192x8192x8192" in hardware_toml(fake)
 
 
 def test_the_priors_predict_the_probes_own_gemms(result):
-    """The curve is defined so that the perfmodel's roofline at the probe's priors gives back each measured F.linear
-    of the curve: same FLOPs and bytes (weight + activations) as perfmodel.operators counts for a GEMM."""
+    """The curve is defined so that the perfmodel's roofline at the probe's priors gives back each measured pass over
+    the GEMMs: the estimator's own GEMM operators (perfmodel.operators) for the timed architecture, M tokens each
+    through the LM head, on the probed entry, predict the measured time."""
     import numpy as np
 
     from harness.probe import bandwidth_bytes_per_s, calibration_priors
+    from perfmodel.arch_batch import ArchBatch
     from perfmodel.calibration import Calibration
-    from perfmodel.operators import Op
+    from perfmodel.operators import dense_ops
+    from perfmodel.parallel import shard
     from perfmodel.roofline import roofline
 
-    stream, priors = result.streaming, calibration_priors(result)
-    cal = Calibration(**priors)
+    curve, cal = result.gemm_curve, Calibration(**calibration_priors(result))
     hw = type("Hw", (), {"hbm_bandwidth_bytes_per_s": bandwidth_bytes_per_s(result)})()
-    for rows, measured_s in stream.time_s.items():
-        k, n, elem = stream.k, stream.n, stream.element_bytes
-        op = Op(flops=np.float64(2.0 * rows * k * n), bytes=np.float64(elem * (k * n + rows * (k + n))), kernels=0,
-                op_class="gemm", gemm_rows=np.float64(rows))  # fmt: skip
-        assert roofline(op, hw, cal, result.peak_flops_per_s)[0] == pytest.approx(measured_s, rel=1e-9)
+    shape = shard(ArchBatch.from_archs([curve.arch]), 1)
+    for rows, measured_s in curve.time_s.items():
+        ops = dense_ops(shape, np.float64(rows), np.float64(rows), 1.0)
+        predicted_s = sum(roofline(ops[name], hw, cal, result.peak_flops_per_s)[0] - ops[name].kernels
+                          * cal.kernel_launch_overhead_s for name in ("qkv_proj", "o_proj", "mlp", "lm_head"))  # fmt: skip
+        assert np.asarray(predicted_s).item() == pytest.approx(measured_s, rel=1e-9)
     # between measured M the factor is interpolated in log M: M = 3 lies between M = 2 and M = 4
     f2, f4 = cal.gemm_curve_factor(2.0), cal.gemm_curve_factor(4.0)
     assert cal.gemm_curve_factor(3.0) == pytest.approx(f2 * (f4 / f2) ** (np.log(1.5) / np.log(2)))
     assert cal.gemm_curve_factor(10_000.0) == pytest.approx(cal.gemm_curve_factors[-1])  # beyond: the last one
+
+
+def test_a_bad_gemm_config_is_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "probe", "--device", "cpu", "--quick", "--gemm-config", "small-bse",
+                           "--out", tmp_path / "x.toml")  # fmt: skip
+    assert code == 2 and "did you mean: small-base" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.toml").exists()
 
 
 def test_gpus_lists_a_probed_file(capsys, probed):
