@@ -52,6 +52,8 @@ def format_summary(result, path) -> str:
         + ", ".join(
             f"M={m:g} {f:.2f}" for m, f in zip(priors["gemm_curve_rows"], priors["gemm_curve_factors"], strict=True)
         ),  # fmt: skip
+        f"decode attention:      {result.attention.bandwidth_bytes_per_s() / 1e9:,.1f} GB/s of KV cache read (our "
+        f"engine, batch {result.attention.batch}, {result.attention.kv_lens[0]} vs {result.attention.kv_lens[1]} tokens)",
         f"engine decode step:    {result.launch_overhead_s * 1e6:,.2f} µs per launch the perfmodel counts, "
         f"{result.step_overhead_s * 1e6:,.2f} µs per step (our engine on tiny models)",
         f"memory:                {result.memory_bytes / 2**30:,.1f} GiB, {result.sm_count} "

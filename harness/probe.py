@@ -22,9 +22,11 @@ from pathlib import Path
 from harness.engines.base import MEMORY_POLICY
 from harness.probe_decode import (
     SMALL_GEMM_ROWS,
+    DecodeAttention,
     EngineOverheads,
     GemmCurveTimes,
     WeightStreaming,
+    decode_attention,
     engine_overheads,
     gemm_curve,
     gemm_curve_times,
@@ -52,19 +54,21 @@ class ProbeSizes:
     stream_bytes: int  # weight matrix streamed by F.linear at small M (harness/probe_decode.py)
     curve_config: str  # the preset whose GEMMs give the GEMM curve (`--gemm-config`)
     curve_max_rows: int  # the largest M of that curve (M = 1, 2, 4, ...): compute-bound, prefill-sized
+    attention_batch: int  # sequences of the KV-heavy decode that measures decode attention
+    attention_kv_lens: tuple[int, int]  # its short and long prompt
     kernel_repeat_s: float  # matmul/copy calls are batched until one repeat lasts about this long
     max_call_s: float  # a matmul slower than this per call stops the larger shapes (slow bf16 on old CPUs)
 
 
 SIZES = {
     ("cpu", False): ProbeSizes(((512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048), (512, 8192, 2048)),
-                               256 * MiB, 2, 5, 256 * MiB, "small-base", 2048, 0.2, 2.0),
+                               256 * MiB, 2, 5, 256 * MiB, "small-base", 2048, 16, (256, 2048), 0.2, 2.0),
     ("cpu", True): ProbeSizes(((64, 64, 64), (128, 128, 128), (256, 256, 256)), 16 * MiB, 1, 3, 16 * MiB,
-                              "tiny-gqa4", 64, 0.01, 0.2),
+                              "tiny-gqa4", 64, 4, (64, 512), 0.01, 0.2),
     ("cuda", False): ProbeSizes(((2048, 2048, 2048), (4096, 4096, 4096), (8192, 8192, 8192), (8192, 14336, 4096)),
-                                1 * GiB, 3, 7, 1 * GiB, "llama-3.2-1b", 8192, 0.05, 2.0),
+                                1 * GiB, 3, 7, 1 * GiB, "llama-3.2-1b", 8192, 64, (1024, 8192), 0.05, 2.0),
     ("cuda", True): ProbeSizes(((1024, 1024, 1024), (2048, 2048, 2048)), 64 * MiB, 2, 3, 64 * MiB, "qwen3-0.6b",
-                               2048, 0.005, 0.5),
+                               2048, 16, (256, 2048), 0.005, 0.5),
 }  # fmt: skip
 
 
@@ -96,6 +100,7 @@ class ProbeResult:
     engine: EngineOverheads
     streaming: WeightStreaming
     gemm_curve: GemmCurveTimes
+    attention: DecodeAttention
     memory_bytes: int
     sm_count: int  # CUDA multiprocessors; CPU: threads torch uses
     warmup: int
@@ -224,6 +229,7 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
         streaming = weight_streaming(timer, device, torch_dtype, sizes.stream_bytes)
         curve = gemm_curve_times(timer, device, torch_dtype, curve_arch, sizes.curve_max_rows, sizes.max_call_s)
     engine = engine_overheads(device, dtype)
+    attention = decode_attention(device, dtype, sizes.attention_batch, sizes.attention_kv_lens)
 
     if device == "cuda":
         index = torch.cuda.current_device()
@@ -251,6 +257,7 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
         engine=engine,
         streaming=streaming,
         gemm_curve=curve,
+        attention=attention,
         memory_bytes=memory_bytes,
         sm_count=sm_count,
         warmup=sizes.warmup,
@@ -276,6 +283,7 @@ def calibration_priors(result: ProbeResult) -> dict:
     return {
         "compute_efficiency": 1.0,
         "memory_efficiency": memory_efficiency,
+        "attention_decode_memory_efficiency": min(result.attention.bandwidth_bytes_per_s() / bandwidth, 1.0),
         "gemm_curve_rows": rows,
         "gemm_curve_factors": factors,
         "kernel_launch_overhead_s": result.launch_overhead_s,
@@ -298,7 +306,7 @@ def _sources(result: ProbeResult) -> dict:
     stream, engine = result.streaming, result.engine
     rates = ", ".join(f"M={m} {stream.weight_bytes / t / 1e9:,.1f} GB/s" for m, t in stream.stream_time_s.items())
     steps = ", ".join(f"{depth}: {s * 1e6:,.0f} µs" for depth, s in engine.step_s_by_depth.items())
-    curve = result.gemm_curve
+    curve, att = result.gemm_curve, result.attention
     times = ", ".join(f"M={m} {t * 1e3:,.3g} ms" for m, t in curve.time_s.items())
     if curve.skipped_rows:
         times += f" (M >= {curve.skipped_rows[0]} skipped: one pass too slow)"
@@ -316,6 +324,11 @@ def _sources(result: ProbeResult) -> dict:
         f"rows, M = 1, 2, 4, ..., {stats}",
         "gemm_curve_factors": f"{by}: at each M above, the perfmodel's roofline time of those GEMMs at the peak and at "
         f"memory_efficiency over the measured time ({times}): the priors predict the probe's own pass exactly",
+        "attention_decode_memory_efficiency": f"{by}: our engine's decode step on {att.arch.name} ({att.arch.n_layer} "
+        f"layers, {att.arch.n_kv_head} KV heads of {att.arch.d_head}) at batch {att.batch} after {att.kv_lens[0]} and "
+        f"{att.kv_lens[1]} prompt tokens ({att.step_s[0] * 1e3:,.3g} and {att.step_s[1] * 1e3:,.3g} ms): the extra "
+        f"{att.kv_bytes_per_step / MiB:,.0f} MiB of KV cache read per step over the extra time "
+        f"({att.bandwidth_bytes_per_s() / 1e9:,.1f} GB/s), over the bandwidth above",
         "kernel_launch_overhead_s": f"{by}: our engine's decode step (harness/engines) on tiny models of "
         f"{' and '.join(map(str, engine.step_s_by_depth))} layers ({steps}): the step time per launch the perfmodel "
         "counts, from the difference of the two depths",

@@ -4,6 +4,9 @@
   models whose FLOPs and bytes are negligible, one 2 and one 8 layers deep. A step costs step_overhead + launches ×
   per-launch overhead, with the launches counted as the perfmodel counts them (perfmodel.operators), so the two
   depths give both overheads as the perfmodel uses them, Python dispatch of an eager step included.
+- `decode_attention`: the same decode step on a small model with many KV heads after a short and a long prompt: the
+  rate at which the engine's decode attention reads the KV cache (the `attention_decode_memory_efficiency` prior; on
+  the CPU the torch path gathers and copies pages, far from a plain stream).
 - `weight_streaming`: `F.linear` of M = 1, 2, 4, 8, 16 rows against one weight matrix larger than the caches: the
   bandwidth a decode step reads weights at (M = 1) and the GEMM memory efficiency prior (M = 16).
 - `gemm_curve_times`: the GEMMs of a whole model (q/k/v, o, the MLP with its SiLU·mul, the LM head; every layer its
@@ -103,8 +106,9 @@ def perfmodel_launches_per_step(arch, sampler_logit_passes: float = 1.0) -> int:
     return int(launches.item() if hasattr(launches, "item") else launches)
 
 
-def engine_overheads(device: str, dtype: str) -> EngineOverheads:
-    """Per-launch and per-step overhead of our engine's decode step, from two tiny models of different depth."""
+def decode_step_s(arch, batch: int, input_len: int, device: str, dtype: str, runs: int = 3) -> float:
+    """Median seconds of our engine's decode step (harness.engines: the CUDA graph and Triton attention on a GPU,
+    torch attention on the CPU) for `batch` sequences of `arch` decoding after an `input_len`-token prompt."""
     import torch
 
     from harness.engines.base import EngineOptions, Workload
@@ -112,22 +116,55 @@ def engine_overheads(device: str, dtype: str) -> EngineOverheads:
     from harness.engines.torch_engine import WaveRunner
 
     options = EngineOptions(device=device, dtype=dtype, attention="triton" if device == "cuda" else "torch")
-    workload = Workload(batch_size=1, input_len=16, output_len=DECODE_STEPS + 1)
-    step_s = {}
+    workload = Workload(batch_size=batch, input_len=input_len, output_len=DECODE_STEPS + 1)
     with torch.inference_mode():
-        for depth in TINY_DEPTHS:
-            arch = _tiny_arch(depth)
-            weights = LlamaWeights.random(arch, TORCH_DTYPES[dtype], device)
-            pages = -(-(workload.input_len + workload.output_len) // options.block_size)
-            cache = PagedKVCache(arch, pages, options.block_size, TORCH_DTYPES[dtype], device)
-            runner = WaveRunner(LlamaModel(arch, weights, attention=options.attention), cache, 1, pages, workload,
-                                options)  # fmt: skip
-            prompt = torch.zeros(1, workload.input_len, dtype=torch.long, device=device)
-            runner.serve(prompt)  # warm-up (and CUDA-graph capture)
-            step_s[depth] = statistics.median(s for _ in range(3) for s in runner.serve(prompt).step_s)
+        weights = LlamaWeights.random(arch, TORCH_DTYPES[dtype], device)
+        pages = -(-(workload.input_len + workload.output_len) // options.block_size)
+        cache = PagedKVCache(arch, batch * pages, options.block_size, TORCH_DTYPES[dtype], device)
+        runner = WaveRunner(LlamaModel(arch, weights, attention=options.attention), cache, batch, pages, workload,
+                            options)  # fmt: skip
+        prompt = torch.zeros(batch, workload.input_len, dtype=torch.long, device=device)
+        runner.serve(prompt)  # warm-up (and CUDA-graph capture)
+        return statistics.median(s for _ in range(runs) for s in runner.serve(prompt).step_s)
+
+
+def engine_overheads(device: str, dtype: str) -> EngineOverheads:
+    """Per-launch and per-step overhead of our engine's decode step, from two tiny models of different depth."""
+    step_s = {depth: decode_step_s(_tiny_arch(depth), 1, 16, device, dtype) for depth in TINY_DEPTHS}
     (shallow, deep), launches = TINY_DEPTHS, [perfmodel_launches_per_step(_tiny_arch(d)) for d in TINY_DEPTHS]
     launch_s = max((step_s[deep] - step_s[shallow]) / (launches[1] - launches[0]), 0.0)
     return EngineOverheads(float(launch_s), float(max(step_s[shallow] - launches[0] * launch_s, 0.0)), step_s)
+
+
+@dataclass
+class DecodeAttention:
+    arch: object  # perfmodel.Arch of the KV-heavy model decoded
+    batch: int
+    kv_lens: tuple[int, int]  # the two prompt lengths decoded after
+    step_s: tuple[float, float]  # median decode step at each
+    kv_bytes_per_step: float  # the extra KV cache bytes the longer context reads per step (perfmodel.operators)
+
+    def bandwidth_bytes_per_s(self) -> float:
+        """The rate at which the engine's decode attention reads the extra KV cache of the longer context."""
+        return self.kv_bytes_per_step / max(self.step_s[1] - self.step_s[0], 1e-12)
+
+
+def decode_attention(device: str, dtype: str, batch: int, kv_lens: tuple[int, int]) -> DecodeAttention:
+    """Our engine's decode step on a small model with many KV heads (its KV cache outweighs its weights) after two
+    prompt lengths: the difference of the steps is the decode attention's cost of the extra context, the rest of the
+    step being the same at both."""
+    from perfmodel.arch import Arch
+    from perfmodel.arch_batch import ArchBatch
+    from perfmodel.operators import decode_attention as attention_op
+    from perfmodel.parallel import shard
+
+    element_bytes = {"float32": 4, "bfloat16": 2, "float16": 2}[dtype]
+    arch = Arch(d_model=256, n_layer=2, n_head=8, n_kv_head=8, d_head=64, d_ff=512, vocab=512,
+                dtype_bytes=element_bytes, name="probe-kv-heavy")  # fmt: skip
+    step_s = tuple(decode_step_s(arch, batch, kv_len, device, dtype) for kv_len in kv_lens)
+    per_kv = attention_op(shard(ArchBatch.from_archs([arch]), 1), batch, element_bytes).bytes_per_kv
+    kv_bytes = float(np.asarray(per_kv).item() * (kv_lens[1] - kv_lens[0]))
+    return DecodeAttention(arch, batch, tuple(kv_lens), step_s, kv_bytes)
 
 
 def weight_streaming(timer, device: str, dtype, weight_bytes: int) -> WeightStreaming:
@@ -145,10 +182,27 @@ def weight_streaming(timer, device: str, dtype, weight_bytes: int) -> WeightStre
     return WeightStreaming(weight_bytes=n * STREAM_K * elem, stream_time_s=times)
 
 
+def _replayable(torch, device: str, fn):
+    """`fn` as the engine runs a decode step: on a GPU captured once in a CUDA graph and replayed (so the curve holds
+    the kernels, not their launches, which the perfmodel charges apart), on the CPU as it is."""
+    if device != "cuda":
+        return fn
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capturing stream, as torch.cuda.graph asks
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
 def gemm_curve_times(timer, device: str, dtype, arch, max_rows: int, max_call_s: float) -> GemmCurveTimes:
     """Median seconds of one pass over every GEMM of `arch` (random weights in our engine's layout) at M = 1, 2, 4,
     ... `max_rows` rows; a larger M is left out once one pass takes longer than `max_call_s` (never below
-    SMALL_GEMM_ROWS)."""
+    SMALL_GEMM_ROWS). On the CPU a pass includes each op's dispatch (a few µs per GEMM against milliseconds of
+    weight reads)."""
     import torch
     import torch.nn.functional as F  # noqa: N812 (the torch convention)
 
@@ -169,7 +223,7 @@ def gemm_curve_times(timer, device: str, dtype, arch, max_rows: int, max_call_s:
     for i, rows in enumerate(all_rows):
         x = torch.randn(rows, arch.d_model, device=device).to(dtype)  # [M, d]
         x_o = torch.randn(rows, arch.n_head * arch.d_head, device=device).to(dtype)  # [M, hq·dh]
-        times[rows] = timer.kernel_s(lambda x=x, x_o=x_o: one_pass(x, x_o))[0]
+        times[rows] = timer.kernel_s(_replayable(torch, device, lambda x=x, x_o=x_o: one_pass(x, x_o)))[0]
         if times[rows] > max_call_s and rows >= SMALL_GEMM_ROWS:
             skipped = all_rows[i + 1 :]
             break

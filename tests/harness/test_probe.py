@@ -14,7 +14,7 @@ import pytest
 from harness.cli import main
 from harness.cmd_probe import format_summary
 from harness.probe import MatmulResult, ProbeResult, hardware_toml, probe, slug, write_hardware_file
-from harness.probe_decode import EngineOverheads, GemmCurveTimes, WeightStreaming, gemm_roofline_s
+from harness.probe_decode import DecodeAttention, EngineOverheads, GemmCurveTimes, WeightStreaming, gemm_roofline_s
 from harness.toml_io import toml_value
 from perfmodel import PRESETS, ArchscaleInputError
 from perfmodel.hardware import load_hardware_file
@@ -62,7 +62,8 @@ def test_probe_returns_positive_finite_figures(result):
 
 def test_summary_names_every_figure(result):
     text = format_summary(result, "/x/local.toml")
-    for needle in ("GFLOP/s", "GB/s", "weight stream", "GEMM curve", "M=1 ", "µs per launch the perfmodel counts",
+    for needle in ("GFLOP/s", "GB/s", "weight stream", "GEMM curve", "M=1 ", "decode attention:",
+                   "µs per launch the perfmodel counts",
                    "Wrote local-cpu to /x/local.toml"):  # fmt: skip
         assert needle in text
     assert f"{result.matmuls[0].m}x{result.matmuls[0].n}x{result.matmuls[0].k}" in text
@@ -85,11 +86,19 @@ def test_cli_writes_an_entry_that_loads(probed):
     assert priors["gemm_curve_rows"] == tuple(float(m) for m in curve["time_s"]) == (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
     assert priors["gemm_curve_factors"] == pytest.approx(printed["priors"]["gemm_curve_factors"])
     assert "gemm_half_efficiency_tokens" not in priors and "gemv_max_tokens" not in priors  # the curve replaces them
+    attention = printed["attention"]  # the extra KV bytes of the longer prompt over the extra step time
+    attention_rate = attention["kv_bytes_per_step"] / (attention["step_s"][1] - attention["step_s"][0])
+    assert attention["step_s"][1] > attention["step_s"][0] > 0
+    arch, (short, long) = attention["arch"], attention["kv_lens"]  # K and V of every layer, fp32, per sequence
+    kv_bytes = arch["n_layer"] * attention["batch"] * (long - short) * 2 * arch["n_kv_head"] * arch["d_head"] * 4
+    assert attention["kv_bytes_per_step"] == kv_bytes
+    assert priors["attention_decode_memory_efficiency"] == pytest.approx(min(attention_rate / bandwidth, 1.0))
     assert priors["kernel_launch_overhead_s"] == pytest.approx(printed["engine"]["launch_overhead_s"])
     assert priors["step_overhead_s"] == pytest.approx(printed["step_overhead_s"])
     assert (priors["gpu_memory_utilization"], priors["workspace_bytes"]) == (0.5, 256 * 2**20)
     for figure in ("hbm_bandwidth_bytes_per_s", "peak_fp32_flops_per_s", "kernel_launch_overhead_s", "step_overhead_s",
-                   "memory_efficiency", "gemm_curve_rows", "gemm_curve_factors"):  # fmt: skip
+                   "memory_efficiency", "gemm_curve_rows", "gemm_curve_factors",
+                   "attention_decode_memory_efficiency"):  # fmt: skip
         assert hw.sources[figure].startswith("measured by archscale probe:")
     assert "memory_bytes" in hw.sources and "gpu_memory_utilization" in hw.sources
     assert hw.metadata["cpu_model"] and "gpu_name" not in hw.metadata  # None values are left out
@@ -151,9 +160,11 @@ def test_a_cuda_entry_has_gpu_priors(tmp_path):
     peak = 2 * 8192**3 / 1.5e-3
     roofline = {m: float(gemm_roofline_s(arch, m, peak, 2.6e12)) for m in (1, 4096)}
     curve = GemmCurveTimes(arch, 2_400_000_000, {1: roofline[1] / 1.1, 4096: roofline[4096] / 0.9}, [8192])
+    # decode attention: 1 GiB more KV cache per step at the long context, read in 0.5 ms more: 2.15 TB/s
+    attention = DecodeAttention(arch, 64, (1024, 8192), (1.0e-3, 1.5e-3), float(gib))
     fake = ProbeResult(name, "NVIDIA H100 80GB HBM3", "cuda", "bfloat16", False,
                        [MatmulResult(8192, 8192, 8192, 2 * 8192**3, 1.5e-3, 2 * 8192**3 / 1.5e-3, 30)], [],
-                       peak, 2**30, 2.9e12, 5e-6, 4e-5, engine, streaming, curve, 85_000_000_000, 132, 3, 7,
+                       peak, 2**30, 2.9e12, 5e-6, 4e-5, engine, streaming, curve, attention, 85_000_000_000, 132, 3, 7,
                        None, {"gpu_name": "NVIDIA H100 80GB HBM3"})  # fmt: skip
     hw = load_hardware_file(write_hardware_file(fake, tmp_path / "gpu.toml"))
     assert (hw.name, hw.peak_bf16_flops_per_s, hw.peak_fp32_flops_per_s) == (name, fake.peak_flops_per_s, None)
@@ -162,6 +173,7 @@ def test_a_cuda_entry_has_gpu_priors(tmp_path):
     # the bandwidth is the faster of copy (2.9 TB/s) and the GEMV stream (3.0 TB/s); priors relative to it
     assert hw.hbm_bandwidth_bytes_per_s == pytest.approx(3.0e12)
     assert priors["memory_efficiency"] == pytest.approx(2.6 / 3.0)
+    assert priors["attention_decode_memory_efficiency"] == pytest.approx(gib / 0.5e-3 / 3.0e12)
     assert priors["gemm_curve_rows"] == (1.0, 4096.0) and priors["gemm_curve_factors"] == pytest.approx((1.1, 0.9))
     assert "llama-3.2-1b" in hw.sources["gemm_curve_rows"] and "M >= 8192 skipped" in hw.sources["gemm_curve_factors"]
     assert "multi_processor_count" in hw.sources["sm_count"] and "8192x8192x8192" in hardware_toml(fake)
