@@ -65,14 +65,16 @@ sweep: install
 	$(BIN)/archscale sweep $(SWEEP_CONFIGS) --device cpu $(SWEEP_GRID) --hardware $(SWEEP_OUT)/probe-cpu.toml \
 	  --out $(SWEEP_OUT)/sweep-cpu.jsonl
 
-# The committed CPU study (results/): probe this machine, sweep the six small presets at batch 1-64 for two
-# (input, output) shapes (prefill-heavy, decode-heavy) three times, calibrate on half of the configs (the default
-# split holds out every second config by name) and compare on all of them. About 30 minutes on 2 cores; resumes where
-# it stopped.
+# A committed CPU study (results/): probe this machine, sweep the six small presets at batch 1-64 for two
+# (input, output) shapes (prefill-heavy, decode-heavy) CPU_PASS_COUNT times, calibrate on half of the configs (the
+# default split holds out every second config by name) and compare on all of them. About 45 minutes for five passes on
+# the 2-vCPU Xeon (CPU_NAME=cpu-xeon-2c), 50 for three on the slower AMD EPYC VM (`make calibrate-cpu
+# CPU_NAME=cpu-epyc-2c CPU_PASS_COUNT=3`); resumes where it stopped. Name each machine: its files are its own.
 CPU_NAME  ?= cpu-xeon-2c
 CPU_PROBE := results/hardware/$(CPU_NAME).toml
 CPU_SWEEP := results/sweeps/torch-$(CPU_NAME).jsonl
-CPU_PASSES := $(foreach pass,2 3 4 5,results/sweeps/torch-$(CPU_NAME)-pass$(pass).jsonl)
+CPU_PASS_COUNT ?= 5
+CPU_PASSES := $(foreach pass,$(wordlist 2,$(CPU_PASS_COUNT),1 2 3 4 5 6 7 8 9),results/sweeps/torch-$(CPU_NAME)-pass$(pass).jsonl)
 CPU_CAL   := results/calibration/$(CPU_NAME).toml
 # Prefill in forwards of at most 2048 prompt tokens: on this CPU a forward of 8192 costs 10-25% more per token (its
 # elementwise ops 3x; results/cpu-prefill-8192/, `python -m harness.profile_prefill`), which no per-token model holds.

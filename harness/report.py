@@ -168,7 +168,7 @@ def _calibration_entry(ctx: _Context, path: Path, hardware: str, engine: str, en
     def value(name):
         v = entry[name]
         if isinstance(v, list):  # the probe's GEMM curve
-            return ", ".join(f"{x:.3g}" for x in v)
+            return ", ".join(f"{x:.4g}" for x in v)
         if name.endswith("_s"):
             return f"{v:.4g} ({humanize_seconds(v)})"
         return humanize_bytes(v) if name.endswith("_bytes") else f"{v:.4g}"
