@@ -68,8 +68,8 @@ sweep: install
 # A committed CPU study (results/): probe this machine, sweep the six small presets at batch 1-64 for two
 # (input, output) shapes (prefill-heavy, decode-heavy) CPU_PASS_COUNT times, calibrate on half of the configs (the
 # default split holds out every second config by name) and compare on all of them. About 45 minutes for five passes on
-# the 2-vCPU Xeon (CPU_NAME=cpu-xeon-2c), 50 for three on the slower AMD EPYC VM (`make calibrate-cpu
-# CPU_NAME=cpu-epyc-2c CPU_PASS_COUNT=3`); resumes where it stopped. Name each machine: its files are its own.
+# the 2-vCPU Xeon (CPU_NAME=cpu-xeon-2c), about 100 on the slower AMD EPYC VM (`make calibrate-cpu
+# CPU_NAME=cpu-epyc-2c`); resumes where it stopped. Name each machine: its files are its own.
 CPU_NAME  ?= cpu-xeon-2c
 CPU_PROBE := results/hardware/$(CPU_NAME).toml
 CPU_SWEEP := results/sweeps/torch-$(CPU_NAME).jsonl
