@@ -44,6 +44,7 @@ CLASS_FACTORS = ("attention_prefill_compute_efficiency", "attention_decode_memor
 FACTORS = BASE_FACTORS + CLASS_FACTORS
 # What a measured GEMM curve (perfmodel.calibration `gemm_curve_rows`, written by `archscale probe`) replaces.
 CURVE_REPLACES = ("gemm_half_efficiency_tokens", "gemv_memory_efficiency")
+CURVE_OFF = "off: the measured GEMM curve (gemm_curve_rows) replaces it"  # their status in the report
 # Operator-class efficiencies that default to a GEMM figure (perfmodel.calibration): held, they keep following it.
 INHERITS = {"attention_prefill_compute_efficiency": "compute_efficiency",
             "attention_decode_memory_efficiency": "memory_efficiency",
@@ -328,7 +329,7 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
         before_fit = prior_value(prior, name)
         if name not in free:
             follows = getattr(fitted, name) is None and name in INHERITS
-            status = ("off: the measured GEMM curve (gemm_curve_rows) replaces it" if name in CURVE_REPLACES
+            status = (CURVE_OFF if name in CURVE_REPLACES
                       and prior.gemm_curve_rows else "held at prior (not in --factors)" if name not in allowed
                       else f"follows {INHERITS[name]} (adding it did not fit significantly better)" if follows
                       else "held at prior (not identified by these points)")  # fmt: skip
@@ -339,7 +340,7 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
         std = float(value * std_log[i]) if np.isfinite(std_log[i]) else None
         factor_fits.append(FactorFit(name, before_fit, float(value), std, "at bound" if at_bound else "fitted"))
     chosen = int(fitted.gemv_max_tokens)
-    status = ("off: the measured GEMM curve (gemm_curve_rows) replaces it" if prior.gemm_curve_rows
+    status = (CURVE_OFF if prior.gemm_curve_rows
               else f"chosen from {', '.join(map(str, thresholds))} (residual "
               + ", ".join(f"{t}: {ssr:.3g}" for t, ssr in tried.items()) + ")")  # fmt: skip
     factor_fits.append(FactorFit("gemv_max_tokens", prior.gemv_max_tokens, float(chosen), None, status))

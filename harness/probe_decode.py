@@ -62,16 +62,22 @@ class GemmCurveTimes:
     skipped_rows: list[int]  # larger M left out because one pass was too slow
 
 
+def _one_gpu_shape(arch):
+    """`arch` as the perfmodel's operators take it: an ArchBatch of one, unsharded (arrays of shape [1])."""
+    from perfmodel.arch_batch import ArchBatch
+    from perfmodel.parallel import shard
+
+    return shard(ArchBatch.from_archs([arch]), 1)
+
+
 def gemm_roofline_s(arch, rows, peak_flops_per_s: float, bandwidth_bytes_per_s: float) -> np.ndarray:
     """The perfmodel's roofline time of `arch`'s GEMM operators at `rows` tokens, each token through the LM head as
     in decode (compute efficiency 1, `bandwidth_bytes_per_s` already at the memory efficiency), summed over the
     operators: what `gemm_curve_times` measures."""
-    from perfmodel.arch_batch import ArchBatch
     from perfmodel.operators import dense_ops
-    from perfmodel.parallel import shard
 
     tokens = np.asarray(rows, dtype=float)
-    ops = dense_ops(shard(ArchBatch.from_archs([arch]), 1), tokens, tokens, 1.0)
+    ops = dense_ops(_one_gpu_shape(arch), tokens, tokens, 1.0)
     return sum(np.maximum(ops[name].flops / peak_flops_per_s, ops[name].bytes / bandwidth_bytes_per_s)
                for name in GEMM_OPS).reshape(tokens.shape)  # fmt: skip
 
@@ -96,11 +102,9 @@ def _tiny_arch(n_layer: int):
 
 def perfmodel_launches_per_step(arch, sampler_logit_passes: float = 1.0) -> int:
     """Kernel launches the perfmodel charges one decode step of `arch` (dense operators, sampler, attention)."""
-    from perfmodel.arch_batch import ArchBatch
     from perfmodel.operators import decode_attention, dense_ops
-    from perfmodel.parallel import shard
 
-    shape = shard(ArchBatch.from_archs([arch]), 1)  # arrays of shape [1], one GPU
+    shape = _one_gpu_shape(arch)
     ops = dense_ops(shape, 1, 1, sampler_logit_passes)
     launches = sum(op.kernels for op in ops.values()) + decode_attention(shape, 1, shape.dtype_bytes).kernels
     return int(launches.item() if hasattr(launches, "item") else launches)
@@ -153,16 +157,14 @@ def decode_attention(device: str, dtype: str, batch: int, kv_lens: tuple[int, in
     """Our engine's decode step on a small model with many KV heads (its KV cache outweighs its weights) after two
     prompt lengths: the difference of the steps is the decode attention's cost of the extra context, the rest of the
     step being the same at both."""
-    from perfmodel.arch import Arch
-    from perfmodel.arch_batch import ArchBatch
+    from perfmodel.arch import DTYPE_BYTES, Arch
     from perfmodel.operators import decode_attention as attention_op
-    from perfmodel.parallel import shard
 
-    element_bytes = {"float32": 4, "bfloat16": 2, "float16": 2}[dtype]
+    element_bytes = DTYPE_BYTES[dtype]
     arch = Arch(d_model=256, n_layer=2, n_head=8, n_kv_head=8, d_head=64, d_ff=512, vocab=512,
                 dtype_bytes=element_bytes, name="probe-kv-heavy")  # fmt: skip
     step_s = tuple(decode_step_s(arch, batch, kv_len, device, dtype) for kv_len in kv_lens)
-    per_kv = attention_op(shard(ArchBatch.from_archs([arch]), 1), batch, element_bytes).bytes_per_kv
+    per_kv = attention_op(_one_gpu_shape(arch), batch, element_bytes).bytes_per_kv
     kv_bytes = float(np.asarray(per_kv).item() * (kv_lens[1] - kv_lens[0]))
     return DecodeAttention(arch, batch, tuple(kv_lens), step_s, kv_bytes)
 

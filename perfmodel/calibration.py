@@ -112,14 +112,13 @@ class Calibration:
 
 OP_CLASSES = ("gemm", "attention_prefill", "attention_decode", "elementwise")
 BOOLEAN_FIELDS = ("calibrated", "chunked_prefill", "paged_kv_admission")
-CURVE_FIELDS = ("gemm_curve_rows", "gemm_curve_factors")
+CURVE_FIELDS = ("gemm_curve_rows", "gemm_curve_factors")  # arrays, checked together (`_check_gemm_curve`)
 CALIBRATION_FIELDS = tuple(f.name for f in fields(Calibration))
 OPTIONAL_FIELDS = (
     "gemm_half_efficiency_tokens",
     "gemv_max_tokens",
     "gemv_memory_efficiency",
-    "gemm_curve_rows",
-    "gemm_curve_factors",
+    *CURVE_FIELDS,
     "attention_prefill_compute_efficiency",
     "attention_decode_memory_efficiency",
     "elementwise_memory_efficiency",
