@@ -78,7 +78,12 @@ CPU_PASSES := $(foreach pass,$(wordlist 2,$(CPU_PASS_COUNT),1 2 3 4 5 6 7 8 9),r
 CPU_CAL   := results/calibration/$(CPU_NAME).toml
 # Prefill in forwards of at most 2048 prompt tokens: on this CPU a forward of 8192 costs 10-25% more per token (its
 # elementwise ops 3x; results/cpu-prefill-8192/, `python -m harness.profile_prefill`), which no per-token model holds.
-CPU_GRID  := --device cpu --batch-size 1,2,4,8,16,32,64 --repeats 2 --max-prefill-tokens 2048 --hardware $(CPU_PROBE) --quiet
+# Interleaved: at each workload the configs run back to back, so the machine's drift (a shared VM's speed wanders by
+# tens of % over minutes) moves whole workloads, not single configs. The cpu-xeon-2c and cpu-epyc-2c studies ran in
+# config order (each config's curve first), from before --order.
+CPU_ORDER ?= interleaved
+CPU_GRID  := --device cpu --batch-size 1,2,4,8,16,32,64 --repeats 2 --max-prefill-tokens 2048 --hardware $(CPU_PROBE) \
+             --order $(CPU_ORDER) --quiet
 calibrate-cpu: install
 	test -f $(CPU_PROBE) || $(BIN)/archscale probe --device cpu --out $(CPU_PROBE)
 	@# Five passes over the grid, each after the one before into its own file: calibrate and compare take each

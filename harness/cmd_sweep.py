@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from harness.cli_args import positive_int, positive_int_list
+from harness.sweep import POINT_ORDERS
 
 
 def add_parser(subparsers) -> None:
@@ -48,6 +49,10 @@ def add_parser(subparsers) -> None:
                    help="measure the whole grid N times, each pass after the one before, into --out and "
                         "<out>-pass2.jsonl ...: calibrate and compare take each point's median over the passes and "
                         "report their spread (repeats run back to back and miss slow drift)")  # fmt: skip
+    p.add_argument("--order", choices=POINT_ORDERS, default="config",
+                   help="the order points are measured in: config (each config's curve first; default) or "
+                        "interleaved (at each workload every config back to back: fair comparisons of configs on a "
+                        "machine whose speed drifts)")  # fmt: skip
     p.add_argument("--hardware", type=Path, default=None, help="hardware TOML to predict for (from archscale probe)")
     p.add_argument("--gpu", default=None, help="datasheet GPU to predict for (default: the GPU found, or on CPU the "
                                               "local probe file if there is one)")  # fmt: skip
@@ -302,7 +307,7 @@ def run(args) -> int:
             import_ray()  # not installed: one line before anything is written
     points = build_points(archs, batch_sizes=args.batch_size, input_lens=args.input_len, output_lens=args.output_len,
                           engine=args.engine, options=options, hardware=hardware, calibration_file=args.calibration,
-                          engine_version=probe.get("version") if probe else None)  # fmt: skip
+                          engine_version=probe.get("version") if probe else None, order=args.order)  # fmt: skip
     out = args.out or default_out_path(args.engine, device, device_name)
     from harness.results_io import check_writable
     from harness.sweep_rows import pass_paths

@@ -62,17 +62,29 @@ class SweepPoint:
         return f"{self.arch.name} b={w.batch_size} in={w.input_len} out={w.output_len}"
 
 
+# The orders a sweep can measure its grid in (`--order`). config: config → lengths → batch size, each config's curve
+# fills in first. interleaved: lengths → batch size → config, the configs of one workload back to back, so a
+# comparison of configs sees one machine state and a shared machine's drift moves whole workloads, not one config.
+POINT_ORDERS = ("config", "interleaved")
+
+
 def build_points(archs, *, batch_sizes, input_lens, output_lens, engine: str, options: EngineOptions,
-                 hardware: Hardware | None, calibration_file: str | None = None,
-                 engine_version: str | None = None) -> list[SweepPoint]:  # fmt: skip
-    """The grid, ordered config → lengths → batch size (a curve per config fills in first)."""
+                 hardware: Hardware | None, calibration_file: str | None = None, engine_version: str | None = None,
+                 order: str = "config") -> list[SweepPoint]:  # fmt: skip
+    """The grid, in one of POINT_ORDERS."""
     names = [a.name for a in archs]
     if len(set(names)) != len(names):
         raise ArchscaleInputError(f"two configs share a name ({', '.join(names)}): rename a config folder")
+    if order not in POINT_ORDERS:
+        raise ArchscaleInputError(f"unknown sweep order '{order}' (one of {', '.join(POINT_ORDERS)})")
+    grid = itertools.product(archs, input_lens, output_lens, batch_sizes)
+    if order == "interleaved":
+        grid = ((arch, i, o, b) for i, o, b, arch in itertools.product(input_lens, output_lens, batch_sizes, archs))
     return [
-        SweepPoint(arch, engine, Workload(batch, input_len, output_len), options, hardware, calibration_file,
-                   engine_version)
-        for arch, input_len, output_len, batch in itertools.product(archs, input_lens, output_lens, batch_sizes)
+        SweepPoint(
+            arch, engine, Workload(batch, input_len, output_len), options, hardware, calibration_file, engine_version
+        )
+        for arch, input_len, output_len, batch in grid
     ]
 
 
@@ -101,13 +113,30 @@ def run_point(point: SweepPoint) -> dict:
     from harness.engines import get_engine
 
     started = time.perf_counter()
+    before = _machine_reference(point)
     try:
         measurement = get_engine(point.engine).run(point.arch, point.workload, point.options).to_dict()
     except ArchscaleInputError:
         raise  # a mistake in the sweep's own arguments: stop, do not write error rows for every point
     except Exception as exc:  # a failing point is a row, and the sweep goes on
         measurement = failure(exc)
+    after = _machine_reference(point) if before and measurement["status"] == "ok" else None
+    if after:
+        measurement |= before.mean_with(after).row_fields()
     return point_row(point, measurement, started)
+
+
+def _machine_reference(point: SweepPoint):
+    """harness.machine_reference's times on the point's device, for our engine (an engine in a process of its own
+    holds the device while it runs); None where it cannot be measured."""
+    if point.engine != "torch":
+        return None
+    from harness.machine_reference import measure_reference
+
+    try:
+        return measure_reference(point.options.device)
+    except Exception:  # e.g. no memory left on the GPU: the row goes without it
+        return None
 
 
 def failure(exc: BaseException, status: str = "error") -> dict:

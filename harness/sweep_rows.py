@@ -97,7 +97,7 @@ def pass_of(path: Path) -> tuple[str, int]:
 # What identifies a measured point (the sweep's resume key), and the fields whose median a merged point reports.
 POINT_KEY = ("config", "shape_hash", "engine", "device", "dtype", "attention", "batch_size", "input_len", "output_len")
 MERGED_FIELDS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "ttft_p50_s", "ttft_p99_s", "prefill_time_s",
-                 "tpot_s", "total_time_s")  # fmt: skip
+                 "tpot_s", "total_time_s", "reference_gemm_s", "reference_stream_s")  # fmt: skip
 
 
 def engine_version_of(row: dict) -> str | None:

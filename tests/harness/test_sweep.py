@@ -121,6 +121,34 @@ def test_a_failing_point_is_a_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
     assert len(read_jsonl(tmp_path / "s.jsonl")) == 3
 
 
+def test_interleaved_order_measures_every_config_of_a_workload_back_to_back(tmp_path):
+    out = tmp_path / "sweep.jsonl"
+    assert main(["sweep", *SMALL_GRID, "--order", "interleaved", "--out", str(out)]) == 0
+    measured = [(row["batch_size"], row["config"]) for row in read_jsonl(out)]
+    assert measured == [(1, "tiny-mha"), (1, "tiny-gqa4"), (3, "tiny-mha"), (3, "tiny-gqa4")]
+    by_config = build_points([PRESETS["tiny-mha"], PRESETS["tiny-gqa4"]], batch_sizes=(1, 3), input_lens=(16,),
+                             output_lens=(4,), engine="torch", options=None, hardware=None)  # fmt: skip
+    assert [(p.workload.batch_size, p.arch.name) for p in by_config] == [
+        (1, "tiny-mha"),
+        (3, "tiny-mha"),
+        (1, "tiny-gqa4"),
+        (3, "tiny-gqa4"),
+    ]
+
+
+def test_rows_carry_the_machine_reference_timed_around_the_point(tmp_path):
+    from harness.machine_reference import measure_reference
+
+    out = tmp_path / "sweep.jsonl"
+    assert main(["sweep", "tiny-mha", "--batch-size", "2", "--input-len", "8", "--output-len", "2", "--quiet",
+                 "--out", str(out)]) == 0  # fmt: skip
+    (row,) = read_jsonl(out)
+    now = measure_reference("cpu")
+    for field, seconds in (("reference_gemm_s", now.gemm_s), ("reference_stream_s", now.stream_s)):
+        assert 0 < row[field] < 1.0  # milliseconds of a fixed kernel, not the point's seconds
+        assert row[field] / seconds < 20 and seconds / row[field] < 20  # the same kernel on the same machine
+
+
 def exit_code(argv) -> int:
     """main()'s return code, or argparse's exit code for a usage error."""
     try:
