@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 # a multi-GB CUDA build. Everything else then sees torch already satisfied.
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: install run test bench bench-save sweep calibrate-cpu calibrate-cpu-no-curve calibrate-published lint format clean
+.PHONY: install run test bench bench-save sweep calibrate-cpu calibrate-cpu-no-curve calibrate-cpu-drift-corrected \
+        calibrate-published lint format clean
 
 install: $(STAMP)
 
@@ -86,8 +87,8 @@ CPU_GRID  := --device cpu --batch-size 1,2,4,8,16,32,64 --repeats 2 --max-prefil
              --order $(CPU_ORDER) --quiet
 calibrate-cpu: install
 	test -f $(CPU_PROBE) || $(BIN)/archscale probe --device cpu --out $(CPU_PROBE)
-	@# Five passes over the grid, each after the one before into its own file: calibrate and compare take each
-	@# point's median and report how far its measurements, minutes apart, land from each other.
+	@# CPU_PASS_COUNT passes over the grid, each after the one before into its own file: calibrate and compare take
+	@# each point's median and report how far its measurements, minutes apart, land from each other.
 	@for out in $(CPU_SWEEP) $(CPU_PASSES); do \
 	  $(BIN)/archscale sweep $(SWEEP_CONFIGS) --input-len 256 --output-len 16 $(CPU_GRID) --out $$out || exit $$?; \
 	  $(BIN)/archscale sweep $(SWEEP_CONFIGS) --input-len 64 --output-len 64 $(CPU_GRID) --out $$out || exit $$?; \
@@ -113,6 +114,23 @@ calibrate-cpu-no-curve: install
 	$(BIN)/archscale compare $(CPU_SWEEP) $(CPU_PASSES) --hardware $(CPU_NO_CURVE)/hardware.toml \
 	  --calibration $(CPU_NO_CURVE)/calibration.toml > $(CPU_NO_CURVE)/compare-calibrated.txt
 	head -30 $(CPU_NO_CURVE)/compare-calibrated.txt
+
+# The same study with every measurement brought to the machine state typical of its sweep by the machine reference
+# timed around it (--drift-correct, harness/drift.py; the exponents are fitted on each point's own passes, no
+# prediction takes part). Needs sweeps written with the reference. Writes under
+# results/compare/$(CPU_NAME)-drift-corrected. CPU_DRIFT_PROBE: a probe that recorded its machine reference (probes
+# since it exists do), whose state the measurements are brought to; the study's own probe by default.
+CPU_DRIFT := results/compare/$(CPU_NAME)-drift-corrected
+CPU_DRIFT_PROBE ?= $(CPU_PROBE)
+calibrate-cpu-drift-corrected: install
+	mkdir -p $(CPU_DRIFT)
+	$(BIN)/archscale calibrate $(CPU_SWEEP) $(CPU_PASSES) --hardware $(CPU_DRIFT_PROBE) --drift-correct \
+	  --out $(CPU_DRIFT)/calibration.toml > $(CPU_DRIFT)/calibrate.txt
+	$(BIN)/archscale compare $(CPU_SWEEP) $(CPU_PASSES) --hardware $(CPU_DRIFT_PROBE) --drift-correct \
+	  --plot $(CPU_DRIFT)/uncalibrated > $(CPU_DRIFT)/compare-uncalibrated.txt
+	$(BIN)/archscale compare $(CPU_SWEEP) $(CPU_PASSES) --hardware $(CPU_DRIFT_PROBE) --drift-correct \
+	  --calibration $(CPU_DRIFT)/calibration.toml --plot $(CPU_DRIFT)/calibrated > $(CPU_DRIFT)/compare-calibrated.txt
+	head -30 $(CPU_DRIFT)/compare-calibrated.txt
 
 # The engines' priors fitted to throughputs others published (perfmodel/data/published_throughput.csv): the rows
 # become sweep files, `archscale calibrate` fits each (GPU, engine) with its default split (every second model held

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from harness.drift import DriftCorrection
 from harness.sweep_rows import SPLIT_KEYS, SweepData, has_phases, measured, predict_rows, split_value
 from perfmodel.calibration import Calibration
 from perfmodel.errors import ArchscaleInputError
@@ -157,6 +158,7 @@ class CalibrationFit:
     sha256: dict = field(default_factory=dict)
     allowed_factors: list[str] | None = None  # the --factors restriction; None: every factor could be fitted
     gemv_max_tokens_tried: list[int] = field(default_factory=lambda: list(GEMV_THRESHOLDS))
+    drift_correction: DriftCorrection | None = None  # the measurements fitted were brought to one machine state
 
     def toml_table(self, metadata: dict) -> dict:
         """The [<hardware>.<engine>] table `archscale calibrate` writes (perfmodel.calibration reads it)."""
@@ -176,6 +178,7 @@ class CalibrationFit:
             **({"allowed_factors": self.allowed_factors} if self.allowed_factors is not None else {}),
             "std_errors": {f.name: f.std_error for f in self.factors if f.std_error is not None},
             "sweep_sha256": dict(self.sha256),
+            **({"drift_correction": self.drift_correction.to_dict()} if self.drift_correction else {}),
             "metadata": {k: v for k, v in metadata.items() if v is not None},
         }
 
@@ -355,7 +358,7 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
         hardware=hardware.name, engine=data.engine, machine=data.machine, calibration=fitted, prior=prior,
         factors=factor_fits, split=split, n_points=len(rows), rms_log_error_prior=float(np.sqrt(np.mean(before**2))),
         rms_log_error_fit=float(np.sqrt(np.mean(after**2))), residuals=residuals, excluded=excluded,
-        sha256=dict(data.sha256), allowed_factors=None if factors is None else list(allowed),
+        sha256=dict(data.sha256), drift_correction=data.drift_correction, allowed_factors=None if factors is None else list(allowed),
         gemv_max_tokens_tried=list(thresholds),
     )  # fmt: skip
 

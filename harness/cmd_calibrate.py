@@ -67,6 +67,10 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--out", type=Path, default=Path("calibration.toml"), help="calibration TOML (default ./calibration.toml)"
     )
+    p.add_argument("--drift-correct", action="store_true",
+                   help="bring every measurement, by the machine reference timed around it, to the machine state of "
+                        "the probe (when the hardware entry records it), else the state typical of the rows (rows of "
+                        "`archscale sweep` over several passes; harness/drift.py)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the fit as JSON")
     p.set_defaults(run=run)
 
@@ -96,7 +100,7 @@ def run(args) -> int:
     check_output_file(args.out, "--out")  # before fitting: a bad path is one line, and nothing is written
     if args.out.exists():  # its other tables are kept: it must be a calibration file already
         read_toml(args.out, "calibration file")
-    data = load_sweeps(args.sweeps)
+    data = load_sweeps(args.sweeps, drift_correct=args.drift_correct, probe_state=hardware.machine_reference)
     if args.engine is not None and args.engine != data.engine:
         raise ArchscaleInputError(f"--engine {args.engine}, but the sweep files measured {data.engine}")
     split = choose_split(data, train_configs=args.train_configs, holdout_configs=args.holdout_configs,
@@ -128,6 +132,7 @@ def format_report(fit: CalibrationFit, data: SweepData, hardware: Hardware) -> s
         "measured)",
         f"Trained on {split_name}: {', '.join(map(str, fit.split.train))}",
         f"Held out {split_name}: {', '.join(map(str, fit.split.holdout)) or '(none)'}",
+        *([f"Drift-corrected: {fit.drift_correction.describe()}"] if fit.drift_correction else []),
         "",
         format_table(
             ("factor", "prior", "fitted", "std error", "status"),

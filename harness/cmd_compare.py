@@ -27,6 +27,10 @@ def add_parser(subparsers) -> None:
                    help="factors fitted by `archscale calibrate` (default: the uncalibrated priors)")  # fmt: skip
     p.add_argument("--baseline", metavar="CONFIG", default=None,
                    help="config the throughput ratios are taken to (default: the first config measured everywhere)")  # fmt: skip
+    p.add_argument("--drift-correct", action="store_true",
+                   help="bring every measurement, by the machine reference timed around it, to the machine state of "
+                        "the probe (when the hardware entry records it), else the state typical of the rows (rows of "
+                        "`archscale sweep` over several passes; harness/drift.py)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the whole comparison as JSON")
     p.add_argument("--plot", metavar="DIR", type=Path, default=None, help="write the three comparison PNGs into DIR")
     p.set_defaults(run=run)
@@ -50,13 +54,15 @@ def run(args) -> int:
     hardware = resolve_hardware(args.gpu, args.hardware)
     if args.plot is not None:
         check_output_dir(args.plot, "--plot")  # before the report: a bad folder is one line, nothing printed
-    data = load_sweeps(args.sweeps)
+    data = load_sweeps(args.sweeps, drift_correct=args.drift_correct, probe_state=hardware.machine_reference)
     # Without a file: the engine's priors (not a fit the package adopted), so "uncalibrated" means what it says.
     calibration = (engine_priors(hardware, data.engine) if args.calibration is None
                    else get_calibration(hardware, data.engine, args.calibration))  # fmt: skip
     holdout = {} if args.calibration is None else fit_holdout(args.calibration, hardware.name, data.engine, data)
     comparison = compare(data, hardware, calibration, **holdout, baseline=args.baseline,
                          calibration_label=calibration_label(hardware, data.engine, calibration, args.calibration))  # fmt: skip
+    if args.calibration is not None:
+        comparison.warnings += _drift_mismatch(args.calibration, hardware.name, data.engine, args.drift_correct)
     if args.json:
         print(json.dumps(comparison.to_dict(), indent=2, allow_nan=False))
     else:
@@ -67,6 +73,20 @@ def run(args) -> int:
         paths = plot_comparison(comparison, args.plot)
         print(f"Wrote {', '.join(str(p) for p in paths)}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _drift_mismatch(calibration_file, hardware: str, engine: str, drift_correct: bool) -> list[str]:
+    """A warning when the calibration was fitted on drift-corrected measurements and these are not, or the other way
+    round: its factors then describe another machine state than the measurements compared."""
+    from perfmodel.calibration import read_toml
+
+    entry = read_toml(Path(calibration_file).expanduser(), "calibration file").get(hardware, {}).get(engine, {})
+    fitted_corrected = "drift_correction" in entry
+    if fitted_corrected == drift_correct:
+        return []
+    if fitted_corrected:
+        return [f"{calibration_file} was fitted on drift-corrected measurements: compare with --drift-correct"]
+    return [f"{calibration_file} was fitted on measurements as measured, these are drift-corrected"]
 
 
 def _pct(value: float | None) -> str:
@@ -118,6 +138,12 @@ def format_report(c: Comparison) -> str:
                       f"output tok/s spread by median {c.median_measured_spread_pct:.1f}%, max "
                       f"{c.max_measured_spread_pct:.1f}% ((highest − lowest) / median): the floor under any model's "
                       "error"]  # fmt: skip
+    if c.drift is not None:
+        from harness.drift import format_drift
+
+        lines.append(format_drift(c.drift))
+    if c.drift_correction is not None:
+        lines.append(f"Drift-corrected: {c.drift_correction.describe()}")
     lines += ["", "Error of the prediction, 100·(predicted/measured − 1):"]
     lines.append(format_table(("metric", "split", "points", "median |err|", "max |err|", "median err"), body))
     r = c.ranking

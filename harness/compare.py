@@ -8,7 +8,8 @@ and TPOT with their signed errors (100·(predicted/measured − 1), TPOT only wh
 held-out points separately; how well the model orders configs at each workload (what a search relies on: order
 right, pairwise concordance, Spearman); and the throughput ratio of every config to a baseline config, measured vs
 predicted (those two in harness/compare_ranking.py). A point measured more than once is compared at its median, with
-the spread of its measurements. Points the comparison cannot use are listed in `excluded` with the reason, never
+the spread of its measurements and, where rows carry the machine reference, how much of that spread the machine's
+drift explains (harness/drift.py). Points the comparison cannot use are listed in `excluded` with the reason, never
 mixed in. `harness.cmd_compare.format_report` renders it as text.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.compare_ranking import Pairs, Ranking, error_pct, error_stats, point_label, rank, ratios_to_baseline
+from harness.drift import DriftCorrection, DriftSummary
 from harness.sweep_rows import SPLIT_KEYS, SweepData, measured, predict_rows, split_value
 from perfmodel.calibration import Calibration, read_toml
 from perfmodel.errors import ArchscaleInputError
@@ -101,6 +103,9 @@ class Comparison:
     n_repeated_points: int = 0
     median_measured_spread_pct: float | None = None
     max_measured_spread_pct: float | None = None
+    # How much of that spread the machine's own drift explains (harness/drift.py); None: no machine reference
+    drift: DriftSummary | None = None
+    drift_correction: DriftCorrection | None = None  # the measurements compared were brought to one machine state
 
     def to_dict(self) -> dict:
         """JSON-ready: floats that are not finite become None (strict JSON)."""
@@ -221,6 +226,7 @@ def compare(data: SweepData, hardware: Hardware, calibration: Calibration, *, ca
         holdout_workloads=holdout_shapes,
         sweep_sha256=dict(data.sha256), points=points, summary=summarize(points, split=has_split), ranking=rank(points),
         pairs=ratios_to_baseline(points, baseline), excluded=excluded, warnings=notes, **_spread(points),
+        drift=data.drift, drift_correction=data.drift_correction,
     )  # fmt: skip
 
 

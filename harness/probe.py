@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.engines.base import MEMORY_POLICY
+from harness.machine_reference import ReferenceTimes, measure_reference
 from harness.probe_decode import (
     SMALL_GEMM_ROWS,
     DecodeAttention,
@@ -101,6 +102,7 @@ class ProbeResult:
     streaming: WeightStreaming
     gemm_curve: GemmCurveTimes
     attention: DecodeAttention
+    machine_reference: ReferenceTimes  # harness/machine_reference.py at the probe's start and end (mean)
     memory_bytes: int
     sm_count: int  # CUDA multiprocessors; CPU: threads torch uses
     warmup: int
@@ -222,6 +224,7 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
     element_bytes = torch.tensor([], dtype=torch_dtype).element_size()
     curve_arch = dataclasses.replace(resolve_arch(gemm_config or sizes.curve_config), dtype_bytes=element_bytes)
 
+    reference_before = measure_reference(device)
     with torch.inference_mode():
         matmuls, skipped = _measure_matmuls(torch, timer, device, torch_dtype, sizes)
         copy_s = _copy_s(torch, timer, device, sizes.copy_bytes)
@@ -230,6 +233,7 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
         curve = gemm_curve_times(timer, device, torch_dtype, curve_arch, sizes.curve_max_rows, sizes.max_call_s)
     engine = engine_overheads(device, dtype)
     attention = decode_attention(device, dtype, sizes.attention_batch, sizes.attention_kv_lens)
+    machine_reference = reference_before.mean_with(measure_reference(device))
 
     if device == "cuda":
         index = torch.cuda.current_device()
@@ -258,6 +262,7 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
         streaming=streaming,
         gemm_curve=curve,
         attention=attention,
+        machine_reference=machine_reference,
         memory_bytes=memory_bytes,
         sm_count=sm_count,
         warmup=sizes.warmup,
@@ -333,6 +338,9 @@ def _sources(result: ProbeResult) -> dict:
         f"{' and '.join(map(str, engine.step_s_by_depth))} layers ({steps}): the step time per launch the perfmodel "
         "counts, from the difference of the two depths",
         "step_overhead_s": f"{by}: the same two decode steps, what is left of the shallow one after its launches",
+        "machine_reference": f"{by}: harness/machine_reference.py (the fixed GEMM and memory stream every sweep point "
+        "times around itself) at the probe's start and end, the mean: the machine state these rates were measured in, "
+        "which `compare --drift-correct` brings measurements to",
     }
     props = "torch.cuda.get_device_properties()"
     if result.device == "cuda":
@@ -370,8 +378,9 @@ def hardware_toml(result: ProbeResult) -> str:
         "# Its priors come from the same measurements (the decode-shaped ones: harness/probe_decode.py); calibrated = false.",
         "",
     ]  # fmt: skip
-    tables = {result.name: {**entry, "sources": _sources(result), "calibration": {"torch": calibration_priors(result)},
-                  "metadata": result.metadata}}  # fmt: skip
+    reference = {"gemm_s": result.machine_reference.gemm_s, "stream_s": result.machine_reference.stream_s}
+    tables = {result.name: {**entry, "machine_reference": reference, "sources": _sources(result),
+                            "calibration": {"torch": calibration_priors(result)}, "metadata": result.metadata}}  # fmt: skip
     return "\n".join(lines) + "\n" + dumps(tables)
 
 

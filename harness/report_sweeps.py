@@ -107,6 +107,10 @@ def _sweep_file(ctx, paths: list[Path]) -> list[str]:
         lines += [f"{first.n_repeated_points} points measured more than once (medians compared): their "
                   f"measurements spread by median {pct(first.median_measured_spread_pct)}, max "
                   f"{pct(first.max_measured_spread_pct)} of output tok/s.", ""]  # fmt: skip
+    if first.drift is not None:
+        from harness.drift import format_drift
+
+        lines += [format_drift(first.drift) + ".", ""]
     lines += _error_table(comparisons)
     for label, c in comparisons.items():
         r = c.ranking

@@ -141,7 +141,8 @@ SWEEP_ARCH_INTS = ("d_model", "n_layer", "n_head", "n_kv_head", "d_head", "d_ff"
 SWEEP_ARCH_FLAGS = ("tie_embeddings", "qkv_bias", "qk_norm")
 SWEEP_TEXT = ("config", "engine", "dtype", "attention")  # required strings of a measured row
 SWEEP_OPTIONAL_TEXT = ("device", "hardware")
-SWEEP_MEASURED = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "tpot_s", "prefill_time_s")
+SWEEP_MEASURED = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "tpot_s", "prefill_time_s",
+                  "reference_gemm_s", "reference_stream_s")  # fmt: skip
 
 
 def check_sweep_row(path: str | Path, line_number: int, row: dict) -> None:

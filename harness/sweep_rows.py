@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.drift import DriftCorrection, DriftSummary, drift_summary, fit_drift_correction
 from perfmodel.arch import DTYPE_BYTES
 from perfmodel.arch_batch import ARRAY_FIELDS, ArchBatch
 from perfmodel.calibration import Calibration
@@ -55,6 +56,8 @@ class SweepData:
     sha256: dict[str, str] = field(default_factory=dict)  # file -> SHA-256 of its bytes
     engine: str = ""
     machine: str = ""
+    drift: DriftSummary | None = None  # how much of the scatter between passes the machine reference explains
+    drift_correction: DriftCorrection | None = None  # set when the measurements were brought to one machine state
 
     @property
     def configs(self) -> list[str]:
@@ -98,6 +101,7 @@ def pass_of(path: Path) -> tuple[str, int]:
 POINT_KEY = ("config", "shape_hash", "engine", "device", "dtype", "attention", "batch_size", "input_len", "output_len")
 MERGED_FIELDS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "ttft_p50_s", "ttft_p99_s", "prefill_time_s",
                  "tpot_s", "total_time_s", "reference_gemm_s", "reference_stream_s")  # fmt: skip
+CORRECTED_FIELDS = MERGED_FIELDS[:-2]  # what --drift-correct brings to one machine state: all but the reference
 
 
 def engine_version_of(row: dict) -> str | None:
@@ -113,15 +117,20 @@ def _same_measurement(row: dict) -> tuple:
     return (*(row.get(k) for k in POINT_KEY), options, version)
 
 
-def merge_repeats(rows: list[dict]) -> list[dict]:
-    """One row per measurement (`_same_measurement`), in first-seen order: measured once, the row as it is
-    (`measurements` 1, `measured_range` None); n times, the first row's fields with the median of each MERGED_FIELDS
-    field over the repeats that have it, `measurements` n and `measured_range` [min, max] of output tokens/s."""
+def group_repeats(rows: list[dict]) -> list[list[dict]]:
+    """The rows of each measurement (`_same_measurement`), in first-seen order."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(_same_measurement(row), []).append(row)
+    return list(groups.values())
+
+
+def merge_repeats(rows: list[dict]) -> list[dict]:
+    """One row per measurement (`group_repeats`): measured once, the row as it is (`measurements` 1,
+    `measured_range` None); n times, the first row's fields with the median of each MERGED_FIELDS field over the
+    repeats that have it, `measurements` n and `measured_range` [min, max] of output tokens/s."""
     merged = []
-    for repeats in groups.values():
+    for repeats in group_repeats(rows):
         row = {**repeats[0], "measurements": len(repeats), "measured_range": None}
         if len(repeats) > 1:
             for key in MERGED_FIELDS:
@@ -137,8 +146,10 @@ def _label(row: dict) -> str:
     return f"{row.get('config')} b={row.get('batch_size')} in={row.get('input_len')} out={row.get('output_len')}"
 
 
-def load_sweeps(paths) -> SweepData:
-    """The measured rows of sweep files (one machine, one engine); see the module docstring."""
+def load_sweeps(paths, *, drift_correct: bool = False, probe_state: tuple[float, float] | None = None) -> SweepData:
+    """The measured rows of sweep files (one machine, one engine); see the module docstring. `drift_correct`: bring
+    every measurement, by its machine reference, to `probe_state` (a hardware entry's machine_reference), else to the
+    state typical of the data set, before merging (harness/drift.py)."""
     from harness.results_io import check_sweep_files, read_jsonl
 
     data = SweepData(rows=[])
@@ -173,7 +184,12 @@ def load_sweeps(paths) -> SweepData:
         if len(found) > 1:
             raise ArchscaleInputError(f"the sweep files mix {what} ({'; '.join(found)}): calibrate or compare one "
                                       "machine and one engine at a time")  # fmt: skip
-    data.rows = merge_repeats(data.rows)  # after the checks: only one machine's measurements are merged
+    groups = group_repeats(data.rows)  # after the checks: only one machine's measurements are merged
+    data.drift = drift_summary(groups)
+    if drift_correct:
+        data.drift_correction = fit_drift_correction(groups, CORRECTED_FIELDS, probe_state)
+        data.rows = [data.drift_correction.apply(row) for row in data.rows]
+    data.rows = merge_repeats(data.rows)
     data.engine, data.machine = engines[0], machines[0]
     return data
 

@@ -35,7 +35,7 @@ ENGINES = ("torch", "vllm", "sglang")
 # What `archscale calibrate` records next to the factors (kept in the file, not needed to predict).
 FIT_RECORD_KEYS = {"n_points", "train_configs", "holdout_configs", "train_batch_sizes", "holdout_batch_sizes",
                    "train_workloads", "holdout_workloads", "fitted", "allowed_factors", "std_errors", "sweep_sha256",
-                   "metadata", "fit_rms_log_error", "gemv_max_tokens_tried"}  # fmt: skip
+                   "metadata", "fit_rms_log_error", "gemv_max_tokens_tried", "drift_correction"}  # fmt: skip
 
 
 @dataclass(frozen=True)

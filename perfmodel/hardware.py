@@ -48,6 +48,9 @@ class Hardware:
     measured: bool = False  # figures are rates `archscale probe` reached, not datasheet peaks
     calibration_priors: dict = field(default_factory=dict, compare=False, hash=False)  # engine -> Calibration kw
     metadata: dict = field(default_factory=dict, compare=False, hash=False)  # run metadata of the probe
+    # (GEMM s, stream s) of harness/machine_reference.py during the probe: the machine state its rates were measured
+    # in; None for datasheet entries and probes from before it
+    machine_reference: tuple[float, float] | None = None
 
     def peak_flops_per_s(self, dtype_bytes):
         """The dense peak for a weight/activation width: 4 bytes -> fp32, 2 -> bf16 (fp16 if only that is
@@ -95,7 +98,7 @@ def _normalize(name: str) -> str:
 _REQUIRED_NUMBERS = ("hbm_bandwidth_bytes_per_s", "memory_bytes")
 _INTERCONNECT_NUMBERS = ("interconnect_bandwidth_bytes_per_s", "interconnect_latency_s")
 _KNOWN_KEYS = {"display_name", "aliases", "sources", "measured", "calibration", "metadata", "sm_count", "interconnect",
-               *_REQUIRED_NUMBERS, *PEAK_FIELDS, *_INTERCONNECT_NUMBERS}  # fmt: skip
+               "machine_reference", *_REQUIRED_NUMBERS, *PEAK_FIELDS, *_INTERCONNECT_NUMBERS}  # fmt: skip
 
 
 def _is_number(value) -> bool:
@@ -146,6 +149,11 @@ def _hardware_from_table(key: str, spec, origin: str) -> Hardware:
     for table in ("sources", "metadata"):
         if not isinstance(spec.get(table, {}), dict):
             raise ArchscaleInputError(f"{where}.{table} must be a table")
+    reference = spec.get("machine_reference")
+    if reference is not None:
+        if not isinstance(reference, dict) or set(reference) != {"gemm_s", "stream_s"}:
+            raise ArchscaleInputError(f"{where}.machine_reference must be a table of gemm_s and stream_s (seconds)")
+        reference = tuple(_positive(reference[k], f"{where}.machine_reference.{k}") for k in ("gemm_s", "stream_s"))
     return Hardware(
         name=key,
         display_name=spec["display_name"],
@@ -162,6 +170,7 @@ def _hardware_from_table(key: str, spec, origin: str) -> Hardware:
         measured=measured,
         calibration_priors=check_engine_tables(spec.get("calibration", {}), f"{where}.calibration"),
         metadata=dict(spec.get("metadata", {})),
+        machine_reference=reference,
         **numbers,
     )
 

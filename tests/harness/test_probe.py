@@ -13,6 +13,7 @@ import pytest
 
 from harness.cli import main
 from harness.cmd_probe import format_summary
+from harness.machine_reference import ReferenceTimes
 from harness.probe import MatmulResult, ProbeResult, hardware_toml, probe, slug, write_hardware_file
 from harness.probe_decode import DecodeAttention, EngineOverheads, GemmCurveTimes, WeightStreaming, gemm_roofline_s
 from harness.toml_io import toml_value
@@ -83,7 +84,9 @@ def test_cli_writes_an_entry_that_loads(probed):
     assert priors["memory_efficiency"] == pytest.approx(min(stream_rate[16] / bandwidth, 1))
     curve = printed["gemm_curve"]
     assert curve["arch"]["name"] == "tiny-gqa4" and curve["arch"]["dtype_bytes"] == 4  # --quick's, at float32
-    assert priors["gemm_curve_rows"] == tuple(float(m) for m in curve["time_s"]) == (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    assert (
+        priors["gemm_curve_rows"] == tuple(float(m) for m in curve["time_s"]) == (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    )
     assert priors["gemm_curve_factors"] == pytest.approx(printed["priors"]["gemm_curve_factors"])
     assert "gemm_half_efficiency_tokens" not in priors and "gemv_max_tokens" not in priors  # the curve replaces them
     attention = printed["attention"]  # the extra KV bytes of the longer prompt over the extra step time
@@ -164,8 +167,9 @@ def test_a_cuda_entry_has_gpu_priors(tmp_path):
     attention = DecodeAttention(arch, 64, (1024, 8192), (1.0e-3, 1.5e-3), float(gib))
     fake = ProbeResult(name, "NVIDIA H100 80GB HBM3", "cuda", "bfloat16", False,
                        [MatmulResult(8192, 8192, 8192, 2 * 8192**3, 1.5e-3, 2 * 8192**3 / 1.5e-3, 30)], [],
-                       peak, 2**30, 2.9e12, 5e-6, 4e-5, engine, streaming, curve, attention, 85_000_000_000, 132, 3, 7,
-                       None, {"gpu_name": "NVIDIA H100 80GB HBM3"})  # fmt: skip
+                       peak, 2**30, 2.9e12, 5e-6, 4e-5, engine, streaming, curve, attention,
+                       ReferenceTimes(gemm_s=2e-4, stream_s=3e-4), 85_000_000_000, 132, 3, 7, None,
+                       {"gpu_name": "NVIDIA H100 80GB HBM3"})  # fmt: skip
     hw = load_hardware_file(write_hardware_file(fake, tmp_path / "gpu.toml"))
     assert (hw.name, hw.peak_bf16_flops_per_s, hw.peak_fp32_flops_per_s) == (name, fake.peak_flops_per_s, None)
     priors = hw.calibration_priors["torch"]
@@ -177,6 +181,7 @@ def test_a_cuda_entry_has_gpu_priors(tmp_path):
     assert priors["gemm_curve_rows"] == (1.0, 4096.0) and priors["gemm_curve_factors"] == pytest.approx((1.1, 0.9))
     assert "llama-3.2-1b" in hw.sources["gemm_curve_rows"] and "M >= 8192 skipped" in hw.sources["gemm_curve_factors"]
     assert "multi_processor_count" in hw.sources["sm_count"] and "8192x8192x8192" in hardware_toml(fake)
+    assert hw.machine_reference == (2e-4, 3e-4)  # the state `compare --drift-correct` brings measurements to
 
 
 def test_the_priors_predict_the_probes_own_gemms(result):
