@@ -23,13 +23,19 @@ RESULTS = Path(__file__).resolve().parents[2] / "results"
 SLACK_PCT_POINTS = 0.5  # the README rounds to 0.1 point
 
 # README.md, section "Calibrate and compare: the model held against what it did not see", the CPU study's table
-# "output tokens/s, held-out configs (42 points, medians of 5 passes)" and its EPYC twin:
+# "output tokens/s, held-out configs (42 points, medians of 5 passes)" and its EPYC twins:
 # (median |error| %, max |error| %) per calibration.
 REPORTED_HELD_OUT_PCT = {
     ("torch", "cpu-xeon-2c"): {"uncalibrated": (6.1, 23.9), "calibrated": (4.1, 15.8)},
     ("torch", "cpu-epyc-2c"): {"uncalibrated": (13.0, 44.8), "calibrated": (6.8, 33.4)},
+    ("torch", "cpu-epyc-2c-interleaved"): {"uncalibrated": (10.5, 27.1), "calibrated": (5.7, 17.9)},
 }
-REPORTED_HELD_OUT_POINTS = {("torch", "cpu-xeon-2c"): 42, ("torch", "cpu-epyc-2c"): 42}
+# The same, drift-corrected (`make calibrate-cpu-drift-corrected`: its calibration in
+# results/compare/<machine>-drift-corrected/calibration.toml, the measurements brought to the rows' typical state).
+REPORTED_DRIFT_CORRECTED_HELD_OUT_PCT = {
+    ("torch", "cpu-epyc-2c-interleaved"): {"uncalibrated": (10.5, 27.2), "calibrated": (4.2, 13.5)},
+}
+HELD_OUT_POINTS = 42  # every study holds out 3 of its 6 configs × 14 workloads
 
 
 def study_files(engine: str, machine: str) -> tuple[list[Path], Path, Path]:
@@ -46,9 +52,21 @@ def test_every_committed_sweep_has_reported_figures():
 @pytest.mark.parametrize(("engine", "machine"), sorted(REPORTED_HELD_OUT_PCT))
 def test_held_out_error_of_output_tokens_per_s_has_not_grown(engine, machine):
     sweeps, hardware_file, calibration_file = study_files(engine, machine)
+    check_held_out(machine, sweeps, hardware_file, calibration_file, REPORTED_HELD_OUT_PCT[(engine, machine)])
+
+
+@pytest.mark.parametrize(("engine", "machine"), sorted(REPORTED_DRIFT_CORRECTED_HELD_OUT_PCT))
+def test_drift_corrected_held_out_error_has_not_grown(engine, machine):
+    sweeps, hardware_file, _ = study_files(engine, machine)
+    calibration_file = RESULTS / "compare" / f"{machine}-drift-corrected" / "calibration.toml"
+    check_held_out(machine, sweeps, hardware_file, calibration_file,
+                   REPORTED_DRIFT_CORRECTED_HELD_OUT_PCT[(engine, machine)], drift_correct=True)  # fmt: skip
+
+
+def check_held_out(machine: str, sweeps, hardware_file, calibration_file, reported: dict, drift_correct=False):
     for path in (*sweeps, hardware_file, calibration_file):
         assert path.is_file(), f"committed study file {path} is missing"
-    data = load_sweeps(sweeps)
+    data = load_sweeps(sweeps, drift_correct=drift_correct)
     hardware = load_hardware_file(hardware_file)
     holdout = fit_holdout(calibration_file, hardware.name, data.engine, data)
     assert holdout, f"{calibration_file} records no train/held-out split"
@@ -57,8 +75,8 @@ def test_held_out_error_of_output_tokens_per_s_has_not_grown(engine, machine):
                              calibration_label=label, **holdout)  # fmt: skip
         assert not comparison.excluded, f"{label}: points set aside: {comparison.excluded}"
         summary = next(s for s in comparison.summary if (s.metric, s.split) == ("output_tokens_per_s", "holdout"))
-        assert summary.n_points == REPORTED_HELD_OUT_POINTS[(engine, machine)]
-        median_limit_pct, max_limit_pct = REPORTED_HELD_OUT_PCT[(engine, machine)][label]
+        assert summary.n_points == HELD_OUT_POINTS
+        median_limit_pct, max_limit_pct = reported[label]
         for what, error_pct, limit_pct in (("median", summary.median_abs_error_pct, median_limit_pct),
                                            ("max", summary.max_abs_error_pct, max_limit_pct)):  # fmt: skip
             assert error_pct <= limit_pct + SLACK_PCT_POINTS, (
