@@ -122,13 +122,24 @@ def _sweep_file(ctx, paths: list[Path]) -> list[str]:
                      f"{r.n_groups} workloads, {r.n_pairs_right} of {r.n_pairs} pairs right, mean Spearman {rho}"
                      f"{apart}.")  # fmt: skip
     lines += ["", *_ratio_table(comparisons)]
-    extra = [p for p in ctx.files("compare/*") if p.name.startswith(f"{slug}-")]
-    extra += [p for p in ctx.files("compare/**/*.png") if p.parent.name.startswith(f"{slug}-")]
+    machines = {slug} | {p.stem for p in ctx.files("hardware/*.toml")}
+    extra = [p for p in ctx.files("compare/*") if _owner(p.name, machines) == slug]
+    compare_dir = ctx.root / "compare"
+    extra += [
+        p for p in ctx.files("compare/*/**/*.png") if _owner(p.relative_to(compare_dir).parts[0], machines) == slug
+    ]
     if extra:
         lines += ["Committed `archscale calibrate` / `compare` outputs for this machine (as their run wrote them, with "
                   "the model of that time): "
                   + ", ".join(ctx.link(p) for p in extra), ""]  # fmt: skip
     return lines
+
+
+def _owner(name: str, machines: set[str]) -> str | None:
+    """The machine a compare/ output named <machine>-... belongs to: the longest machine name it starts with, so that
+    cpu-epyc-2c-interleaved-calibrated.txt is not also cpu-epyc-2c's."""
+    owners = [machine for machine in machines if name.startswith(f"{machine}-")]
+    return max(owners, key=len) if owners else None
 
 
 def _error_table(comparisons: dict) -> list[str]:
