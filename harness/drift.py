@@ -6,6 +6,10 @@ it, each measurement's deviation from its point's median output tokens/s (in log
 slower the machine ran than at that point's other measurements (the log of its reference times against their
 median): Pearson r for each reference, and the least-squares fit on both, whose residual is the scatter the machine
 does not explain — what is left for the engine, the timer and the model to answer for.
+
+`fit_drift_correction` turns the same fit, per measured field, into a correction (`--drift-correct` of calibrate and
+compare): every measurement brought to one machine state — the probe's, when the hardware entry records its
+reference, else the rows' median — before a point's passes are merged.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ def drift_summary(groups: list[list[dict]]) -> DriftSummary | None:
     residual = deviation - speed @ coefficients
     spread = 100 * (references.max(axis=0) - references.min(axis=0)) / np.median(references, axis=0)
     return DriftSummary(
-        n_points=sum(1 for group in _usable(groups, "output_tokens_per_s")),
+        n_points=len(_usable(groups, "output_tokens_per_s")),
         n_measurements=len(deviation),
         reference_gemm_spread_pct=float(spread[0]),
         reference_stream_spread_pct=float(spread[1]),
@@ -59,8 +63,9 @@ def _usable(groups: list[list[dict]], key: str) -> list[list[dict]]:
 
 
 def _fit(groups: list[list[dict]], key: str):
-    """Least squares of each measurement's ln(key) against its point's median on the machine's speed against the
-    point's median (ln of reference time, median over this): (coefficients [2], speed [n, 2], deviation [n],
+    """The least-squares fit of deviation = speed · coefficients over every measurement of the usable groups, where
+    deviation is ln(key) less its point's median of ln(key), and speed, per reference, its point's median of
+    ln(reference time) less the measurement's own. Returns (coefficients [2], speed [n, 2], deviation [n],
     reference times [n, 2]), or None without a group to fit."""
     usable = _usable(groups, key)
     if not usable:
@@ -100,7 +105,7 @@ class DriftCorrection:
                 f"tok/s ∝ GEMM speed^{gemm:.2f} · stream speed^{stream:.2f}, fitted on the points' own repeats")  # fmt: skip
 
     def apply(self, row: dict) -> dict:
-        """A copy of a measured row with every field of `exponents` brought to the typical machine state."""
+        """A copy of a measured row with every field of `exponents` brought to this machine state."""
         speed = np.log([self.reference_gemm_s / row["reference_gemm_s"],
                         self.reference_stream_s / row["reference_stream_s"]])  # fmt: skip
         out = dict(row)
