@@ -20,14 +20,8 @@ from fake_engines import sweep
 from harness.cli import main
 from harness.engines import get_engine
 from harness.engines.base import EngineOptions, Workload
-from harness.engines.external import (
-    ExternalMeasurement,
-    WorkerOutcome,
-    measurement_from,
-    parse_engine_arg,
-    parse_result,
-    write_model_dir,
-)
+from harness.engines.external import parse_engine_arg, write_model_dir
+from harness.engines.external_result import ExternalMeasurement, WorkerOutcome, measurement_from, parse_result
 from harness.engines.workers.offline_common import OOM_MARKERS, failure_status, make_prompts
 from harness.results_io import read_jsonl
 from harness.sweep import KEY_FIELDS, SweepPoint, point_row
