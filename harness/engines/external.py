@@ -22,8 +22,9 @@ benchmark code.
 The adapter turns the result into a `Measurement` (harness/engines/external_result.py): output tokens/s = batch ·
 output_len / wall time of the `generate` call (output tokens only — vLLM's benchmark `tokens_per_second` counts
 prompt tokens too), total tokens/s with the prompts, TTFT mean / p50 / p99 over requests where the engine reports
-first-token times, the medians over the runs; `prefill_time_s` and `tpot_s` stay None (the engines schedule continuously: there is no wave
-prefill or step time to read), so calibrate fits these rows on output tokens/s and mean TTFT. Every request's prompt
+first-token times, the medians over the runs; `prefill_time_s` and `tpot_s` stay None (the engines schedule
+continuously: there is no wave prefill or step time to read), so calibrate fits these rows on output tokens/s and
+mean TTFT. Every request's prompt
 and output length is checked: an engine that returned another length makes the point an error. A CUDA OOM (or no
 room for the KV cache at start-up) is status "oom"; any other failure "error" with its first line.
 """
