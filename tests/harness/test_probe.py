@@ -255,3 +255,14 @@ def test_launches_per_step_are_counted_as_the_perfmodel_charges_them():
     from harness.probe_decode import _tiny_arch, perfmodel_launches_per_step
 
     assert [perfmodel_launches_per_step(_tiny_arch(depth)) for depth in (2, 8)] == [9 * 2 + 5, 9 * 8 + 5]
+
+
+def test_engine_overheads_measure_again_when_the_deeper_model_is_not_slower(monkeypatch):
+    """A busy machine can time the 8-layer tiny model no slower than the 2-layer one: that pair says nothing of the
+    launch cost, so both are measured again and the first pair that resolves it is used."""
+    import harness.probe_decode as probe_decode
+
+    times = iter([2.0e-3, 1.9e-3, 1.0e-3, 3.0e-3])  # (2 layers, 8 layers) twice: unresolved, then resolved
+    monkeypatch.setattr(probe_decode, "decode_step_s", lambda arch, *args: next(times))
+    overheads = probe_decode.engine_overheads("cpu", "float32")
+    assert overheads.step_s_by_depth == {2: 1.0e-3, 8: 3.0e-3} and overheads.launch_overhead_s > 0
