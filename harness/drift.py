@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.machine_reference import REFERENCE_FIELDS
 from perfmodel.errors import ArchscaleInputError
-
-REFERENCE_FIELDS = ("reference_gemm_s", "reference_stream_s")
 
 
 @dataclass
@@ -41,11 +40,11 @@ def drift_summary(groups: list[list[dict]]) -> DriftSummary | None:
     fit = _fit(groups, "output_tokens_per_s")
     if fit is None:
         return None
-    coefficients, speed, deviation, references = fit
+    coefficients, speed, deviation, references, n_points = fit
     residual = deviation - speed @ coefficients
     spread = 100 * (references.max(axis=0) - references.min(axis=0)) / np.median(references, axis=0)
     return DriftSummary(
-        n_points=len(_usable(groups, "output_tokens_per_s")),
+        n_points=n_points,
         n_measurements=len(deviation),
         reference_gemm_spread_pct=float(spread[0]),
         reference_stream_spread_pct=float(spread[1]),
@@ -66,7 +65,7 @@ def _fit(groups: list[list[dict]], key: str):
     """The least-squares fit of deviation = speed · coefficients over every measurement of the usable groups, where
     deviation is ln(key) less its point's median of ln(key), and speed, per reference, its point's median of
     ln(reference time) less the measurement's own. Returns (coefficients [2], speed [n, 2], deviation [n],
-    reference times [n, 2]), or None without a group to fit."""
+    reference times [n, 2], number of groups fitted), or None without a group to fit."""
     usable = _usable(groups, key)
     if not usable:
         return None
@@ -79,7 +78,7 @@ def _fit(groups: list[list[dict]], key: str):
         references.append(np.exp(times))
     deviation, speed, references = np.concatenate(deviation), np.concatenate(speed), np.concatenate(references)
     coefficients, *_ = np.linalg.lstsq(speed, deviation, rcond=None)
-    return coefficients, speed, deviation, references
+    return coefficients, speed, deviation, references, len(usable)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 GEMM_MNK = {"cpu": (128, 4096, 1024), "cuda": (4096, 4096, 4096)}
 STREAM_BYTES = {"cpu": 64 * 2**20, "cuda": 2**30}
 ROUNDS = 5  # medians of this many timed rounds, after one untimed
+REFERENCE_FIELDS = ("reference_gemm_s", "reference_stream_s")  # a sweep row's fields: (GEMM, stream) seconds
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class ReferenceTimes:
         return ReferenceTimes((self.gemm_s + other.gemm_s) / 2, (self.stream_s + other.stream_s) / 2)
 
     def row_fields(self) -> dict:
-        return {"reference_gemm_s": self.gemm_s, "reference_stream_s": self.stream_s}
+        return dict(zip(REFERENCE_FIELDS, (self.gemm_s, self.stream_s), strict=True))
 
 
 def _operands(device: str):

@@ -22,6 +22,7 @@ import math
 import os
 from pathlib import Path
 
+from harness.machine_reference import REFERENCE_FIELDS
 from perfmodel.atomic_io import JSON_ERRORS, check_output_file, json_failure, make_dirs
 from perfmodel.errors import ArchscaleInputError
 
@@ -142,7 +143,7 @@ SWEEP_ARCH_FLAGS = ("tie_embeddings", "qkv_bias", "qk_norm")
 SWEEP_TEXT = ("config", "engine", "dtype", "attention")  # required strings of a measured row
 SWEEP_OPTIONAL_TEXT = ("device", "hardware")
 SWEEP_MEASURED = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "tpot_s", "prefill_time_s",
-                  "reference_gemm_s", "reference_stream_s")  # fmt: skip
+                  *REFERENCE_FIELDS)  # fmt: skip
 
 
 def check_sweep_row(path: str | Path, line_number: int, row: dict) -> None:

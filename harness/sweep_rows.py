@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.drift import DriftCorrection, DriftSummary, drift_summary, fit_drift_correction
+from harness.machine_reference import REFERENCE_FIELDS
 from perfmodel.arch import DTYPE_BYTES
 from perfmodel.arch_batch import ARRAY_FIELDS, ArchBatch
 from perfmodel.calibration import Calibration
@@ -99,9 +100,10 @@ def pass_of(path: Path) -> tuple[str, int]:
 
 # What identifies a measured point (the sweep's resume key), and the fields whose median a merged point reports.
 POINT_KEY = ("config", "shape_hash", "engine", "device", "dtype", "attention", "batch_size", "input_len", "output_len")
-MERGED_FIELDS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "ttft_p50_s", "ttft_p99_s", "prefill_time_s",
-                 "tpot_s", "total_time_s", "reference_gemm_s", "reference_stream_s")  # fmt: skip
-CORRECTED_FIELDS = MERGED_FIELDS[:-2]  # what --drift-correct brings to one machine state: all but the reference
+# What --drift-correct brings to one machine state: the measured figures, all but the machine reference itself.
+CORRECTED_FIELDS = ("output_tokens_per_s", "total_tokens_per_s", "ttft_s", "ttft_p50_s", "ttft_p99_s",
+                    "prefill_time_s", "tpot_s", "total_time_s")  # fmt: skip
+MERGED_FIELDS = CORRECTED_FIELDS + REFERENCE_FIELDS
 
 
 def engine_version_of(row: dict) -> str | None:
