@@ -78,10 +78,9 @@ def run(args) -> int:
 def _drift_mismatch(calibration_file, hardware: str, engine: str, drift_correct: bool) -> list[str]:
     """A warning when the calibration was fitted on drift-corrected measurements and these are not, or the other way
     round: its factors then describe another machine state than the measurements compared."""
-    from perfmodel.calibration import read_toml
+    from harness.compare import calibration_record
 
-    entry = read_toml(Path(calibration_file).expanduser(), "calibration file").get(hardware, {}).get(engine, {})
-    fitted_corrected = "drift_correction" in entry
+    fitted_corrected = "drift_correction" in calibration_record(calibration_file, hardware, engine)
     if fitted_corrected == drift_correct:
         return []
     if fitted_corrected:

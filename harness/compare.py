@@ -122,14 +122,20 @@ def _finite(value):
     return value
 
 
-def fit_holdout(calibration_file: str | Path, hardware: str, engine: str, data: SweepData) -> dict:
-    """What a calibration file's fit did not train on, as keyword arguments of `compare`: `holdout_configs`,
-    `holdout_batch_sizes` or `holdout_workloads` (what `archscale calibrate` records in [<hardware>.<engine>]:
-    `train_<what>`, else the `holdout_<what>` list), or {} when the file records no split."""
+def calibration_record(calibration_file: str | Path, hardware: str, engine: str) -> dict:
+    """The [<hardware>.<engine>] table of a calibration file as written, with what the fit recorded about itself."""
     raw = read_toml(Path(calibration_file).expanduser(), "calibration file")
     entry = raw.get(hardware, {}).get(engine) if isinstance(raw.get(hardware), dict) else None
     if not isinstance(entry, dict):
         raise ArchscaleInputError(f"{calibration_file} has no [{hardware}.{engine}] calibration")
+    return entry
+
+
+def fit_holdout(calibration_file: str | Path, hardware: str, engine: str, data: SweepData) -> dict:
+    """What a calibration file's fit did not train on, as keyword arguments of `compare`: `holdout_configs`,
+    `holdout_batch_sizes` or `holdout_workloads` (what `archscale calibrate` records in [<hardware>.<engine>]:
+    `train_<what>`, else the `holdout_<what>` list), or {} when the file records no split."""
+    entry = calibration_record(calibration_file, hardware, engine)
     for by, what in SPLIT_KEYS.items():
         kind = int if by == "batch_size" else str
         present = {split_value(row, by) for row in data.rows}
