@@ -358,8 +358,8 @@ def calibrate(data: SweepData, hardware: Hardware, prior: Calibration, split: Sp
         hardware=hardware.name, engine=data.engine, machine=data.machine, calibration=fitted, prior=prior,
         factors=factor_fits, split=split, n_points=len(rows), rms_log_error_prior=float(np.sqrt(np.mean(before**2))),
         rms_log_error_fit=float(np.sqrt(np.mean(after**2))), residuals=residuals, excluded=excluded,
-        sha256=dict(data.sha256), drift_correction=data.drift_correction, allowed_factors=None if factors is None else list(allowed),
-        gemv_max_tokens_tried=list(thresholds),
+        sha256=dict(data.sha256), drift_correction=data.drift_correction,
+        allowed_factors=None if factors is None else list(allowed), gemv_max_tokens_tried=list(thresholds),
     )  # fmt: skip
 
 

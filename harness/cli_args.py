@@ -1,4 +1,5 @@
-"""argparse value parsers shared by the commands: positive integers and comma lists of them."""
+"""argparse pieces shared by the commands: value parsers (positive integers and comma lists of them) and options
+more than one command takes."""
 
 from __future__ import annotations
 
@@ -85,3 +86,11 @@ def deployment_kwargs(args) -> dict:
         "cuda_graph_max_batch": args.cuda_graph_max_batch,
         "engine_version": args.engine_version,
     }
+
+
+def add_drift_correct_arg(parser) -> None:
+    """`--drift-correct`, which `calibrate` and `compare` share (harness/drift.py)."""
+    parser.add_argument("--drift-correct", action="store_true",
+                        help="bring every measurement, by the machine reference timed around it, to the machine state "
+                        "of the probe (when the hardware entry records it), else the state typical of the rows (rows "
+                        "of `archscale sweep` over several passes; harness/drift.py)")  # fmt: skip

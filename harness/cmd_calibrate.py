@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.cli_args import positive_int_list
+from harness.cli_args import add_drift_correct_arg, positive_int_list
 
 if TYPE_CHECKING:
     from harness.calibrate import CalibrationFit
@@ -67,10 +67,7 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--out", type=Path, default=Path("calibration.toml"), help="calibration TOML (default ./calibration.toml)"
     )
-    p.add_argument("--drift-correct", action="store_true",
-                   help="bring every measurement, by the machine reference timed around it, to the machine state of "
-                        "the probe (when the hardware entry records it), else the state typical of the rows (rows of "
-                        "`archscale sweep` over several passes; harness/drift.py)")  # fmt: skip
+    add_drift_correct_arg(p)
     p.add_argument("--json", action="store_true", help="print the fit as JSON")
     p.set_defaults(run=run)
 

@@ -13,6 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.cli_args import add_drift_correct_arg
+
 if TYPE_CHECKING:
     from harness.compare import Comparison
 
@@ -27,10 +29,7 @@ def add_parser(subparsers) -> None:
                    help="factors fitted by `archscale calibrate` (default: the uncalibrated priors)")  # fmt: skip
     p.add_argument("--baseline", metavar="CONFIG", default=None,
                    help="config the throughput ratios are taken to (default: the first config measured everywhere)")  # fmt: skip
-    p.add_argument("--drift-correct", action="store_true",
-                   help="bring every measurement, by the machine reference timed around it, to the machine state of "
-                        "the probe (when the hardware entry records it), else the state typical of the rows (rows of "
-                        "`archscale sweep` over several passes; harness/drift.py)")  # fmt: skip
+    add_drift_correct_arg(p)
     p.add_argument("--json", action="store_true", help="print the whole comparison as JSON")
     p.add_argument("--plot", metavar="DIR", type=Path, default=None, help="write the three comparison PNGs into DIR")
     p.set_defaults(run=run)
