@@ -86,7 +86,9 @@ CPU_ORDER ?= interleaved
 CPU_GRID  := --device cpu --batch-size 1,2,4,8,16,32,64 --repeats 2 --max-prefill-tokens 2048 --hardware $(CPU_PROBE) \
              --order $(CPU_ORDER) --quiet
 calibrate-cpu: install
-	test -f $(CPU_PROBE) || $(BIN)/archscale probe --device cpu --out $(CPU_PROBE)
+	@# the probe's every measurement (each GEMM curve sample with its machine reference) kept beside its entry
+	test -f $(CPU_PROBE) || { $(BIN)/archscale probe --device cpu --out $(CPU_PROBE) --json > $(CPU_PROBE:.toml=.json).tmp \
+	  && mv $(CPU_PROBE:.toml=.json).tmp $(CPU_PROBE:.toml=.json); }
 	@# CPU_PASS_COUNT passes over the grid, each after the one before into its own file: calibrate and compare take
 	@# each point's median and report how far its measurements, minutes apart, land from each other.
 	@for out in $(CPU_SWEEP) $(CPU_PASSES); do \

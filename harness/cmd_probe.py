@@ -28,8 +28,23 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+CURVE_SPREAD_WARN_PCT = 10.0  # a curve whose samples differ more than this: the machine drifted while probing
+
+
+def curve_spread_line(curve) -> str:
+    """How far the GEMM curve's samples lay apart, with a warning where the machine moved more than a few %."""
+    spread = curve.spread_pct()
+    rows, worst = max(spread.items(), key=lambda item: item[1])
+    line = (f"GEMM curve samples:    {len(curve.sample_time_s)}, the median kept; spread (slowest − fastest over the "
+            f"median) at most {worst:.0f}% (M={rows})")  # fmt: skip
+    if worst > CURVE_SPREAD_WARN_PCT:
+        line += (f" — over {CURVE_SPREAD_WARN_PCT:.0f}%: the machine's speed moved while it was probed; its predictions "
+                 "carry that uncertainty (probe again when it is quieter, or calibrate on a sweep)")  # fmt: skip
+    return line
+
+
 def format_summary(result, path) -> str:
-    from harness.probe import calibration_priors
+    from harness.probe_entry import calibration_priors
     from harness.tables import format_table
 
     body = [(f"{r.m}x{r.n}x{r.k}", f"{r.flops_per_s / 1e9:,.1f}", f"{r.time_s * 1e6:,.1f}", r.calls_per_repeat)
@@ -52,6 +67,7 @@ def format_summary(result, path) -> str:
         + ", ".join(
             f"M={m:g} {f:.2f}" for m, f in zip(priors["gemm_curve_rows"], priors["gemm_curve_factors"], strict=True)
         ),  # fmt: skip
+        curve_spread_line(result.gemm_curve),
         f"decode attention:      {result.attention.bandwidth_bytes_per_s() / 1e9:,.1f} GB/s of KV cache read (our "
         f"engine, batch {result.attention.batch}, {result.attention.kv_lens[0]} vs {result.attention.kv_lens[1]} tokens)",
         f"engine decode step:    {result.launch_overhead_s * 1e6:,.2f} µs per launch the perfmodel counts, "
@@ -64,7 +80,8 @@ def format_summary(result, path) -> str:
 
 
 def run(args) -> int:
-    from harness.probe import calibration_priors, probe, write_hardware_file
+    from harness.probe import probe
+    from harness.probe_entry import calibration_priors, write_hardware_file
 
     if args.out is not None:  # before measuring: a bad path is one line, not a lost probe
         from perfmodel.atomic_io import check_output_file

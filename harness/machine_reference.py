@@ -28,6 +28,10 @@ class ReferenceTimes:
     def mean_with(self, other: ReferenceTimes) -> ReferenceTimes:
         return ReferenceTimes((self.gemm_s + other.gemm_s) / 2, (self.stream_s + other.stream_s) / 2)
 
+    @staticmethod
+    def median_of(times: list[ReferenceTimes]) -> ReferenceTimes:
+        return ReferenceTimes(statistics.median(t.gemm_s for t in times), statistics.median(t.stream_s for t in times))
+
     def row_fields(self) -> dict:
         return dict(zip(REFERENCE_FIELDS, (self.gemm_s, self.stream_s), strict=True))
 

@@ -21,9 +21,11 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from harness.machine_reference import ReferenceTimes, measure_reference
 
 TINY_DEPTHS = (2, 8)
 STREAM_ROWS = (1, 2, 4, 8, 16)
@@ -60,6 +62,24 @@ class GemmCurveTimes:
     weight_bytes: int  # all its GEMM weights (every layer's and the LM head)
     time_s: dict[int, float]  # M -> median seconds of one pass over every GEMM at M rows, M = 1, 2, 4, ...
     skipped_rows: list[int]  # larger M left out because one pass was too slow
+    sample_time_s: list[dict[int, float]] = field(default_factory=list)  # each sample's time_s, when several
+    sample_references: list[ReferenceTimes] = field(default_factory=list)  # the machine reference around each
+
+    @classmethod
+    def median_of(cls, samples: list[GemmCurveTimes]) -> GemmCurveTimes:
+        """One curve from samples of it taken at different times: at each M every sample measured, the median of
+        their times (M a slow sample left out is left out of the whole curve)."""
+        rows = sorted(set.intersection(*(set(s.time_s) for s in samples)))
+        skipped = sorted({m for s in samples for m in [*s.time_s, *s.skipped_rows]} - set(rows))
+        first = samples[0]
+        return cls(first.arch, first.weight_bytes, {m: statistics.median(s.time_s[m] for s in samples) for m in rows},
+                   skipped, [{m: s.time_s[m] for m in rows} for s in samples],
+                   [r for s in samples for r in s.sample_references])  # fmt: skip
+
+    def spread_pct(self) -> dict[int, float]:
+        """M -> (slowest − fastest sample) / median, in %: how far the curve moved while the probe ran."""
+        samples = self.sample_time_s or [self.time_s]
+        return {m: 100 * (max(s[m] for s in samples) - min(s[m] for s in samples)) / t for m, t in self.time_s.items()}
 
 
 def _one_gpu_shape(arch):
@@ -210,9 +230,9 @@ def _replayable(torch, device: str, fn):
 
 def gemm_curve_times(timer, device: str, dtype, arch, max_rows: int, max_call_s: float) -> GemmCurveTimes:
     """Median seconds of one pass over every GEMM of `arch` (random weights in our engine's layout) at M = 1, 2, 4,
-    ... `max_rows` rows; a larger M is left out once one pass takes longer than `max_call_s` (never below
-    SMALL_GEMM_ROWS). On the CPU a pass includes each op's dispatch (a few µs per GEMM against milliseconds of
-    weight reads)."""
+    ... `max_rows` rows, the machine reference (harness/machine_reference.py) timed before and after; a larger M is
+    left out once one pass takes longer than `max_call_s` (never below SMALL_GEMM_ROWS). On the CPU a pass includes
+    each op's dispatch (a few µs per GEMM against milliseconds of weight reads)."""
     import torch
     import torch.nn.functional as F  # noqa: N812 (the torch convention)
 
@@ -229,7 +249,7 @@ def gemm_curve_times(timer, device: str, dtype, arch, max_rows: int, max_call_s:
         F.linear(x, lm_head)  # [M, V]
 
     all_rows = [2**i for i in range(max_rows.bit_length())]
-    times, skipped = {}, []
+    times, skipped, reference_before = {}, [], measure_reference(device)
     for i, rows in enumerate(all_rows):
         x = torch.randn(rows, arch.d_model, device=device).to(dtype)  # [M, d]
         x_o = torch.randn(rows, arch.n_head * arch.d_head, device=device).to(dtype)  # [M, hq·dh]
@@ -239,4 +259,5 @@ def gemm_curve_times(timer, device: str, dtype, arch, max_rows: int, max_call_s:
             break
     matrices = [lm_head, *(t for layer in layers for t in (layer.wqkv, layer.wo, layer.w_gate_up, layer.w_down))]
     weight_bytes = sum(t.numel() * t.element_size() for t in matrices)
-    return GemmCurveTimes(arch, int(weight_bytes), times, skipped)
+    reference = reference_before.mean_with(measure_reference(device))
+    return GemmCurveTimes(arch, int(weight_bytes), times, skipped, [dict(times)], [reference])

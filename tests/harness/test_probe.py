@@ -12,10 +12,11 @@ from dataclasses import replace
 import pytest
 
 from harness.cli import main
-from harness.cmd_probe import format_summary
+from harness.cmd_probe import curve_spread_line, format_summary
 from harness.machine_reference import ReferenceTimes
-from harness.probe import MatmulResult, ProbeResult, hardware_toml, probe, slug, write_hardware_file
+from harness.probe import MatmulResult, ProbeResult, probe, slug
 from harness.probe_decode import DecodeAttention, EngineOverheads, GemmCurveTimes, WeightStreaming, gemm_roofline_s
+from harness.probe_entry import hardware_toml, write_hardware_file
 from harness.toml_io import toml_value
 from perfmodel import PRESETS, ArchscaleInputError
 from perfmodel.hardware import load_hardware_file
@@ -61,9 +62,41 @@ def test_probe_returns_positive_finite_figures(result):
     assert None not in result.metadata.values() and result.metadata["cpu_count_logical"] >= 1
 
 
+def test_the_curve_is_the_median_of_samples_spread_over_the_probe(result, probed):
+    """--quick samples the GEMM curve twice, each between two timings of the machine reference; the entry keeps the
+    samples' median per M, and the probe's machine state is the median of every reference timing it took."""
+    curve = result.gemm_curve
+    assert len(curve.sample_time_s) == len(curve.sample_references) == 2
+    for rows, time_s in curve.time_s.items():
+        assert time_s == pytest.approx(sum(s[rows] for s in curve.sample_time_s) / 2)  # the median of two
+    timings = (*(r.gemm_s for r in curve.sample_references), result.machine_reference.gemm_s)
+    assert all(t > 0 and math.isfinite(t) for t in timings)
+    assert min(timings[:2]) / 4 < result.machine_reference.gemm_s < 4 * max(timings[:2])  # one machine state
+    path, _ = probed
+    assert "the median of 2 samples spread over the probe" in load_hardware_file(path).sources["gemm_curve_rows"]
+
+
+def test_curve_samples_combine_by_median_over_the_rows_every_sample_measured():
+    arch = PRESETS[CONFIG]
+    reference = ReferenceTimes(1e-2, 3e-3)
+    samples = [GemmCurveTimes(arch, 100, {1: 1.0, 2: 2.0, 4: 3.0}, [], [{1: 1.0, 2: 2.0, 4: 3.0}], [reference]),
+               GemmCurveTimes(arch, 100, {1: 1.2, 2: 2.6, 4: 3.3}, [], [{1: 1.2, 2: 2.6, 4: 3.3}], [reference]),
+               GemmCurveTimes(arch, 100, {1: 0.9, 2: 2.2}, [4], [{1: 0.9, 2: 2.2}], [reference])]  # fmt: skip
+    curve = GemmCurveTimes.median_of(samples)
+    assert curve.time_s == {1: 1.0, 2: 2.2}  # M = 4: the third sample found it too slow, so the curve stops at 2
+    assert curve.skipped_rows == [4] and len(curve.sample_time_s) == 3 and len(curve.sample_references) == 3
+    assert curve.spread_pct() == pytest.approx({1: 100 * 0.3 / 1.0, 2: 100 * 0.6 / 2.2})
+    line = curve_spread_line(curve)
+    assert "3, the median kept" in line and "at most 30% (M=1)" in line and "moved while it was probed" in line
+    steady = GemmCurveTimes.median_of(samples[:1] * 2)
+    assert steady.spread_pct() == {1: 0.0, 2: 0.0, 4: 0.0} and "moved" not in curve_spread_line(steady)
+    timings = [ReferenceTimes(1, 5), ReferenceTimes(3, 4), ReferenceTimes(2, 9)]
+    assert ReferenceTimes.median_of(timings) == ReferenceTimes(2, 5)
+
+
 def test_summary_names_every_figure(result):
     text = format_summary(result, "/x/local.toml")
-    for needle in ("GFLOP/s", "GB/s", "weight stream", "GEMM curve", "M=1 ", "decode attention:",
+    for needle in ("GFLOP/s", "GB/s", "weight stream", "GEMM curve", "M=1 ", "decode attention:", "GEMM curve samples:",
                    "µs per launch the perfmodel counts",
                    "Wrote local-cpu to /x/local.toml"):  # fmt: skip
         assert needle in text
@@ -190,7 +223,7 @@ def test_the_priors_predict_the_probes_own_gemms(result):
     through the LM head, on the probed entry, predict the measured time."""
     import numpy as np
 
-    from harness.probe import bandwidth_bytes_per_s, calibration_priors
+    from harness.probe_entry import bandwidth_bytes_per_s, calibration_priors
     from perfmodel.arch_batch import ArchBatch
     from perfmodel.calibration import Calibration
     from perfmodel.operators import dense_ops
