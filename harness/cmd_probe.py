@@ -50,6 +50,9 @@ def format_summary(result, path) -> str:
     body = [(f"{r.m}x{r.n}x{r.k}", f"{r.flops_per_s / 1e9:,.1f}", f"{r.time_s * 1e6:,.1f}", r.calls_per_repeat)
             for r in result.matmuls]  # fmt: skip
     stream, priors = result.streaming, calibration_priors(result)
+    unresolved_launch = "" if result.launch_overhead_s > 0 else (
+        " — the deeper tiny model never came out slower: the machine was too busy to resolve the launch cost (probe "
+        "again when it is quieter)")  # fmt: skip
     lines = [
         f"{result.display_name} ({result.device}, {result.dtype}{', --quick' if result.quick else ''}): "
         f"median of {result.repeats} repeats after {result.warmup} warm-up",
@@ -71,7 +74,7 @@ def format_summary(result, path) -> str:
         f"decode attention:      {result.attention.bandwidth_bytes_per_s() / 1e9:,.1f} GB/s of KV cache read (our "
         f"engine, batch {result.attention.batch}, {result.attention.kv_lens[0]} vs {result.attention.kv_lens[1]} tokens)",
         f"engine decode step:    {result.launch_overhead_s * 1e6:,.2f} µs per launch the perfmodel counts, "
-        f"{result.step_overhead_s * 1e6:,.2f} µs per step (our engine on tiny models)",
+        f"{result.step_overhead_s * 1e6:,.2f} µs per step (our engine on tiny models){unresolved_launch}",
         f"memory:                {result.memory_bytes / 2**30:,.1f} GiB, {result.sm_count} "
         + ("SMs" if result.device == "cuda" else "torch threads"),
         f"Wrote {result.name} to {path} (use: archscale predict CONFIG --hardware {path} ...)",

@@ -103,6 +103,11 @@ def test_summary_names_every_figure(result):
     assert f"{result.matmuls[0].m}x{result.matmuls[0].n}x{result.matmuls[0].k}" in text
 
 
+def test_summary_says_when_the_launch_cost_could_not_be_resolved(result):
+    assert "too busy" not in format_summary(replace(result, launch_overhead_s=1e-5), "/x/local.toml")
+    assert "too busy to resolve the launch cost" in format_summary(replace(result, launch_overhead_s=0.0), "/x/l.toml")
+
+
 def test_cli_writes_an_entry_that_loads(probed):
     path, printed = probed
     hw = load_hardware_file(path)
