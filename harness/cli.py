@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "harness.cmd_published",
     "harness.cmd_calibrate",
     "harness.cmd_probe",
+    "harness.cmd_gemm_curve",
     "harness.cmd_compare",
     "harness.cmd_report",
 )

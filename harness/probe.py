@@ -125,7 +125,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
 
 
-class _Timer:
+class KernelTimer:
     """Median seconds per call of a function on one device."""
 
     def __init__(self, torch, device: str, sizes: ProbeSizes):
@@ -162,7 +162,7 @@ class _Timer:
         return statistics.median(times), calls
 
 
-def _measure_matmuls(torch, timer: _Timer, device: str, dtype, sizes: ProbeSizes):
+def _measure_matmuls(torch, timer: KernelTimer, device: str, dtype, sizes: ProbeSizes):
     results, skipped = [], []
     for i, (m, n, k) in enumerate(sizes.matmul_shapes):
         a = torch.randn(m, k, device=device).to(dtype)  # [m, k]
@@ -185,7 +185,7 @@ def _measure_matmuls(torch, timer: _Timer, device: str, dtype, sizes: ProbeSizes
     return results, skipped
 
 
-def _copy_s(torch, timer: _Timer, device: str, size_bytes: int) -> float:
+def _copy_s(torch, timer: KernelTimer, device: str, size_bytes: int) -> float:
     """Median seconds of one device-memory copy of a `size_bytes` tensor (freed on return)."""
     src = torch.randn(size_bytes // 4, device=device)  # [n] float32
     dst = torch.empty_like(src)
@@ -216,7 +216,7 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
         raise ArchscaleInputError("this GPU has no bfloat16 support: probe it with --dtype float16 or float32")
     sizes = SIZES[(device, quick)]
     torch_dtype = getattr(torch, dtype)
-    timer = _Timer(torch, device, sizes)
+    timer = KernelTimer(torch, device, sizes)
     element_bytes = torch.tensor([], dtype=torch_dtype).element_size()
     curve_arch = dataclasses.replace(resolve_arch(gemm_config or sizes.curve_config), dtype_bytes=element_bytes)
 

@@ -1,0 +1,75 @@
+"""How far a probed GEMM curve carries to other architectures. `archscale probe` measures the curve on one config's
+GEMMs (`--gemm-config`) and the perfmodel applies it to every architecture; here each config's own GEMMs are timed the
+same way (one pass over q/k/v, o, the MLP and the LM head at M = 1, 2, 4, ... rows; harness/probe_decode.py) and
+turned into the perfmodel's GEMM factor at the hardware entry's priors, beside the factor the entry's curve gives.
+A config whose own factor differs from the entry's is predicted that much off at that M, whatever is calibrated.
+The configs are timed in rounds, all of them back to back in each, so the machine's drift moves them together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass
+
+from perfmodel.errors import ArchscaleInputError
+
+DEVICE_DTYPE = {"cpu": ("float32", 4), "cuda": ("bfloat16", 2)}  # the probe's dtype on each device
+
+
+@dataclass
+class ConfigCurve:
+    name: str
+    factors: dict[int, list[float]]  # M -> the config's own GEMM factor in each round
+    entry_factors: dict[int, float]  # M -> the factor the hardware entry's curve gives at M
+
+    def median(self, rows: int) -> float:
+        return statistics.median(self.factors[rows])
+
+    def off_pct(self, rows: int) -> float:
+        """100·(entry factor / the config's own − 1): how much slower (< 0) or faster the perfmodel, on the entry's
+        curve, predicts this config's GEMMs at M rows than they ran."""
+        return 100 * (self.entry_factors[rows] / self.median(rows) - 1)
+
+
+def entry_priors(hardware):
+    """The torch engine's priors of a probed entry, which must hold a measured GEMM curve."""
+    from perfmodel.calibration import Calibration
+
+    priors = hardware.calibration_priors.get("torch")
+    if not priors or not priors.get("gemm_curve_rows"):
+        raise ArchscaleInputError(f"hardware entry {hardware.name} has no measured GEMM curve for the torch engine: "
+                                  "probe the machine with `archscale probe` first")  # fmt: skip
+    return Calibration(**priors)
+
+
+def check_curves(archs, hardware, device: str, rounds: int, max_rows: int) -> list[ConfigCurve]:
+    """Each of `archs`' own GEMM factors at M = 1, 2, 4, ... `max_rows` on `device`, `rounds` times, against the
+    curve of `hardware` (a probed entry of this machine)."""
+    import torch
+
+    from harness.probe import SIZES, KernelTimer
+    from harness.probe_decode import gemm_curve, gemm_curve_times
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ArchscaleInputError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU (use --device cpu)")
+    dtype, element_bytes = DEVICE_DTYPE[device]
+    priors = entry_priors(hardware)
+    peak, bandwidth = hardware.peak_flops_per_s(element_bytes), hardware.hbm_bandwidth_bytes_per_s
+    sizes = SIZES[(device, False)]
+    timer = KernelTimer(torch, device, sizes)
+    archs = [dataclasses.replace(arch, dtype_bytes=element_bytes) for arch in archs]
+    factors = {arch.name: {} for arch in archs}
+    for _ in range(rounds):
+        for arch in archs:
+            with torch.inference_mode():
+                times = gemm_curve_times(timer, device, getattr(torch, dtype), arch, max_rows, sizes.max_call_s)
+            rows, measured = gemm_curve(times, peak, bandwidth, priors.memory_efficiency)
+            for m, factor in zip(rows, measured, strict=True):
+                factors[arch.name].setdefault(int(m), []).append(factor)
+    curves = []
+    for arch in archs:
+        rows = [m for m, values in factors[arch.name].items() if len(values) == rounds]  # measured in every round
+        entry = {m: float(priors.gemm_curve_factor(m)) for m in rows}
+        curves.append(ConfigCurve(arch.name, {m: factors[arch.name][m] for m in rows}, entry))
+    return curves
