@@ -28,8 +28,15 @@ class ConfigCurve:
 
     def off_pct(self, rows: int) -> float:
         """100·(entry factor / the config's own − 1): how much slower (< 0) or faster the perfmodel, on the entry's
-        curve, predicts this config's GEMMs at M rows than they ran."""
+        curve, predicts this config's GEMMs at M rows than they ran now (the machine's drift since the probe
+        included)."""
         return 100 * (self.entry_factors[rows] / self.median(rows) - 1)
+
+    def off_vs_pct(self, baseline: ConfigCurve, rows: int) -> float:
+        """100·(median over rounds of the baseline's factor / this config's − 1), each round's pair measured back to
+        back: how far a curve measured on the baseline's GEMMs predicts this config's at M rows, free of the drift."""
+        ratios = [b / own for b, own in zip(baseline.factors[rows], self.factors[rows], strict=True)]
+        return 100 * (statistics.median(ratios) - 1)
 
 
 def entry_priors(hardware):
