@@ -5,7 +5,6 @@ far the probe's curve carries to other architectures (harness/gemm_curve_check.p
 from __future__ import annotations
 
 import json
-import sys
 
 
 def add_parser(subparsers) -> None:
@@ -41,7 +40,7 @@ def run(args) -> int:
     archs = [resolve_arch(config) for config in configs]  # every config checked before anything is timed
     curves = check_curves(archs, hardware, args.device, args.rounds, args.max_rows)
     baseline = curves[configs.index(args.baseline or configs[0])]
-    metadata = run_metadata(["archscale", *sys.argv[1:]])
+    metadata = run_metadata()
     if args.json:
         for curve in curves:
             print(json.dumps({"config": curve.name, "hardware": hardware.name, "factors": curve.factors,

@@ -29,11 +29,14 @@ REPORTED_HELD_OUT_PCT = {
     ("torch", "cpu-xeon-2c"): {"uncalibrated": (6.1, 23.9), "calibrated": (4.1, 15.8)},
     ("torch", "cpu-epyc-2c"): {"uncalibrated": (13.0, 44.8), "calibrated": (6.8, 33.4)},
     ("torch", "cpu-epyc-2c-interleaved"): {"uncalibrated": (10.5, 27.1), "calibrated": (5.7, 17.9)},
+    ("torch", "cpu-epyc-2c-interleaved-r2"): {"uncalibrated": (13.7, 35.9), "calibrated": (4.4, 18.2)},
 }
 # The same, drift-corrected (`make calibrate-cpu-drift-corrected`: its calibration in
-# results/compare/<machine>-drift-corrected/calibration.toml, the measurements brought to the rows' typical state).
+# results/compare/<machine>-drift-corrected/calibration.toml, the measurements brought to the probe's machine state
+# where its entry records one, else to the rows' typical state).
 REPORTED_DRIFT_CORRECTED_HELD_OUT_PCT = {
     ("torch", "cpu-epyc-2c-interleaved"): {"uncalibrated": (10.5, 27.2), "calibrated": (4.2, 13.5)},
+    ("torch", "cpu-epyc-2c-interleaved-r2"): {"uncalibrated": (5.9, 22.7), "calibrated": (3.0, 17.1)},
 }
 HELD_OUT_POINTS = 42  # every study holds out 3 of its 6 configs × 14 workloads
 
@@ -66,8 +69,8 @@ def test_drift_corrected_held_out_error_has_not_grown(engine, machine):
 def check_held_out(machine: str, sweeps, hardware_file, calibration_file, reported: dict, drift_correct=False):
     for path in (*sweeps, hardware_file, calibration_file):
         assert path.is_file(), f"committed study file {path} is missing"
-    data = load_sweeps(sweeps, drift_correct=drift_correct)
-    hardware = load_hardware_file(hardware_file)
+    hardware = load_hardware_file(hardware_file)  # drift-corrected to its probe's state where it records one
+    data = load_sweeps(sweeps, drift_correct=drift_correct, probe_state=hardware.machine_reference)
     holdout = fit_holdout(calibration_file, hardware.name, data.engine, data)
     assert holdout, f"{calibration_file} records no train/held-out split"
     for label, calibration in (("uncalibrated", None), ("calibrated", calibration_file)):
