@@ -36,7 +36,7 @@ def run(args) -> int:
     from perfmodel.hardware import resolve_hardware
 
     hardware = resolve_hardware(args.gpu, args.hardware)
-    configs = [*args.configs, *([args.baseline] if args.baseline and args.baseline not in args.configs else [])]
+    configs = list(dict.fromkeys([*args.configs, *([args.baseline] if args.baseline else [])]))  # each once
     archs = [resolve_arch(config) for config in configs]  # every config checked before anything is timed
     curves = check_curves(archs, hardware, args.device, args.rounds, args.max_rows)
     baseline = curves[configs.index(args.baseline or configs[0])]

@@ -33,8 +33,9 @@ CURVE_SPREAD_WARN_PCT = 10.0  # a curve whose samples differ more than this: the
 
 def curve_spread_line(curve) -> str:
     """How far the GEMM curve's samples lay apart, with a warning where the machine moved more than a few %."""
-    spread = curve.spread_pct()
-    rows, worst = max(spread.items(), key=lambda item: item[1])
+    if len(curve.sample_time_s) < 2:
+        return "GEMM curve samples:    1 (its spread over time not measured)"
+    rows, worst = max(curve.spread_pct().items(), key=lambda item: item[1])
     line = (f"GEMM curve samples:    {len(curve.sample_time_s)}, the median kept; spread (slowest − fastest over the "
             f"median) at most {worst:.0f}% (M={rows})")  # fmt: skip
     if worst > CURVE_SPREAD_WARN_PCT:

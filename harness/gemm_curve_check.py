@@ -66,17 +66,17 @@ def check_curves(archs, hardware, device: str, rounds: int, max_rows: int) -> li
     sizes = SIZES[(device, False)]
     timer = KernelTimer(torch, device, sizes)
     archs = [dataclasses.replace(arch, dtype_bytes=element_bytes) for arch in archs]
-    factors = {arch.name: {} for arch in archs}
+    factors = [{} for _ in archs]  # per config: M -> its factor in each round
     for _ in range(rounds):
-        for arch in archs:
+        for arch, by_rows in zip(archs, factors, strict=True):
             with torch.inference_mode():
                 times = gemm_curve_times(timer, device, getattr(torch, dtype), arch, max_rows, sizes.max_call_s)
             rows, measured = gemm_curve(times, peak, bandwidth, priors.memory_efficiency)
             for m, factor in zip(rows, measured, strict=True):
-                factors[arch.name].setdefault(int(m), []).append(factor)
+                by_rows.setdefault(int(m), []).append(factor)
     curves = []
-    for arch in archs:
-        rows = [m for m, values in factors[arch.name].items() if len(values) == rounds]  # measured in every round
+    for arch, by_rows in zip(archs, factors, strict=True):
+        rows = [m for m, values in by_rows.items() if len(values) == rounds]  # measured in every round
         entry = {m: float(priors.gemm_curve_factor(m)) for m in rows}
-        curves.append(ConfigCurve(arch.name, {m: factors[arch.name][m] for m in rows}, entry))
+        curves.append(ConfigCurve(arch.name, {m: by_rows[m] for m in rows}, entry))
     return curves

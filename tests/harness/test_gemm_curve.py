@@ -47,6 +47,12 @@ def test_the_table_names_the_baseline_it_holds_configs_against(capsys, entry):
     assert sum(line.startswith(("tiny-mha ", "tiny-gqa4 ")) for line in out.splitlines()) == 4  # 2 configs × 2 M
 
 
+def test_a_config_named_twice_is_timed_once(capsys, entry):
+    code, out, _ = run_cli(capsys, "gemm-curve", "tiny-mha", "tiny-mha", "--baseline", "tiny-mha", "--hardware", entry,
+                           "--rounds", 1, "--max-rows", 1, "--json")  # fmt: skip
+    assert code == 0 and [json.loads(line)["config"] for line in out.splitlines()] == ["tiny-mha"]
+
+
 def test_off_by_shape_is_the_median_of_paired_rounds():
     baseline = ConfigCurve("a", {1: [3.0, 2.0, 2.4]}, {1: 3.0})
     other = ConfigCurve("b", {1: [2.0, 2.0, 2.0]}, {1: 3.0})

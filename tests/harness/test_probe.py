@@ -88,6 +88,7 @@ def test_curve_samples_combine_by_median_over_the_rows_every_sample_measured():
     assert curve.spread_pct() == pytest.approx({1: 100 * 0.3 / 1.0, 2: 100 * 0.6 / 2.2})
     line = curve_spread_line(curve)
     assert "3, the median kept" in line and "at most 30% (M=1)" in line and "moved while it was probed" in line
+    assert "1 (its spread over time not measured)" in curve_spread_line(samples[0])
     steady = GemmCurveTimes.median_of(samples[:1] * 2)
     assert steady.spread_pct() == {1: 0.0, 2: 0.0, 4: 0.0} and "moved" not in curve_spread_line(steady)
     timings = [ReferenceTimes(1, 5), ReferenceTimes(3, 4), ReferenceTimes(2, 9)]
