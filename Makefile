@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # a multi-GB CUDA build. Everything else then sees torch already satisfied.
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: install run test bench bench-save sweep calibrate-cpu calibrate-cpu-no-curve calibrate-cpu-drift-corrected \
+.PHONY: install run test bench bench-save sweep calibrate-cpu calibrate-cpu-no-curve calibrate-cpu-drift-corrected gemm-curve-cpu \
         calibrate-published lint format clean
 
 install: $(STAMP)
@@ -133,6 +133,13 @@ calibrate-cpu-drift-corrected: install
 	$(BIN)/archscale compare $(CPU_SWEEP) $(CPU_PASSES) --hardware $(CPU_DRIFT_PROBE) --drift-correct \
 	  --calibration $(CPU_DRIFT)/calibration.toml --plot $(CPU_DRIFT)/calibrated > $(CPU_DRIFT)/compare-calibrated.txt
 	head -30 $(CPU_DRIFT)/compare-calibrated.txt
+
+# How far the study's probed GEMM curve (measured on small-base's GEMMs) carries to the other configs: each config's
+# own GEMMs timed beside small-base's, 3 rounds, M = 1 ... 16 (`archscale gemm-curve`; a few minutes on a 2-vCPU VM).
+gemm-curve-cpu: install
+	$(BIN)/archscale gemm-curve $(SWEEP_CONFIGS) --hardware $(CPU_PROBE) --rounds 3 --max-rows 16 \
+	  > results/compare/$(CPU_NAME)-gemm-curve-by-config.txt.tmp
+	mv results/compare/$(CPU_NAME)-gemm-curve-by-config.txt.tmp results/compare/$(CPU_NAME)-gemm-curve-by-config.txt
 
 # The engines' priors fitted to throughputs others published (perfmodel/data/published_throughput.csv): the rows
 # become sweep files, `archscale calibrate` fits each (GPU, engine) with its default split (every second model held
