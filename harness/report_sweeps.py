@@ -125,8 +125,8 @@ def _sweep_file(ctx, paths: list[Path]) -> list[str]:
     machines = {slug} | {p.stem for p in ctx.files("hardware/*.toml")}
     extra = [p for p in ctx.files("compare/*") if _owner(p.name, machines) == slug]
     compare_dir = ctx.root / "compare"
-    extra += [
-        p for p in ctx.files("compare/*/**/*.png") if _owner(p.relative_to(compare_dir).parts[0], machines) == slug
+    extra += [  # a study's folders (drift-corrected/, no-curve/): their reports, calibrations and plots
+        p for p in ctx.files("compare/*/**/*") if _owner(p.relative_to(compare_dir).parts[0], machines) == slug
     ]
     if extra:
         lines += ["Committed `archscale calibrate` / `compare` outputs for this machine (as their run wrote them, with "

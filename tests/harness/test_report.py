@@ -99,6 +99,7 @@ memory_efficiency = 0.0456
     (root / "search-llama-3.2-1b-h200.json").write_text(json.dumps(search_payload(), indent=2))
     (root / "search-llama-3.2-1b-h200.png").write_bytes(b"\x89PNG toy")
     (root / "compare" / "toy-cpu-calibrated" / "compare-ratio-vs-batch.png").write_bytes(b"\x89PNG toy")
+    (root / "compare" / "toy-cpu-calibrated" / "calibrate.txt").write_text("the fit's report\n")
     return root
 
 
@@ -141,6 +142,7 @@ def test_report_holds_every_section_with_its_values_links_and_metadata(results):
     # PNGs: embedded next to their search, listed under All plots, linked from their sweep
     assert "![search-llama-3.2-1b-h200.png](search-llama-3.2-1b-h200.png)" in text
     assert "- [compare/toy-cpu-calibrated/compare-ratio-vs-batch.png](compare/toy-cpu-calibrated/compare-ratio" in text
+    assert "[compare/toy-cpu-calibrated/calibrate.txt](compare/toy-cpu-calibrated/calibrate.txt)" in text
     # every section carries its runs' metadata: command (program folder dropped), short SHA, machine, versions, time
     for m, sha in ((SWEEP_META, "aaaaaaa"), (CAL_META, "bbbbbbb"), (PROBE_META, "ccccccc"), (SEARCH_META, "ddddddd")):
         command = m["command"].removeprefix("/some/venv/bin/")
@@ -226,12 +228,13 @@ def test_a_missing_results_folder_is_one_error_line(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "does not exist" in err
 
 
-def test_the_committed_results_link_every_png():
+def test_the_committed_results_link_every_png_and_every_studys_output():
     text = build_report(REPO_RESULTS)
     pngs = sorted(p.relative_to(REPO_RESULTS).as_posix() for p in REPO_RESULTS.rglob("*.png"))
     assert pngs, "the committed results/ should hold plots"
-    for png in pngs:
-        assert f"]({png})" in text, png
+    studies = [p.relative_to(REPO_RESULTS).as_posix() for p in REPO_RESULTS.glob("compare/*/**/*") if p.is_file()]
+    for path in (*pngs, *studies):
+        assert f"]({path})" in text, path
 
 
 def test_the_committed_report_covers_the_fits_to_published_throughputs():
