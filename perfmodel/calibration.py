@@ -145,23 +145,29 @@ def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
     if unknown or missing:
         problem = f"unknown key(s) {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"
         raise ArchscaleInputError(f"{where}: {problem}")
-    for flag in BOOLEAN_FIELDS:
-        if flag in entry and not isinstance(entry[flag], bool):
-            raise ArchscaleInputError(f"{where}.{flag} must be true or false, got {entry[flag]!r}")
     curve = _check_gemm_curve(entry, where)
+    check_field_values(entry, where)
+    return {f: entry[f] for f in CALIBRATION_FIELDS if f in entry} | curve
+
+
+def check_field_values(fields: dict, where: str) -> None:
+    """The values of the Calibration fields `fields` holds (any subset; the GEMM curve's arrays apart): flags true or
+    false, numbers finite and non-negative, efficiencies in (0, 1], token counts at least 1."""
+    for flag in BOOLEAN_FIELDS:
+        if flag in fields and not isinstance(fields[flag], bool):
+            raise ArchscaleInputError(f"{where}.{flag} must be true or false, got {fields[flag]!r}")
     for name in CALIBRATION_FIELDS:
-        if name in BOOLEAN_FIELDS or name in CURVE_FIELDS or name not in entry:
+        if name in BOOLEAN_FIELDS or name in CURVE_FIELDS or name not in fields:
             continue
-        value = entry[name]
+        value = fields[name]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
             raise ArchscaleInputError(f"{where}.{name} must be a non-negative number, got {value!r}")
     for name in EFFICIENCY_FIELDS:
-        if name in entry and not 0 < entry[name] <= 1:
-            raise ArchscaleInputError(f"{where}.{name} must be in (0, 1], got {entry[name]!r}")
+        if name in fields and not 0 < fields[name] <= 1:
+            raise ArchscaleInputError(f"{where}.{name} must be in (0, 1], got {fields[name]!r}")
     for name in ("max_prefill_tokens", "kv_block_tokens"):
-        if name in entry and entry[name] < 1:
-            raise ArchscaleInputError(f"{where}.{name} must be at least 1, got {entry[name]!r}")
-    return {f: entry[f] for f in CALIBRATION_FIELDS if f in entry} | curve
+        if name in fields and fields[name] < 1:
+            raise ArchscaleInputError(f"{where}.{name} must be at least 1, got {fields[name]!r}")
 
 
 def _check_gemm_curve(entry: dict, where: str) -> dict:

@@ -52,7 +52,9 @@ def _bounds(spec: str, where: str) -> tuple[tuple, tuple | None]:
 @cache
 def release_table() -> dict[str, list[dict]]:
     """{engine: entries sorted by release, each {"low", "high", "releases", "fields", "gpus"}}, validated: ranges
-    contiguous from the first, the last open-ended, only policy fields."""
+    contiguous from the first, the last open-ended, only policy fields, each value as a calibration file's."""
+    from perfmodel.calibration import check_field_values  # calibration imports this module
+
     with RELEASES_FILE.open("rb") as f:
         raw = tomllib.load(f)
     table = {}
@@ -62,10 +64,11 @@ def release_table() -> dict[str, list[dict]]:
             where = f"{RELEASES_FILE.name}: {engine} entry {k + 1}"
             low, high = _bounds(entry.get("releases", ""), where)
             gpus = entry.get("gpus", {})
-            for fields in (entry, *gpus.values()):
+            for gpu, fields in (("", entry), *((f".gpus.{name}", spec) for name, spec in gpus.items())):
                 unknown = set(fields) - set(POLICY_FIELDS) - {"releases", "gpus"}
                 if unknown:
-                    raise ArchscaleInputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+                    raise ArchscaleInputError(f"{where}{gpu}: unknown field(s) {', '.join(sorted(unknown))}")
+                check_field_values(fields, where + gpu)
             fields = {name: entry[name] for name in POLICY_FIELDS if name in entry}
             entries.append({"low": low, "high": high, "releases": entry["releases"], "fields": fields, "gpus": gpus})
         entries.sort(key=lambda e: e["low"])

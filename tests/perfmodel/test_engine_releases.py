@@ -94,6 +94,12 @@ def test_the_shipped_table_covers_each_engine_without_gaps_from_its_first_releas
         ('[[vllm]]\nreleases = ">=0.5.0"\ncompute_efficiency = 0.5\n', "unknown field"),
         ('[[vllm]]\nreleases = ">=0.5.0,<0.6.0"\n', "must be open-ended"),
         ('[[vllm]]\nreleases = "0.5.0"\n', "must read"),
+        ('[[vllm]]\nreleases = ">=0.5.0"\nmax_num_seqs = -256\n', "vllm entry 1.max_num_seqs must be a non-negative"),
+        ('[[vllm]]\nreleases = ">=0.5.0"\nchunked_prefill = 1\n', "chunked_prefill must be true or false"),
+        (
+            '[[vllm]]\nreleases = ">=0.5.0"\n[vllm.gpus.a100-80gb]\nmax_prefill_tokens = 0\n',
+            "vllm entry 1.gpus.a100-80gb.max_prefill_tokens must be at least 1",
+        ),
     ],
 )
 def test_a_malformed_table_is_refused_with_the_entry_named(tmp_path, monkeypatch, text, message):
