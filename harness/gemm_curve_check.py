@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 from perfmodel.errors import ArchscaleInputError
 
-DEVICE_DTYPE = {"cpu": ("float32", 4), "cuda": ("bfloat16", 2)}  # the probe's dtype on each device
-
 
 @dataclass
 class ConfigCurve:
@@ -41,13 +39,13 @@ class ConfigCurve:
 
 def entry_priors(hardware):
     """The torch engine's priors of a probed entry, which must hold a measured GEMM curve."""
-    from perfmodel.calibration import Calibration
+    from perfmodel.calibration import engine_priors
 
-    priors = hardware.calibration_priors.get("torch")
-    if not priors or not priors.get("gemm_curve_rows"):
+    priors = engine_priors(hardware, "torch")
+    if not priors.gemm_curve_rows:
         raise ArchscaleInputError(f"hardware entry {hardware.name} has no measured GEMM curve for the torch engine: "
                                   "probe the machine with `archscale probe` first")  # fmt: skip
-    return Calibration(**priors)
+    return priors
 
 
 def check_curves(archs, hardware, device: str, rounds: int, max_rows: int) -> list[ConfigCurve]:
@@ -55,12 +53,13 @@ def check_curves(archs, hardware, device: str, rounds: int, max_rows: int) -> li
     curve of `hardware` (a probed entry of this machine)."""
     import torch
 
-    from harness.probe import SIZES, KernelTimer
+    from harness.probe import SIZES, KernelTimer, check_device, default_dtype
     from harness.probe_decode import gemm_curve, gemm_curve_times
+    from perfmodel.arch import DTYPE_BYTES
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ArchscaleInputError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU (use --device cpu)")
-    dtype, element_bytes = DEVICE_DTYPE[device]
+    check_device(torch, device)
+    dtype = default_dtype(device)  # the probe's: the entry's curve was measured at it
+    element_bytes = DTYPE_BYTES[dtype]
     priors = entry_priors(hardware)
     peak, bandwidth = hardware.peak_flops_per_s(element_bytes), hardware.hbm_bandwidth_bytes_per_s
     sizes = SIZES[(device, False)]

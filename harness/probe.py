@@ -117,6 +117,14 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(torch, device: str) -> None:
+    """One line where `device` is not one the probe measures, or is CUDA without a GPU."""
+    if device not in ("cpu", "cuda"):
+        raise ArchscaleInputError(f"unknown device '{device}' (known: cpu, cuda)")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ArchscaleInputError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU (use --device cpu)")
+
+
 def default_dtype(device: str) -> str:
     return "float32" if device == "cpu" else "bfloat16"
 
@@ -205,10 +213,7 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
     from perfmodel.presets import resolve_arch
 
     device = device or default_device()
-    if device not in ("cpu", "cuda"):
-        raise ArchscaleInputError(f"unknown device '{device}' (known: cpu, cuda)")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ArchscaleInputError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU (use --device cpu)")
+    check_device(torch, device)
     dtype = dtype or default_dtype(device)
     if dtype not in DTYPES:
         raise ArchscaleInputError(f"unknown dtype '{dtype}' (known: {', '.join(DTYPES)})")
