@@ -72,6 +72,7 @@ def format_summary(result, path) -> str:
             f"M={m:g} {f:.2f}" for m, f in zip(priors["gemm_curve_rows"], priors["gemm_curve_factors"], strict=True)
         ),  # fmt: skip
         curve_spread_line(result.gemm_curve),
+        shape_grid_line(priors),
         f"decode attention:      {result.attention.bandwidth_bytes_per_s() / 1e9:,.1f} GB/s of KV cache read (our "
         f"engine, batch {result.attention.batch}, {result.attention.kv_lens[0]} vs {result.attention.kv_lens[1]} tokens)",
         f"engine decode step:    {result.launch_overhead_s * 1e6:,.2f} µs per launch the perfmodel counts, "
@@ -81,6 +82,14 @@ def format_summary(result, path) -> str:
         f"Wrote {result.name} to {path} (use: archscale predict CONFIG --hardware {path} ...)",
     ]
     return "\n".join(lines)
+
+
+def shape_grid_line(priors: dict) -> str:
+    """The shape grid in one line: at each M, the range of its factors (relative to the curve's model)."""
+    ranges = ", ".join(f"M={m:g} {min(map(min, plane)):.2f}–{max(map(max, plane)):.2f}"
+                       for m, plane in zip(priors["gemm_shape_rows"], priors["gemm_shape_factors"], strict=True))  # fmt: skip
+    return (f"GEMM shapes ({len(priors['gemm_shape_n'])} N × {len(priors['gemm_shape_k'])} K, speed relative to the "
+            f"curve's model): {ranges}")  # fmt: skip
 
 
 def run(args) -> int:
@@ -103,6 +112,7 @@ def run(args) -> int:
             },
             sys.stdout,
             indent=2,
+            default=lambda value: value.tolist(),  # the shape grid's numpy arrays
         )
         sys.stdout.write("\n")
     else:

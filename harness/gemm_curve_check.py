@@ -1,7 +1,8 @@
 """How far a probed GEMM curve carries to other architectures. `archscale probe` measures the curve on one config's
 GEMMs (`--gemm-config`) and the perfmodel applies it to every architecture; here each config's own GEMMs are timed the
 same way (one pass over q/k/v, o, the MLP and the LM head at M = 1, 2, 4, ... rows; harness/probe_decode.py) and
-turned into the perfmodel's GEMM factor at the hardware entry's priors, beside the factor the entry's curve gives.
+turned into the perfmodel's GEMM factor at the hardware entry's priors, beside the factor the perfmodel predicts for
+that config on the entry (its curve, and its GEMM shape grid where the probe measured one: perfmodel/gemm_shapes.py).
 A config whose own factor differs from the entry's is predicted that much off at that M, whatever is calibrated.
 The configs are timed in rounds, all of them back to back in each, so the machine's drift moves them together.
 """
@@ -19,7 +20,7 @@ from perfmodel.errors import ArchscaleInputError
 class ConfigCurve:
     name: str
     factors: dict[int, list[float]]  # M -> the config's own GEMM factor in each round
-    entry_factors: dict[int, float]  # M -> the factor the hardware entry's curve gives at M
+    entry_factors: dict[int, float]  # M -> the factor the perfmodel predicts at M on the entry (curve, shape grid)
 
     def median(self, rows: int) -> float:
         return statistics.median(self.factors[rows])
@@ -46,6 +47,21 @@ def entry_priors(hardware):
         raise ArchscaleInputError(f"hardware entry {hardware.name} has no measured GEMM curve for the torch engine: "
                                   "probe the machine with `archscale probe` first")  # fmt: skip
     return priors
+
+
+def predicted_factor(arch, rows: int, hardware, priors, peak_flops_per_s: float) -> float:
+    """The GEMM factor the perfmodel predicts for one pass over `arch`'s GEMMs at `rows` rows on the entry: their
+    roofline at the priors over their predicted time (the entry's curve, and its shape grid where it has one),
+    launches left out as the curve leaves them out."""
+    from harness.probe_decode import GEMM_OPS, gemm_roofline_s, one_gpu_shape
+    from perfmodel.operators import dense_ops
+    from perfmodel.roofline import roofline
+
+    without_launches = dataclasses.replace(priors, kernel_launch_overhead_s=0.0)
+    ops = dense_ops(one_gpu_shape(arch), float(rows), float(rows), 1.0)
+    predicted_s = sum(roofline(ops[name], hardware, without_launches, peak_flops_per_s)[0] for name in GEMM_OPS)
+    bandwidth = hardware.hbm_bandwidth_bytes_per_s * priors.memory_efficiency
+    return float(gemm_roofline_s(arch, [rows], peak_flops_per_s, bandwidth)[0] / predicted_s.item())
 
 
 def check_curves(archs, hardware, device: str, rounds: int, max_rows: int) -> list[ConfigCurve]:
@@ -76,6 +92,6 @@ def check_curves(archs, hardware, device: str, rounds: int, max_rows: int) -> li
     curves = []
     for arch, by_rows in zip(archs, factors, strict=True):
         rows = [m for m, values in by_rows.items() if len(values) == rounds]  # measured in every round
-        entry = {m: float(priors.gemm_curve_factor(m)) for m in rows}
+        entry = {m: predicted_factor(arch, m, hardware, priors, peak) for m in rows}
         curves.append(ConfigCurve(arch.name, {m: by_rows[m] for m in rows}, entry))
     return curves

@@ -7,7 +7,8 @@ CPU and CUDA share one code path. Every figure is a median over repeats, warm-up
 (matmul, copy) are timed with CUDA events on a GPU; host-side overheads (tiny op, empty decode step) with
 time.perf_counter around a synchronize; on the CPU everything uses time.perf_counter. The GEMM curve, on which
 predictions lean most, is sampled several times across the probe (`curve_samples`), each sample between two
-timings of the machine reference, and the samples' median is kept with their spread.
+timings of the machine reference, and the samples' median is kept with their spread; beside each sample, the GEMM
+shape grid (harness/probe_gemm_shapes.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from harness.probe_decode import (
     gemm_curve_times,
     weight_streaming,
 )
+from harness.probe_gemm_shapes import GemmShapeTimes, gemm_shape_times
 from perfmodel.errors import ArchscaleInputError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -55,17 +57,26 @@ class ProbeSizes:
     attention_kv_lens: tuple[int, int]  # its short and long prompt
     kernel_repeat_s: float  # matmul/copy calls are batched until one repeat lasts about this long
     max_call_s: float  # a matmul slower than this per call stops the larger shapes (slow bf16 on old CPUs)
+    # The GEMM shape grid (harness/probe_gemm_shapes.py), sampled with each curve sample: its M, N and K, and the
+    # bytes of weight copies each shape cycles through (beyond the last-level cache).
+    shape_rows: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    shape_n: tuple[int, ...] = (512, 2048, 8192, 32768)
+    shape_k: tuple[int, ...] = (512, 1024, 2048, 4096)
+    shape_cold_bytes: int = 128 * MiB
+    shape_repeats: int = 3
 
 
 SIZES = {
     ("cpu", False): ProbeSizes(((512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048), (512, 8192, 2048)),
                                256 * MiB, 2, 5, 256 * MiB, "small-base", 2048, 3, 16, (256, 2048), 0.2, 2.0),
     ("cpu", True): ProbeSizes(((64, 64, 64), (128, 128, 128), (256, 256, 256)), 16 * MiB, 1, 3, 16 * MiB,
-                              "tiny-gqa4", 64, 2, 4, (64, 512), 0.01, 0.2),
+                              "tiny-gqa4", 64, 2, 4, (64, 512), 0.01, 0.2, (1, 2), (128, 512), (128, 256), 2 * MiB, 1),
     ("cuda", False): ProbeSizes(((2048, 2048, 2048), (4096, 4096, 4096), (8192, 8192, 8192), (8192, 14336, 4096)),
-                                1 * GiB, 3, 7, 1 * GiB, "llama-3.2-1b", 8192, 3, 64, (1024, 8192), 0.05, 2.0),
+                                1 * GiB, 3, 7, 1 * GiB, "llama-3.2-1b", 8192, 3, 64, (1024, 8192), 0.05, 2.0,
+                                (1, 2, 4, 8, 16, 32, 64, 128, 256), (1024, 4096, 16384, 65536),
+                                (1024, 2048, 4096, 8192), 256 * MiB, 5),
     ("cuda", True): ProbeSizes(((1024, 1024, 1024), (2048, 2048, 2048)), 64 * MiB, 2, 3, 64 * MiB, "qwen3-0.6b",
-                               2048, 1, 16, (256, 2048), 0.005, 0.5),
+                               2048, 1, 16, (256, 2048), 0.005, 0.5, (1, 8), (1024, 4096), (1024, 2048), 64 * MiB, 3),
 }  # fmt: skip
 
 
@@ -97,6 +108,7 @@ class ProbeResult:
     engine: EngineOverheads
     streaming: WeightStreaming
     gemm_curve: GemmCurveTimes
+    gemm_shapes: GemmShapeTimes  # the shape grid (median of its samples, one beside each curve sample)
     attention: DecodeAttention
     machine_reference: ReferenceTimes  # harness/machine_reference.py: median of its timings over the probe
     memory_bytes: int
@@ -225,12 +237,14 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
     element_bytes = torch.tensor([], dtype=torch_dtype).element_size()
     curve_arch = dataclasses.replace(resolve_arch(gemm_config or sizes.curve_config), dtype_bytes=element_bytes)
 
-    curve_samples = []
+    curve_samples, shape_samples = [], []
 
     def sample_curve():  # the first sample finds the largest affordable M; the later ones stop there
         max_rows = max(curve_samples[0].time_s) if curve_samples else sizes.curve_max_rows
         with torch.inference_mode():
             curve_samples.append(gemm_curve_times(timer, device, torch_dtype, curve_arch, max_rows, sizes.max_call_s))
+            shape_samples.append(gemm_shape_times(timer, device, torch_dtype, sizes.shape_rows, sizes.shape_n,
+                                                  sizes.shape_k, sizes.shape_cold_bytes, sizes.shape_repeats))
 
     references = [measure_reference(device)]
     with torch.inference_mode():
@@ -275,6 +289,7 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
         engine=engine,
         streaming=streaming,
         gemm_curve=curve,
+        gemm_shapes=GemmShapeTimes.median_of(shape_samples),
         attention=attention,
         machine_reference=machine_reference,
         memory_bytes=memory_bytes,

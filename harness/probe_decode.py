@@ -82,7 +82,7 @@ class GemmCurveTimes:
         return {m: 100 * (max(s[m] for s in samples) - min(s[m] for s in samples)) / t for m, t in self.time_s.items()}
 
 
-def _one_gpu_shape(arch):
+def one_gpu_shape(arch):
     """`arch` as the perfmodel's operators take it: an ArchBatch of one, unsharded (arrays of shape [1])."""
     from perfmodel.arch_batch import ArchBatch
     from perfmodel.parallel import shard
@@ -97,7 +97,7 @@ def gemm_roofline_s(arch, rows, peak_flops_per_s: float, bandwidth_bytes_per_s: 
     from perfmodel.operators import dense_ops
 
     tokens = np.asarray(rows, dtype=float)
-    ops = dense_ops(_one_gpu_shape(arch), tokens, tokens, 1.0)
+    ops = dense_ops(one_gpu_shape(arch), tokens, tokens, 1.0)
     return sum(np.maximum(ops[name].flops / peak_flops_per_s, ops[name].bytes / bandwidth_bytes_per_s)
                for name in GEMM_OPS).reshape(tokens.shape)  # fmt: skip
 
@@ -124,7 +124,7 @@ def perfmodel_launches_per_step(arch, sampler_logit_passes: float = 1.0) -> int:
     """Kernel launches the perfmodel charges one decode step of `arch` (dense operators, sampler, attention)."""
     from perfmodel.operators import decode_attention, dense_ops
 
-    shape = _one_gpu_shape(arch)
+    shape = one_gpu_shape(arch)
     ops = dense_ops(shape, 1, 1, sampler_logit_passes)
     launches = sum(op.kernels for op in ops.values()) + decode_attention(shape, 1, shape.dtype_bytes).kernels
     return int(launches.item() if hasattr(launches, "item") else launches)
@@ -192,7 +192,7 @@ def decode_attention(device: str, dtype: str, batch: int, kv_lens: tuple[int, in
     arch = Arch(d_model=256, n_layer=2, n_head=8, n_kv_head=8, d_head=64, d_ff=512, vocab=512,
                 dtype_bytes=element_bytes, name="probe-kv-heavy")  # fmt: skip
     step_s = tuple(decode_step_s(arch, batch, kv_len, device, dtype) for kv_len in kv_lens)
-    per_kv = attention_op(_one_gpu_shape(arch), batch, element_bytes).bytes_per_kv
+    per_kv = attention_op(one_gpu_shape(arch), batch, element_bytes).bytes_per_kv
     kv_bytes = float(np.asarray(per_kv).item() * (kv_lens[1] - kv_lens[0]))
     return DecodeAttention(arch, batch, tuple(kv_lens), step_s, kv_bytes)
 
@@ -212,7 +212,7 @@ def weight_streaming(timer, device: str, dtype, weight_bytes: int) -> WeightStre
     return WeightStreaming(weight_bytes=n * STREAM_K * elem, stream_time_s=times)
 
 
-def _replayable(torch, device: str, fn):
+def replayable(torch, device: str, fn):
     """`fn` as the engine runs a decode step: on a GPU captured once in a CUDA graph and replayed (so the curve holds
     the kernels, not their launches, which the perfmodel charges apart), on the CPU as it is."""
     if device != "cuda":
@@ -253,7 +253,7 @@ def gemm_curve_times(timer, device: str, dtype, arch, max_rows: int, max_call_s:
     for i, rows in enumerate(all_rows):
         x = torch.randn(rows, arch.d_model, device=device).to(dtype)  # [M, d]
         x_o = torch.randn(rows, arch.n_head * arch.d_head, device=device).to(dtype)  # [M, hq·dh]
-        times[rows] = timer.kernel_s(_replayable(torch, device, lambda x=x, x_o=x_o: one_pass(x, x_o)))[0]
+        times[rows] = timer.kernel_s(replayable(torch, device, lambda x=x, x_o=x_o: one_pass(x, x_o)))[0]
         if times[rows] > max_call_s and rows >= SMALL_GEMM_ROWS:
             skipped = all_rows[i + 1 :]
             break

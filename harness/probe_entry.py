@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.engines.base import MEMORY_POLICY
 from harness.probe import MiB, ProbeResult
 from harness.probe_decode import SMALL_GEMM_ROWS, gemm_curve
+from harness.probe_gemm_shapes import gemm_shape_factors
 from harness.toml_io import dumps, write_atomic
 from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import default_probe_path, load_hardware_file
@@ -24,16 +25,24 @@ def bandwidth_bytes_per_s(result: ProbeResult) -> float:
 
 def calibration_priors(result: ProbeResult) -> dict:
     """The torch engine's priors on this machine. GEMMs follow the measured curve (`gemm_curve`), which replaces the
-    two-number small-M model (GEMV regime, M½) of datasheet entries."""
+    two-number small-M model (GEMV regime, M½) of datasheet entries, with the shape grid (`gemm_shape_factors`) beside
+    it."""
     streaming, bandwidth = result.streaming, bandwidth_bytes_per_s(result)
     memory_efficiency = min(streaming.small_gemm_bandwidth_bytes_per_s / bandwidth, 1.0)
     rows, factors = gemm_curve(result.gemm_curve, result.peak_flops_per_s, bandwidth, memory_efficiency)
+    grid = result.gemm_shapes
+    shape_factors = gemm_shape_factors(grid, result.gemm_curve.arch, result.peak_flops_per_s, bandwidth,
+                                       memory_efficiency)  # fmt: skip
     return {
         "compute_efficiency": 1.0,
         "memory_efficiency": memory_efficiency,
         "attention_decode_memory_efficiency": min(result.attention.bandwidth_bytes_per_s() / bandwidth, 1.0),
         "gemm_curve_rows": rows,
         "gemm_curve_factors": factors,
+        "gemm_shape_rows": [float(m) for m in grid.rows],
+        "gemm_shape_n": [float(n) for n in grid.n_values],
+        "gemm_shape_k": [float(k) for k in grid.k_values],
+        "gemm_shape_factors": shape_factors.tolist(),
         "kernel_launch_overhead_s": result.launch_overhead_s,
         "step_overhead_s": result.step_overhead_s,
         "gpu_memory_utilization": MEMORY_POLICY[result.device]["memory_utilization"],
@@ -80,6 +89,7 @@ def _sources(result: ProbeResult) -> dict:
         f"rows, M = 1, 2, 4, ..., {curve_stats}",
         "gemm_curve_factors": f"{by}: at each M above, the perfmodel's roofline time of those GEMMs at the peak and at "
         f"memory_efficiency over the measured time ({times}): the priors predict the probe's own pass exactly",
+        **_shape_grid_sources(result, stats),
         "attention_decode_memory_efficiency": f"{by}: our engine's decode step on {att.arch.name} ({att.arch.n_layer} "
         f"layers, {att.arch.n_kv_head} KV heads of {att.arch.d_head}) at batch {att.batch} after {att.kv_lens[0]} and "
         f"{att.kv_lens[1]} prompt tokens ({att.step_s[0] * 1e3:,.3g} and {att.step_s[1] * 1e3:,.3g} ms): the extra "
@@ -109,6 +119,21 @@ def _sources(result: ProbeResult) -> dict:
         "gpu_memory_utilization": "0.5 (a prior): system RAM is shared with the OS and other processes and no engine "
         "reserves a fixed share of it, so half of MemTotal is a conservative budget for weights + KV cache",
         "workspace_bytes": "256 MiB (a prior): activations and allocator slack of small CPU runs",
+    }
+
+
+def _shape_grid_sources(result: ProbeResult, stats: str) -> dict:
+    by, grid = "measured by archscale probe", result.gemm_shapes
+    samples = len(grid.sample_time_s)
+    sampled = f"; the median of {samples} samples, one beside each curve sample (largest spread {grid.spread_pct():.0f}%)"
+    axes = "F.linear of M rows against an [N, K] weight at every M, N, K of the gemm_shape_* axes"
+    return {
+        "gemm_shape_rows": f"{by}: {axes}, each shape cycled from {grid.cold_bytes // MiB} MiB or more of weight copies "
+        f"(beyond the caches, as a model's layers are), all shapes at one M before the next; median of "
+        f"{grid.repeats} repeats{sampled if samples > 1 else ''}",
+        "gemm_shape_factors": f"{by}: at each grid point the roofline time of that GEMM (peak, memory_efficiency) over "
+        f"its measured time, divided by the same for {result.gemm_curve.arch.name}'s GEMMs as the grid predicts them "
+        "(perfmodel/gemm_shapes.py): 1 = as fast as the GEMM curve's model, which the curve then keeps predicting",
     }
 
 

@@ -151,8 +151,10 @@ def _calibration_section(ctx: _Context) -> list[str]:
 
 
 def _calibration_entry(ctx: _Context, path: Path, hardware: str, engine: str, entry: dict) -> list[str]:
+    import numpy as np
+
     from harness.sweep_rows import SPLIT_KEYS, file_sha256
-    from perfmodel.calibration import CALIBRATION_FIELDS, CURVE_FIELDS
+    from perfmodel.calibration import ARRAY_FIELDS, CALIBRATION_FIELDS
 
     std, fitted = entry.get("std_errors", {}), set(entry.get("fitted", []))
     lines = [f"### {ctx.link(path)} [{hardware}.{engine}]", ""]
@@ -167,14 +169,17 @@ def _calibration_entry(ctx: _Context, path: Path, hardware: str, engine: str, en
 
     def value(name):
         v = entry[name]
-        if isinstance(v, list):  # the probe's GEMM curve
+        if isinstance(v, list) and v and isinstance(v[0], list):  # the probe's GEMM shape grid, [rows][n][k]
+            grid = np.asarray(v, dtype=float)
+            return f"{' × '.join(map(str, grid.shape))} grid, {grid.min():.3g} to {grid.max():.3g}"
+        if isinstance(v, list):  # the probe's GEMM curve and the shape grid's axes
             return ", ".join(f"{x:.4g}" for x in v)
         if name.endswith("_s"):
             return f"{v:.4g} ({humanize_seconds(v)})"
         return humanize_bytes(v) if name.endswith("_bytes") else f"{v:.4g}"
 
     def how(name):
-        if name in CURVE_FIELDS:
+        if name in ARRAY_FIELDS:
             return "measured by archscale probe"
         if name == "gemv_max_tokens" and "gemv_max_tokens_tried" in entry:
             return f"best of {', '.join(map(str, entry['gemv_max_tokens_tried']))}"

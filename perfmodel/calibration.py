@@ -29,6 +29,7 @@ import numpy as np
 
 from perfmodel.engine_releases import POLICY_FIELDS, release_policy
 from perfmodel.errors import ArchscaleInputError
+from perfmodel.gemm_shapes import SHAPE_FIELDS, check_gemm_shape_grid
 
 DATA_DIR = Path(__file__).with_name("data")
 ENGINES = ("torch", "vllm", "sglang")
@@ -59,6 +60,12 @@ class Calibration:
     # factor is interpolated linearly in log M and log factor, beyond them it stays at the nearest. () = off.
     gemm_curve_rows: tuple[float, ...] = ()
     gemm_curve_factors: tuple[float, ...] = ()
+    # The GEMM's speed by weight shape beside the curve (perfmodel/gemm_shapes.py): a grid over (M, N, K) of factors
+    # relative to the curve model's GEMMs, measured by `archscale probe`. () = off (every shape at the curve's speed).
+    gemm_shape_rows: tuple[float, ...] = ()
+    gemm_shape_n: tuple[float, ...] = ()
+    gemm_shape_k: tuple[float, ...] = ()
+    gemm_shape_factors: tuple = ()  # [rows][n][k]
     # Operator classes with their own efficiency. Absent (None) = the GEMM figure above (compute_efficiency or
     # memory_efficiency), so a calibration that fitted only those two still means what it meant.
     attention_prefill_compute_efficiency: float | None = None  # causal flash attention over the prompt
@@ -95,6 +102,13 @@ class Calibration:
         log_rows = np.log(np.maximum(np.asarray(rows, dtype=float), 1.0))
         return np.exp(np.interp(log_rows, np.log(self.gemm_curve_rows), np.log(self.gemm_curve_factors)))
 
+    @property
+    def gemm_shape_grid(self) -> tuple | None:
+        """(rows, n, k, factors) of the measured GEMM shape grid (perfmodel/gemm_shapes.py); None without one."""
+        if not self.gemm_shape_rows:
+            return None
+        return self.gemm_shape_rows, self.gemm_shape_n, self.gemm_shape_k, self.gemm_shape_factors
+
     def efficiencies(self, op_class: str) -> tuple[float, float]:
         """(compute, memory) efficiency of an operator class: "gemm", "attention_prefill", "attention_decode",
         "elementwise"."""
@@ -113,12 +127,13 @@ class Calibration:
 OP_CLASSES = ("gemm", "attention_prefill", "attention_decode", "elementwise")
 BOOLEAN_FIELDS = ("calibrated", "chunked_prefill", "paged_kv_admission")
 CURVE_FIELDS = ("gemm_curve_rows", "gemm_curve_factors")  # arrays, checked together (`_check_gemm_curve`)
+ARRAY_FIELDS = (*CURVE_FIELDS, *SHAPE_FIELDS)  # the probe's measured arrays, checked apart from the numbers
 CALIBRATION_FIELDS = tuple(f.name for f in fields(Calibration))
 OPTIONAL_FIELDS = (
     "gemm_half_efficiency_tokens",
     "gemv_max_tokens",
     "gemv_memory_efficiency",
-    *CURVE_FIELDS,
+    *ARRAY_FIELDS,
     "attention_prefill_compute_efficiency",
     "attention_decode_memory_efficiency",
     "elementwise_memory_efficiency",
@@ -145,19 +160,22 @@ def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
     if unknown or missing:
         problem = f"unknown key(s) {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"
         raise ArchscaleInputError(f"{where}: {problem}")
-    curve = _check_gemm_curve(entry, where)
+    arrays = _check_gemm_curve(entry, where) | check_gemm_shape_grid(entry, where)
+    if arrays.get("gemm_shape_rows") and not arrays.get("gemm_curve_rows"):
+        raise ArchscaleInputError(f"{where}: the GEMM shape grid (gemm_shape_*) is relative to a GEMM curve: it needs "
+                                  "gemm_curve_rows and gemm_curve_factors beside it")  # fmt: skip
     check_field_values(entry, where)
-    return {f: entry[f] for f in CALIBRATION_FIELDS if f in entry} | curve
+    return {f: entry[f] for f in CALIBRATION_FIELDS if f in entry} | arrays
 
 
 def check_field_values(fields: dict, where: str) -> None:
-    """The values of the Calibration fields `fields` holds (any subset; the GEMM curve's arrays apart): flags true or
+    """The values of the Calibration fields `fields` holds (any subset; the measured arrays apart): flags true or
     false, numbers finite and non-negative, efficiencies in (0, 1], token counts at least 1."""
     for flag in BOOLEAN_FIELDS:
         if flag in fields and not isinstance(fields[flag], bool):
             raise ArchscaleInputError(f"{where}.{flag} must be true or false, got {fields[flag]!r}")
     for name in CALIBRATION_FIELDS:
-        if name in BOOLEAN_FIELDS or name in CURVE_FIELDS or name not in fields:
+        if name in BOOLEAN_FIELDS or name in ARRAY_FIELDS or name not in fields:
             continue
         value = fields[name]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:

@@ -45,6 +45,7 @@ class Op:
     kernels: int  # launches per forward pass
     op_class: str  # "gemm", "attention_prefill", "elementwise" (see Calibration.efficiencies)
     gemm_rows: np.ndarray | None = None  # M (tokens) of its GEMMs; None for non-GEMM operators
+    gemm_shapes: tuple = ()  # (N, K) of each weight matrix its GEMMs multiply by, one layer's (perfmodel/gemm_shapes.py)
 
 
 @dataclass
@@ -83,6 +84,7 @@ def dense_ops(shape, tokens, lm_head_tokens, sampler_logit_passes) -> dict[str, 
             kernels=L,
             op_class="gemm",
             gemm_rows=tokens,
+            gemm_shapes=((qkv_width, d),),
         ),
         "o_proj": Op(
             flops=(L * 2.0 * hq * dh * d) * tokens,
@@ -90,6 +92,7 @@ def dense_ops(shape, tokens, lm_head_tokens, sampler_logit_passes) -> dict[str, 
             kernels=L,
             op_class="gemm",
             gemm_rows=tokens,
+            gemm_shapes=((d, hq * dh),),
         ),
         "mlp": Op(  # gate+up GEMM [d -> 2·d_ff], SiLU·mul [2·d_ff -> d_ff], down GEMM [d_ff -> d]
             flops=(L * 6.0 * d * dff) * tokens,
@@ -97,6 +100,7 @@ def dense_ops(shape, tokens, lm_head_tokens, sampler_logit_passes) -> dict[str, 
             kernels=3 * L,
             op_class="gemm",
             gemm_rows=tokens,
+            gemm_shapes=((2 * dff, d), (d, dff)),
         ),
         # two RMSNorms per layer + the final one, each with the residual add before it (vLLM's fused_add_rms_norm):
         # read x and the residual, write the new residual and the normalized x; a few FLOPs per element
@@ -113,6 +117,7 @@ def dense_ops(shape, tokens, lm_head_tokens, sampler_logit_passes) -> dict[str, 
             kernels=1,
             op_class="gemm",
             gemm_rows=lm_head_tokens,
+            gemm_shapes=((V, d),),
         ),
         "sampler": sampler(lm_head_tokens, shape.full_vocab, B, sampler_logit_passes),
     }

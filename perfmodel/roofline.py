@@ -1,12 +1,14 @@
 """The roofline of one operator and of one forward: time = max(FLOPs / (peak·compute_eff), bytes / (bw·memory_eff))
 + kernels · launch overhead, at the efficiencies of the operator's class (`Calibration.efficiencies`), with the
-small-M GEMM term and the GEMV regime, or the measured GEMM curve that replaces both (see perfmodel/estimator.py)."""
+small-M GEMM term and the GEMV regime, or the measured GEMM curve that replaces both, with its shape grid
+(perfmodel/estimator.py, perfmodel/gemm_shapes.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from perfmodel.calibration import Calibration
+from perfmodel.gemm_shapes import operator_shape_factor
 from perfmodel.hardware import Hardware
 from perfmodel.operators import Op
 from perfmodel.parallel import communication_s
@@ -19,6 +21,8 @@ def roofline(op: Op, gpu: Hardware, cal: Calibration, peak_flops_per_s):
     memory_s = op.bytes / (gpu.hbm_bandwidth_bytes_per_s * memory_eff)
     if op.gemm_rows is not None and cal.gemm_curve_rows:  # the measured curve: M rows run `speed` times as fast
         speed = cal.gemm_curve_factor(op.gemm_rows)
+        if cal.gemm_shape_grid and op.gemm_shapes:  # ... and its weights' shapes run at their own speed beside it
+            speed = speed * operator_shape_factor(cal.gemm_shape_grid, op.gemm_shapes, op.gemm_rows)
         compute_s, memory_s = compute_s / speed, memory_s / speed
     elif op.gemm_rows is not None:
         if cal.gemm_half_efficiency_tokens:  # a GEMM of M rows runs at M / (M + M½) of the compute efficiency

@@ -1,5 +1,5 @@
-"""`archscale gemm-curve`: each config's own GEMM factors against a probed entry's curve (on the CPU, tiny presets),
-the entry's curve read back at every M, the baseline's own column at zero, and one-line errors."""
+"""`archscale gemm-curve`: each config's own GEMM factors against a probed entry's prediction (on the CPU, tiny
+presets), the curve's own model predicted on its curve, the baseline's own column at zero, and one-line errors."""
 
 import json
 
@@ -34,8 +34,9 @@ def test_each_config_gets_its_own_factor_beside_the_entrys(capsys, entry):
     for row in rows:
         assert set(row["factors"]) == {"1", "2", "4"} and all(len(v) == 2 for v in row["factors"].values())
         assert all(f > 0 for values in row["factors"].values() for f in values)
-        for m, factor in row["entry_factors"].items():
-            assert factor == pytest.approx(entry_curve[float(m)])  # the curve was probed at these M
+        if row["config"] == "tiny-gqa4":  # the curve's own model: the shape grid leaves its pass on the curve
+            for m, factor in row["entry_factors"].items():
+                assert factor == pytest.approx(entry_curve[float(m)], rel=0.02)
         assert row["baseline"] == "tiny-gqa4" and {"git_sha", "time_utc", "command"} <= set(row["metadata"])
     assert rows[0]["off_vs_baseline_pct"] == {"1": 0.0, "2": 0.0, "4": 0.0}  # the baseline against itself
 

@@ -9,14 +9,23 @@ import shutil
 import tomllib
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from harness.cli import main
 from harness.cmd_probe import curve_spread_line, format_summary
 from harness.machine_reference import ReferenceTimes
 from harness.probe import MatmulResult, ProbeResult, probe, slug
-from harness.probe_decode import DecodeAttention, EngineOverheads, GemmCurveTimes, WeightStreaming, gemm_roofline_s
+from harness.probe_decode import (
+    GEMM_OPS,
+    DecodeAttention,
+    EngineOverheads,
+    GemmCurveTimes,
+    WeightStreaming,
+    gemm_roofline_s,
+)
 from harness.probe_entry import hardware_toml, write_hardware_file
+from harness.probe_gemm_shapes import GemmShapeTimes, single_gemm_roofline_s
 from harness.toml_io import toml_value
 from perfmodel import PRESETS, ArchscaleInputError
 from perfmodel.hardware import load_hardware_file
@@ -60,6 +69,17 @@ def test_probe_returns_positive_finite_figures(result):
     assert len(result.matmuls) >= 2 and result.peak_flops_per_s == max(r.flops_per_s for r in result.matmuls)
     assert all(r.flops == 2 * r.m * r.n * r.k and r.time_s > 0 for r in result.matmuls)
     assert None not in result.metadata.values() and result.metadata["cpu_count_logical"] >= 1
+    grid = result.gemm_shapes  # --quick: 2 M × 2 N × 2 K, one sample beside each of the 2 curve samples
+    assert grid.time_s.shape == (2, 2, 2) and np.all(grid.time_s > 0) and len(grid.sample_time_s) == 2
+
+
+def test_shape_grid_samples_combine_by_median_per_point():
+    one = GemmShapeTimes((1,), (512,), (256, 512), np.array([[[1.0, 2.0]]]), 4, 2**20, 3)
+    samples = [replace(one, time_s=one.time_s * f, sample_time_s=[one.time_s * f]) for f in (1.0, 1.5, 0.9)]
+    grid = GemmShapeTimes.median_of(samples)
+    assert grid.time_s == pytest.approx(np.array([[[1.0, 2.0]]])) and len(grid.sample_time_s) == 3
+    assert grid.spread_pct() == pytest.approx(60.0)  # (1.5 − 0.9) / 1.0
+    assert one.spread_pct() == 0.0
 
 
 def test_the_curve_is_the_median_of_samples_spread_over_the_probe(result, probed):
@@ -204,10 +224,14 @@ def test_a_cuda_entry_has_gpu_priors(tmp_path):
     curve = GemmCurveTimes(arch, 2_400_000_000, {1: roofline[1] / 1.1, 4096: roofline[4096] / 0.9}, [8192])
     # decode attention: 1 GiB more KV cache per step at the long context, read in 0.5 ms more: 2.15 TB/s
     attention = DecodeAttention(arch, 64, (1024, 8192), (1.0e-3, 1.5e-3), float(gib))
+    # the shape grid: every shape at 1.3x its roofline, so every shape runs as fast as llama-3.2-1b's GEMMs: factor 1
+    m, n, k = np.meshgrid((1, 8), (1024, 4096), (1024, 2048), indexing="ij")
+    grid_s = single_gemm_roofline_s(m, n, k, 2, peak, 2.6e12) / 1.3
+    grid = GemmShapeTimes((1, 8), (1024, 4096), (1024, 2048), grid_s, 2, 256 * 2**20, 5)
     fake = ProbeResult(name, "NVIDIA H100 80GB HBM3", "cuda", "bfloat16", False,
                        [MatmulResult(8192, 8192, 8192, 2 * 8192**3, 1.5e-3, 2 * 8192**3 / 1.5e-3, 30)], [],
-                       peak, 2**30, 2.9e12, 5e-6, 4e-5, engine, streaming, curve, attention,
-                       ReferenceTimes(gemm_s=2e-4, stream_s=3e-4), 85_000_000_000, 132, 3, 7, None,
+                       peak, 2**30, 2.9e12, 5e-6, 4e-5, engine, streaming, curve, grid,
+                       attention, ReferenceTimes(gemm_s=2e-4, stream_s=3e-4), 85_000_000_000, 132, 3, 7, None,
                        {"gpu_name": "NVIDIA H100 80GB HBM3"})  # fmt: skip
     hw = load_hardware_file(write_hardware_file(fake, tmp_path / "gpu.toml"))
     assert (hw.name, hw.peak_bf16_flops_per_s, hw.peak_fp32_flops_per_s) == (name, fake.peak_flops_per_s, None)
@@ -219,6 +243,8 @@ def test_a_cuda_entry_has_gpu_priors(tmp_path):
     assert priors["attention_decode_memory_efficiency"] == pytest.approx(gib / 0.5e-3 / 3.0e12)
     assert priors["gemm_curve_rows"] == (1.0, 4096.0) and priors["gemm_curve_factors"] == pytest.approx((1.1, 0.9))
     assert "llama-3.2-1b" in hw.sources["gemm_curve_rows"] and "M >= 8192 skipped" in hw.sources["gemm_curve_factors"]
+    assert priors["gemm_shape_n"] == (1024.0, 4096.0) and np.allclose(priors["gemm_shape_factors"], 1.0)
+    assert "llama-3.2-1b's GEMMs" in hw.sources["gemm_shape_factors"]
     assert "multi_processor_count" in hw.sources["sm_count"] and "8192x8192x8192" in hardware_toml(fake)
     assert hw.machine_reference == (2e-4, 3e-4)  # the state `compare --drift-correct` brings measurements to
 
@@ -226,9 +252,8 @@ def test_a_cuda_entry_has_gpu_priors(tmp_path):
 def test_the_priors_predict_the_probes_own_gemms(result):
     """The curve is defined so that the perfmodel's roofline at the probe's priors gives back each measured pass over
     the GEMMs: the estimator's own GEMM operators (perfmodel.operators) for the timed architecture, M tokens each
-    through the LM head, on the probed entry, predict the measured time."""
-    import numpy as np
-
+    through the LM head, on the probed entry, predict the measured time. The shape grid beside it keeps that at each
+    of its own M (the grid is relative to the curve's model); beyond them it holds its largest M's factors."""
     from harness.probe_entry import bandwidth_bytes_per_s, calibration_priors
     from perfmodel.arch_batch import ArchBatch
     from perfmodel.calibration import Calibration
@@ -236,14 +261,21 @@ def test_the_priors_predict_the_probes_own_gemms(result):
     from perfmodel.parallel import shard
     from perfmodel.roofline import roofline
 
-    curve, cal = result.gemm_curve, Calibration(**calibration_priors(result))
+    curve, with_grid = result.gemm_curve, Calibration(**calibration_priors(result))
+    cal = replace(with_grid, gemm_shape_rows=(), gemm_shape_n=(), gemm_shape_k=(), gemm_shape_factors=())
     hw = type("Hw", (), {"hbm_bandwidth_bytes_per_s": bandwidth_bytes_per_s(result)})()
     shape = shard(ArchBatch.from_archs([curve.arch]), 1)
-    for rows, measured_s in curve.time_s.items():
+
+    def predicted_s(rows, calibration):
         ops = dense_ops(shape, np.float64(rows), np.float64(rows), 1.0)
-        predicted_s = sum(roofline(ops[name], hw, cal, result.peak_flops_per_s)[0] - ops[name].kernels
-                          * cal.kernel_launch_overhead_s for name in ("qkv_proj", "o_proj", "mlp", "lm_head"))  # fmt: skip
-        assert np.asarray(predicted_s).item() == pytest.approx(measured_s, rel=1e-9)
+        return np.asarray(sum(roofline(ops[name], hw, calibration, result.peak_flops_per_s)[0] - ops[name].kernels
+                              * calibration.kernel_launch_overhead_s for name in GEMM_OPS)).item()  # fmt: skip
+
+    for rows, measured_s in curve.time_s.items():
+        assert predicted_s(rows, cal) == pytest.approx(measured_s, rel=1e-9)
+    assert set(result.gemm_shapes.rows) < set(curve.time_s)
+    for rows in result.gemm_shapes.rows:
+        assert predicted_s(rows, with_grid) == pytest.approx(curve.time_s[rows], rel=1e-9)
     # between measured M the factor is interpolated in log M: M = 3 lies between M = 2 and M = 4
     f2, f4 = cal.gemm_curve_factor(2.0), cal.gemm_curve_factor(4.0)
     assert cal.gemm_curve_factor(3.0) == pytest.approx(f2 * (f4 / f2) ** (np.log(1.5) / np.log(2)))

@@ -93,6 +93,34 @@ def test_probed_file_loads_with_its_priors(tmp_path):
             'step_overhead_s = 4e-5\ngemm_curve_rows = "1"\ngemm_curve_factors = [1]',
             "gemm_curve_rows must be a non-empty array",
         ),
+        (
+            "step_overhead_s = 4e-5",
+            "step_overhead_s = 4e-5\ngemm_curve_rows = [1, 2]\ngemm_curve_factors = [2, 1]\ngemm_shape_rows = [1]\ngemm_shape_n = [512]",
+            "gemm_shape_rows needs gemm_shape_k, gemm_shape_factors beside it",
+        ),
+        (
+            "step_overhead_s = 4e-5",
+            "step_overhead_s = 4e-5\ngemm_curve_rows = [1, 2]\ngemm_curve_factors = [2, 1]\ngemm_shape_rows = [1]\ngemm_shape_n = [512, 2048]\ngemm_shape_k = [512]\n"
+            "gemm_shape_factors = [[1.0, 1.0]]",
+            "gemm_shape_factors must be an array of positive numbers shaped [rows][n][k] = [1, 2, 1]",
+        ),
+        (
+            "step_overhead_s = 4e-5",
+            "step_overhead_s = 4e-5\ngemm_curve_rows = [1, 2]\ngemm_curve_factors = [2, 1]\ngemm_shape_rows = [1]\ngemm_shape_n = [2048, 512]\ngemm_shape_k = [512]\n"
+            "gemm_shape_factors = [[[1.0], [1.0]]]",
+            "gemm_shape_n must increase strictly",
+        ),
+        (
+            "step_overhead_s = 4e-5",
+            "step_overhead_s = 4e-5\ngemm_curve_rows = [1, 2]\ngemm_curve_factors = [2, 1]\ngemm_shape_rows = [1]\ngemm_shape_n = [512]\ngemm_shape_k = [512]\ngemm_shape_factors = [[[0.0]]]",
+            "gemm_shape_factors must be an array of positive numbers",
+        ),
+        (
+            "step_overhead_s = 4e-5",
+            "step_overhead_s = 4e-5\ngemm_shape_rows = [1]\ngemm_shape_n = [512]\ngemm_shape_k = [512]\n"
+            "gemm_shape_factors = [[[1.0]]]",
+            "the GEMM shape grid (gemm_shape_*) is relative to a GEMM curve",
+        ),
     ],
 )
 def test_bad_fields_are_one_line_errors(tmp_path, old, new, message):
