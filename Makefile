@@ -120,9 +120,9 @@ calibrate-cpu-no-curve: install
 # The same study with every measurement brought to the machine state typical of its sweep by the machine reference
 # timed around it (--drift-correct, harness/drift.py; the exponents are fitted on each point's own passes, no
 # prediction takes part). Needs sweeps written with the reference. Writes under
-# results/compare/$(CPU_NAME)-drift-corrected. CPU_DRIFT_PROBE: a probe that recorded its machine reference (probes
+# results/compare/$(CPU_NAME)-drift-corrected (CPU_DRIFT). CPU_DRIFT_PROBE: a probe that recorded its machine reference (probes
 # since it exists do), whose state the measurements are brought to; the study's own probe by default.
-CPU_DRIFT := results/compare/$(CPU_NAME)-drift-corrected
+CPU_DRIFT ?= results/compare/$(CPU_NAME)-drift-corrected
 CPU_DRIFT_PROBE ?= $(CPU_PROBE)
 calibrate-cpu-drift-corrected: install
 	mkdir -p $(CPU_DRIFT)
