@@ -134,6 +134,22 @@ calibrate-cpu-drift-corrected: install
 	  --calibration $(CPU_DRIFT)/calibration.toml --plot $(CPU_DRIFT)/calibrated > $(CPU_DRIFT)/compare-calibrated.txt
 	head -30 $(CPU_DRIFT)/compare-calibrated.txt
 
+# The GEMM shape grid's effect alone, on a study probed before the grid existed: the study's probe (CPU_PROBE) with
+# the shape grid of a later probe of the same kind of machine (GRID_PROBE) inserted beside its curve — the grid is
+# relative to the curve model's GEMMs (small-base in both), so it carries between probes of one machine — then
+# calibrated and compared drift-corrected as above, so nothing but the grid differs from $(CPU_NAME)-drift-corrected.
+# Writes under results/compare/$(CPU_NAME)-with-grid.
+GRID_PROBE ?= results/hardware/cpu-epyc-2c-shape-grid.toml
+CPU_WITH_GRID := results/compare/$(CPU_NAME)-with-grid
+calibrate-cpu-with-grid: install
+	mkdir -p $(CPU_WITH_GRID)
+	grep '^gemm_shape_' $(GRID_PROBE) > $(CPU_WITH_GRID)/grid-lines.tmp
+	awk 'BEGIN { while ((getline line < "$(CPU_WITH_GRID)/grid-lines.tmp") > 0) grid[++n] = line } \
+	  { print } /^gemm_curve_factors = / { seen++; for (i = 1; i <= n; i++) \
+	  if ((seen == 1) == (grid[i] ~ /= "/)) print grid[i] }' $(CPU_PROBE) > $(CPU_WITH_GRID)/hardware.toml
+	rm $(CPU_WITH_GRID)/grid-lines.tmp
+	$(MAKE) calibrate-cpu-drift-corrected CPU_DRIFT=$(CPU_WITH_GRID) CPU_DRIFT_PROBE=$(CPU_WITH_GRID)/hardware.toml
+
 # How far the study's probed GEMM curve (measured on small-base's GEMMs) carries to the other configs: each config's
 # own GEMMs timed beside small-base's, 3 rounds, M = 1 ... 16 (`archscale gemm-curve`; a few minutes on a 2-vCPU VM).
 gemm-curve-cpu: install
