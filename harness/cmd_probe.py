@@ -72,7 +72,7 @@ def format_summary(result, path) -> str:
             f"M={m:g} {f:.2f}" for m, f in zip(priors["gemm_curve_rows"], priors["gemm_curve_factors"], strict=True)
         ),  # fmt: skip
         curve_spread_line(result.gemm_curve),
-        shape_grid_line(priors),
+        shape_grid_line(result.gemm_shapes, priors),
         f"decode attention:      {result.attention.bandwidth_bytes_per_s() / 1e9:,.1f} GB/s of KV cache read (our "
         f"engine, batch {result.attention.batch}, {result.attention.kv_lens[0]} vs {result.attention.kv_lens[1]} tokens)",
         f"engine decode step:    {result.launch_overhead_s * 1e6:,.2f} µs per launch the perfmodel counts, "
@@ -84,12 +84,15 @@ def format_summary(result, path) -> str:
     return "\n".join(lines)
 
 
-def shape_grid_line(priors: dict) -> str:
-    """The shape grid in one line: at each M, the range of its factors (relative to the curve's model)."""
+def shape_grid_line(grid, priors: dict) -> str:
+    """The shape grid in one line: at each M, the range of its factors (relative to the curve's model), and how far
+    its samples' timings lay apart."""
     ranges = ", ".join(f"M={m:g} {min(map(min, plane)):.2f}–{max(map(max, plane)):.2f}"
                        for m, plane in zip(priors["gemm_shape_rows"], priors["gemm_shape_factors"], strict=True))  # fmt: skip
-    return (f"GEMM shapes ({len(priors['gemm_shape_n'])} N × {len(priors['gemm_shape_k'])} K, speed relative to the "
-            f"curve's model): {ranges}")  # fmt: skip
+    samples = len(grid.sample_time_s)
+    spread = f"{samples} samples, timings at most {grid.spread_pct():.0f}% apart" if samples > 1 else "1 sample"
+    return (f"GEMM shapes ({len(grid.n_values)} N × {len(grid.k_values)} K, speed relative to the curve's model; "
+            f"{spread}): {ranges}")  # fmt: skip
 
 
 def run(args) -> int:

@@ -89,7 +89,7 @@ def _sources(result: ProbeResult) -> dict:
         f"rows, M = 1, 2, 4, ..., {curve_stats}",
         "gemm_curve_factors": f"{by}: at each M above, the perfmodel's roofline time of those GEMMs at the peak and at "
         f"memory_efficiency over the measured time ({times}): the priors predict the probe's own pass exactly",
-        **_shape_grid_sources(result, stats),
+        **_shape_grid_sources(result),
         "attention_decode_memory_efficiency": f"{by}: our engine's decode step on {att.arch.name} ({att.arch.n_layer} "
         f"layers, {att.arch.n_kv_head} KV heads of {att.arch.d_head}) at batch {att.batch} after {att.kv_lens[0]} and "
         f"{att.kv_lens[1]} prompt tokens ({att.step_s[0] * 1e3:,.3g} and {att.step_s[1] * 1e3:,.3g} ms): the extra "
@@ -122,7 +122,7 @@ def _sources(result: ProbeResult) -> dict:
     }
 
 
-def _shape_grid_sources(result: ProbeResult, stats: str) -> dict:
+def _shape_grid_sources(result: ProbeResult) -> dict:
     by, grid = "measured by archscale probe", result.gemm_shapes
     samples = len(grid.sample_time_s)
     sampled = f"; the median of {samples} samples, one beside each curve sample (largest spread {grid.spread_pct():.0f}%)"

@@ -118,6 +118,7 @@ def test_curve_samples_combine_by_median_over_the_rows_every_sample_measured():
 def test_summary_names_every_figure(result):
     text = format_summary(result, "/x/local.toml")
     for needle in ("GFLOP/s", "GB/s", "weight stream", "GEMM curve", "M=1 ", "decode attention:", "GEMM curve samples:",
+                   "GEMM shapes (2 N × 2 K, speed relative to the curve's model; 2 samples",
                    "µs per launch the perfmodel counts",
                    "Wrote local-cpu to /x/local.toml"):  # fmt: skip
         assert needle in text
