@@ -30,6 +30,7 @@ REPORTED_HELD_OUT_PCT = {
     ("torch", "cpu-epyc-2c"): {"uncalibrated": (13.0, 44.8), "calibrated": (6.8, 33.4)},
     ("torch", "cpu-epyc-2c-interleaved"): {"uncalibrated": (10.5, 27.1), "calibrated": (5.7, 17.9)},
     ("torch", "cpu-epyc-2c-interleaved-r2"): {"uncalibrated": (13.7, 35.9), "calibrated": (4.4, 18.2)},
+    ("torch", "cpu-epyc-2c-interleaved-r3"): {"uncalibrated": (11.1, 39.9), "calibrated": (9.7, 23.6)},
 }
 # The same, drift-corrected (`make calibrate-cpu-drift-corrected`: its calibration in
 # results/compare/<machine>-drift-corrected/calibration.toml, the measurements brought to the probe's machine state
@@ -37,7 +38,23 @@ REPORTED_HELD_OUT_PCT = {
 REPORTED_DRIFT_CORRECTED_HELD_OUT_PCT = {
     ("torch", "cpu-epyc-2c-interleaved"): {"uncalibrated": (10.5, 27.2), "calibrated": (4.2, 13.5)},
     ("torch", "cpu-epyc-2c-interleaved-r2"): {"uncalibrated": (5.9, 22.7), "calibrated": (3.0, 17.1)},
+    ("torch", "cpu-epyc-2c-interleaved-r3"): {"uncalibrated": (9.5, 45.5), "calibrated": (8.9, 29.3)},
 }
+# The same, drift-corrected, on another hardware entry (the README's shape-grid tables): (engine, machine, the
+# results/compare/ folder holding its calibration.toml, the hardware entry under results/) -> figures.
+REPORTED_ON_OTHER_PROBE_HELD_OUT_PCT = {
+    ("torch", "cpu-epyc-2c-interleaved", "cpu-epyc-2c-interleaved-with-grid",
+     "compare/cpu-epyc-2c-interleaved-with-grid/hardware.toml"): {"uncalibrated": (14.7, 27.4),
+                                                                  "calibrated": (3.5, 12.7)},
+    ("torch", "cpu-epyc-2c-interleaved-r2", "cpu-epyc-2c-interleaved-r2-with-grid",
+     "compare/cpu-epyc-2c-interleaved-r2-with-grid/hardware.toml"): {"uncalibrated": (7.0, 24.6),
+                                                                     "calibrated": (3.5, 14.9)},
+    ("torch", "cpu-epyc-2c-interleaved-r3", "cpu-epyc-2c-interleaved-r3-on-r2-probe",
+     "hardware/cpu-epyc-2c-interleaved-r2.toml"): {"uncalibrated": (5.1, 16.1), "calibrated": (3.8, 15.3)},
+    ("torch", "cpu-epyc-2c-interleaved-r3", "cpu-epyc-2c-interleaved-r3-on-r2-probe-with-grid",
+     "compare/cpu-epyc-2c-interleaved-r2-with-grid/hardware.toml"): {"uncalibrated": (6.5, 17.0),
+                                                                     "calibrated": (3.5, 11.0)},
+}  # fmt: skip
 HELD_OUT_POINTS = 42  # every study holds out 3 of its 6 configs × 14 workloads
 
 
@@ -64,6 +81,13 @@ def test_drift_corrected_held_out_error_has_not_grown(engine, machine):
     calibration_file = RESULTS / "compare" / f"{machine}-drift-corrected" / "calibration.toml"
     check_held_out(machine, sweeps, hardware_file, calibration_file,
                    REPORTED_DRIFT_CORRECTED_HELD_OUT_PCT[(engine, machine)], drift_correct=True)  # fmt: skip
+
+
+@pytest.mark.parametrize(("engine", "machine", "folder", "hardware"), sorted(REPORTED_ON_OTHER_PROBE_HELD_OUT_PCT))
+def test_held_out_error_on_another_probe_has_not_grown(engine, machine, folder, hardware):
+    sweeps, _, _ = study_files(engine, machine)
+    check_held_out(machine, sweeps, RESULTS / hardware, RESULTS / "compare" / folder / "calibration.toml",
+                   REPORTED_ON_OTHER_PROBE_HELD_OUT_PCT[(engine, machine, folder, hardware)], drift_correct=True)  # fmt: skip
 
 
 def check_held_out(machine: str, sweeps, hardware_file, calibration_file, reported: dict, drift_correct=False):
