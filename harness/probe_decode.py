@@ -98,8 +98,14 @@ def gemm_roofline_s(arch, rows, peak_flops_per_s: float, bandwidth_bytes_per_s: 
 
     tokens = np.asarray(rows, dtype=float)
     ops = dense_ops(one_gpu_shape(arch), tokens, tokens, 1.0)
-    return sum(np.maximum(ops[name].flops / peak_flops_per_s, ops[name].bytes / bandwidth_bytes_per_s)
-               for name in GEMM_OPS).reshape(tokens.shape)  # fmt: skip
+    return sum(gemm_ops_roofline_s(ops, peak_flops_per_s, bandwidth_bytes_per_s).values()).reshape(tokens.shape)
+
+
+def gemm_ops_roofline_s(ops, peak_flops_per_s: float, bandwidth_bytes_per_s: float) -> dict:
+    """Each GEMM operator's (GEMM_OPS of perfmodel.operators.dense_ops `ops`) roofline time: its FLOPs at the peak
+    or its bytes at `bandwidth_bytes_per_s` (already at the memory efficiency), whichever is longer."""
+    return {name: np.maximum(ops[name].flops / peak_flops_per_s, ops[name].bytes / bandwidth_bytes_per_s)
+            for name in GEMM_OPS}  # fmt: skip
 
 
 def gemm_curve(times: GemmCurveTimes, peak_flops_per_s: float, bandwidth_bytes_per_s: float,

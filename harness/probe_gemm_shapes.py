@@ -94,7 +94,7 @@ def gemm_shape_factors(times: GemmShapeTimes, curve_arch, peak_flops_per_s: floa
     gives the curve model's GEMM operators together (perfmodel.operators, each at the weighting of
     perfmodel.gemm_shapes.operator_shape_factor): at the grid's M the perfmodel then predicts the curve model's pass
     exactly as the curve does."""
-    from harness.probe_decode import GEMM_OPS, one_gpu_shape
+    from harness.probe_decode import gemm_ops_roofline_s, one_gpu_shape
     from perfmodel.gemm_shapes import operator_shape_factor
     from perfmodel.operators import dense_ops
 
@@ -104,8 +104,7 @@ def gemm_shape_factors(times: GemmShapeTimes, curve_arch, peak_flops_per_s: floa
     grid = (times.rows, times.n_values, times.k_values, absolute)
     rows = np.asarray(times.rows, dtype=float)
     ops = dense_ops(one_gpu_shape(curve_arch), rows, rows, 1.0)
-    roofline_s = [np.maximum(ops[name].flops / peak_flops_per_s, ops[name].bytes / bandwidth) for name in GEMM_OPS]
-    at_grid_speed_s = [r / operator_shape_factor(grid, ops[name].gemm_shapes, rows)
-                       for r, name in zip(roofline_s, GEMM_OPS, strict=True)]  # fmt: skip
-    curve_model = sum(roofline_s) / sum(at_grid_speed_s)  # [rows]
+    roofline_s = gemm_ops_roofline_s(ops, peak_flops_per_s, bandwidth)
+    at_grid_speed_s = [r / operator_shape_factor(grid, ops[name].gemm_shapes, rows) for name, r in roofline_s.items()]
+    curve_model = sum(roofline_s.values()) / sum(at_grid_speed_s)  # [rows]
     return absolute / curve_model[:, None, None]

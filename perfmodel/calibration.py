@@ -22,14 +22,13 @@ import math
 import tomllib
 from dataclasses import dataclass, fields, replace
 from functools import cache
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from perfmodel.engine_releases import POLICY_FIELDS, release_policy
 from perfmodel.errors import ArchscaleInputError
-from perfmodel.gemm_shapes import SHAPE_FIELDS, check_gemm_shape_grid
+from perfmodel.gemm_shapes import SHAPE_FIELDS, check_gemm_shape_grid, check_increasing, check_positive_array
 
 DATA_DIR = Path(__file__).with_name("data")
 ENGINES = ("torch", "vllm", "sglang")
@@ -198,18 +197,10 @@ def _check_gemm_curve(entry: dict, where: str) -> dict:
         raise ArchscaleInputError(f"{where}: {given[0]} needs {(set(CURVE_FIELDS) - set(given)).pop()} beside it")
     rows, factors = (entry[name] for name in CURVE_FIELDS)
     for name, values in zip(CURVE_FIELDS, (rows, factors), strict=True):
-        if (
-            not isinstance(values, list | tuple)
-            or not values
-            or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
-            )
-        ):
-            raise ArchscaleInputError(f"{where}.{name} must be a non-empty array of positive numbers, got {values!r}")
+        check_positive_array(values, f"{where}.{name}")
     if len(rows) != len(factors):
         raise ArchscaleInputError(f"{where}: gemm_curve_rows has {len(rows)} values, gemm_curve_factors {len(factors)}")
-    if rows[0] < 1 or any(b <= a for a, b in pairwise(rows)):
-        raise ArchscaleInputError(f"{where}.gemm_curve_rows must increase strictly from at least 1, got {rows!r}")
+    check_increasing(rows, f"{where}.gemm_curve_rows", least=1)
     return {"gemm_curve_rows": tuple(map(float, rows)), "gemm_curve_factors": tuple(map(float, factors))}
 
 

@@ -33,8 +33,23 @@ SHAPE_AXES = ("gemm_shape_rows", "gemm_shape_n", "gemm_shape_k")
 SHAPE_FIELDS = (*SHAPE_AXES, "gemm_shape_factors")  # all four or none
 
 
-def _positive(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+def check_positive_array(values, where: str) -> None:
+    """One line unless `values` is a non-empty array of finite positive numbers (`where` names the field)."""
+    if (
+        not isinstance(values, list | tuple)
+        or not values
+        or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
+        )
+    ):
+        raise ArchscaleInputError(f"{where} must be a non-empty array of positive numbers, got {values!r}")
+
+
+def check_increasing(values, where: str, least: float | None = None) -> None:
+    """One line unless `values` increase strictly (and start at `least` or above, where given)."""
+    if any(b <= a for a, b in pairwise(values)) or (least is not None and values[0] < least):
+        raise ArchscaleInputError(f"{where} must increase strictly{f' from at least {least:g}' if least else ''}, "
+                                  f"got {values!r}")  # fmt: skip
 
 
 def check_gemm_shape_grid(entry: dict, where: str) -> dict:
@@ -47,12 +62,8 @@ def check_gemm_shape_grid(entry: dict, where: str) -> dict:
         missing = ", ".join(name for name in SHAPE_FIELDS if name not in entry)
         raise ArchscaleInputError(f"{where}: {given[0]} needs {missing} beside it")
     for name in SHAPE_AXES:
-        axis = entry[name]
-        if not isinstance(axis, list | tuple) or not axis or not all(_positive(v) for v in axis):
-            raise ArchscaleInputError(f"{where}.{name} must be a non-empty array of positive numbers, got {axis!r}")
-        if any(b <= a for a, b in pairwise(axis)) or (name == "gemm_shape_rows" and axis[0] < 1):
-            raise ArchscaleInputError(f"{where}.{name} must increase strictly{' from 1' * (name == 'gemm_shape_rows')}"
-                                      f", got {axis!r}")  # fmt: skip
+        check_positive_array(entry[name], f"{where}.{name}")
+        check_increasing(entry[name], f"{where}.{name}", least=1 if name == "gemm_shape_rows" else None)
     shape = tuple(len(entry[name]) for name in SHAPE_AXES)
     try:
         factors = np.array(entry["gemm_shape_factors"], dtype=float)
