@@ -28,23 +28,24 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-CURVE_SPREAD_WARN_PCT = 10.0  # a curve whose samples differ more than this: the machine drifted while probing
-
-
-def curve_spread_line(curve) -> str:
-    """How far the GEMM curve's samples lay apart, with a warning where the machine moved more than a few %."""
+def curve_spread_line(curve, settled_pct: float) -> str:
+    """How far the GEMM curve's samples lay apart and how well their median is known, with a warning where it did
+    not settle to `settled_pct` (the probe's target, ProbeSizes.curve_settled_pct) within the samples it took."""
     if len(curve.sample_time_s) < 2:
         return "GEMM curve samples:    1 (its spread over time not measured)"
-    rows, worst = max(curve.spread_pct().items(), key=lambda item: item[1])
-    line = (f"GEMM curve samples:    {len(curve.sample_time_s)}, the median kept; spread (slowest − fastest over the "
-            f"median) at most {worst:.0f}% (M={rows})")  # fmt: skip
-    if worst > CURVE_SPREAD_WARN_PCT:
-        line += (f" — over {CURVE_SPREAD_WARN_PCT:.0f}%: the machine's speed moved while it was probed; its predictions "
-                 "carry that uncertainty (probe again when it is quieter, or calibrate on a sweep)")  # fmt: skip
+    spread_rows, spread = max(curve.spread_pct().items(), key=lambda item: item[1])
+    error_rows, error = max(curve.median_uncertainty_pct().items(), key=lambda item: item[1])
+    line = (f"GEMM curve samples:    {len(curve.sample_time_s)}, the median kept, its standard error at most "
+            f"{error:.1f}% (M={error_rows}); spread (slowest − fastest over the median) at most {spread:.0f}% "
+            f"(M={spread_rows})")  # fmt: skip
+    if error > settled_pct:
+        line += (f" — the median did not settle to {settled_pct:g}%: the machine's speed moved while it was probed; "
+                 "its predictions carry that uncertainty (probe again when it is quieter, or calibrate on a sweep)")  # fmt: skip
     return line
 
 
 def format_summary(result, path) -> str:
+    from harness.probe import SIZES
     from harness.probe_entry import calibration_priors
     from harness.tables import format_table
 
@@ -71,7 +72,7 @@ def format_summary(result, path) -> str:
         + ", ".join(
             f"M={m:g} {f:.2f}" for m, f in zip(priors["gemm_curve_rows"], priors["gemm_curve_factors"], strict=True)
         ),  # fmt: skip
-        curve_spread_line(result.gemm_curve),
+        curve_spread_line(result.gemm_curve, SIZES[result.device, result.quick].curve_settled_pct),
         shape_grid_line(result.gemm_shapes, priors),
         f"decode attention:      {result.attention.bandwidth_bytes_per_s() / 1e9:,.1f} GB/s of KV cache read (our "
         f"engine, batch {result.attention.batch}, {result.attention.kv_lens[0]} vs {result.attention.kv_lens[1]} tokens)",

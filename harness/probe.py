@@ -8,7 +8,8 @@ CPU and CUDA share one code path. Every figure is a median over repeats, warm-up
 time.perf_counter around a synchronize; on the CPU everything uses time.perf_counter. The GEMM curve, on which
 predictions lean most, is sampled several times across the probe (`curve_samples`), each sample between two
 timings of the machine reference, and the samples' median is kept with their spread; beside each sample, the GEMM
-shape grid (harness/probe_gemm_shapes.py).
+shape grid (harness/probe_gemm_shapes.py). Where the machine drifted, the curve alone is sampled again until the
+median settles (probe_decode.sample_until_settled).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from harness.probe_decode import (
     decode_attention,
     engine_overheads,
     gemm_curve_times,
+    sample_until_settled,
     weight_streaming,
 )
 from harness.probe_gemm_shapes import GemmShapeTimes, gemm_shape_times
@@ -64,19 +66,25 @@ class ProbeSizes:
     shape_k: tuple[int, ...] = (512, 1024, 2048, 4096)
     shape_cold_bytes: int = 128 * MiB
     shape_repeats: int = 3
+    # After its `curve_samples`, the curve is sampled again (without the grid) until the median's standard error is at
+    # most `curve_settled_pct` at every M, or `curve_max_samples` samples are in (probe_decode.sample_until_settled).
+    curve_max_samples: int = 9
+    curve_settled_pct: float = 3.0
 
 
 SIZES = {
     ("cpu", False): ProbeSizes(((512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048), (512, 8192, 2048)),
                                256 * MiB, 2, 5, 256 * MiB, "small-base", 2048, 3, 16, (256, 2048), 0.2, 2.0),
     ("cpu", True): ProbeSizes(((64, 64, 64), (128, 128, 128), (256, 256, 256)), 16 * MiB, 1, 3, 16 * MiB,
-                              "tiny-gqa4", 64, 2, 4, (64, 512), 0.01, 0.2, (1, 2), (128, 512), (128, 256), 2 * MiB, 1),
+                              "tiny-gqa4", 64, 2, 4, (64, 512), 0.01, 0.2, (1, 2), (128, 512), (128, 256), 2 * MiB, 1,
+                              curve_max_samples=2),
     ("cuda", False): ProbeSizes(((2048, 2048, 2048), (4096, 4096, 4096), (8192, 8192, 8192), (8192, 14336, 4096)),
                                 1 * GiB, 3, 7, 1 * GiB, "llama-3.2-1b", 8192, 3, 64, (1024, 8192), 0.05, 2.0,
                                 (1, 2, 4, 8, 16, 32, 64, 128, 256), (1024, 4096, 16384, 65536),
                                 (1024, 2048, 4096, 8192), 256 * MiB, 5),
     ("cuda", True): ProbeSizes(((1024, 1024, 1024), (2048, 2048, 2048)), 64 * MiB, 2, 3, 64 * MiB, "qwen3-0.6b",
-                               2048, 1, 16, (256, 2048), 0.005, 0.5, (1, 8), (1024, 4096), (1024, 2048), 64 * MiB, 3),
+                               2048, 1, 16, (256, 2048), 0.005, 0.5, (1, 8), (1024, 4096), (1024, 2048), 64 * MiB, 3,
+                               curve_max_samples=1),
 }  # fmt: skip
 
 
@@ -239,12 +247,13 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
 
     curve_samples, shape_samples = [], []
 
-    def sample_curve():  # the first sample finds the largest affordable M; the later ones stop there
+    def sample_curve(with_grid: bool = True):  # the first sample finds the largest affordable M; later ones stop there
         max_rows = max(curve_samples[0].time_s) if curve_samples else sizes.curve_max_rows
         with torch.inference_mode():
             curve_samples.append(gemm_curve_times(timer, device, torch_dtype, curve_arch, max_rows, sizes.max_call_s))
-            shape_samples.append(gemm_shape_times(timer, device, torch_dtype, sizes.shape_rows, sizes.shape_n,
-                                                  sizes.shape_k, sizes.shape_cold_bytes, sizes.shape_repeats))
+            if with_grid:
+                shape_samples.append(gemm_shape_times(timer, device, torch_dtype, sizes.shape_rows, sizes.shape_n,
+                                                      sizes.shape_k, sizes.shape_cold_bytes, sizes.shape_repeats))  # fmt: skip
 
     references = [measure_reference(device)]
     with torch.inference_mode():
@@ -259,8 +268,9 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
     attention = decode_attention(device, dtype, sizes.attention_batch, sizes.attention_kv_lens)
     while len(curve_samples) < sizes.curve_samples:
         sample_curve()
+    curve = sample_until_settled(lambda: sample_curve(with_grid=False), curve_samples, sizes.curve_max_samples,
+                                 sizes.curve_settled_pct)  # fmt: skip
     references.append(measure_reference(device))
-    curve = GemmCurveTimes.median_of(curve_samples)
     machine_reference = ReferenceTimes.median_of([*references, *curve.sample_references])
 
     if device == "cuda":

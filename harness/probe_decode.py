@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -80,6 +81,33 @@ class GemmCurveTimes:
         """M -> (slowest − fastest sample) / median, in %: how far the curve moved while the probe ran."""
         samples = self.sample_time_s or [self.time_s]
         return {m: 100 * (max(s[m] for s in samples) - min(s[m] for s in samples)) / t for m, t in self.time_s.items()}
+
+    def median_uncertainty_pct(self) -> dict[int, float]:
+        """M -> standard error of the median time over the samples, in % of it: 1.2533 · σ / √n, σ estimated robustly
+        as 1.4826 · the median absolute deviation (normal-consistent), so one far-off sample does not inflate it. 0
+        for one sample (nothing to estimate it from: `spread_pct` says so too)."""
+        samples = self.sample_time_s or [self.time_s]
+        root_n = math.sqrt(len(samples))
+        return {m: 100 * MEDIAN_STANDARD_ERROR * MAD_TO_SIGMA * statistics.median(abs(s[m] - t) for s in samples)
+                / root_n / t for m, t in self.time_s.items()}  # fmt: skip
+
+
+MEDIAN_STANDARD_ERROR = math.sqrt(math.pi / 2)  # the median's standard error over the mean's, normal samples
+MAD_TO_SIGMA = 1.4826  # σ over the median absolute deviation, normal samples
+
+
+def sample_until_settled(take_sample, samples: list[GemmCurveTimes], max_samples: int,
+                         settled_pct: float) -> GemmCurveTimes:  # fmt: skip
+    """The median curve of `samples`, after `take_sample()` (which appends one more) has run until the median's
+    uncertainty is at most `settled_pct` at every M or `max_samples` are in: a machine that drifts while it is
+    probed gets more samples, so that each M's median comes from the machine's typical state rather than from
+    whichever of three samples a passing slowdown left in the middle (a curve whose M = 1 sample caught a slow
+    spell and whose M = 8 did not has the wrong shape, which no calibration of its level mends)."""
+    curve = GemmCurveTimes.median_of(samples)
+    while len(samples) < max_samples and max(curve.median_uncertainty_pct().values()) > settled_pct:
+        take_sample()
+        curve = GemmCurveTimes.median_of(samples)
+    return curve
 
 
 def one_gpu_shape(arch):

@@ -69,9 +69,10 @@ def _sources(result: ProbeResult) -> dict:
         times += f" (M >= {curve.skipped_rows[0]} skipped: one pass too slow)"
     samples = len(curve.sample_time_s)
     spread = ", ".join(f"M={m} {pct:.0f}%" for m, pct in curve.spread_pct().items())
+    error = ", ".join(f"M={m} {pct:.1f}%" for m, pct in curve.median_uncertainty_pct().items())
     curve_stats = (
-        f"{stats}; the median of {samples} samples spread over the probe (slowest − fastest sample over the "
-        f"median: {spread})"
+        f"{stats}; the median of {samples} samples spread over the probe, the last ones taken until the median "
+        f"settled (slowest − fastest sample over the median: {spread}; the median's standard error: {error})"
         if samples > 1
         else stats
     )
