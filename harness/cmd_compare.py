@@ -155,6 +155,10 @@ def format_report(c: Comparison) -> str:
         lines.append(f"  pairs whose repeated measurements do not overlap: {r.n_pairs_apart} of {r.n_pairs}, ordered "
                      f"right: {_share(r.n_pairs_apart_right, r.n_pairs_apart)}; every such pair right at "
                      f"{_share(r.n_groups_right_apart, r.n_groups_apart)} workloads that have one")  # fmt: skip
+    if r.n_self_pairs is not None:
+        lines.append(f"  one pass as the prediction, against the median of the other passes (the agreement the noise "
+                     f"allows): pairs right {_share(r.n_self_pairs_right, r.n_self_pairs)}, whole order right "
+                     f"{_share(r.n_self_orders_right, r.n_self_orders)} (pass × workload)")  # fmt: skip
     for g in r.groups:
         if not g.order_right:
             lines.append(f"  wrong at b={g.batch_size} in={g.input_len} out={g.output_len}: measured "

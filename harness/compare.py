@@ -55,6 +55,7 @@ class PointComparison:
     measured_concurrency: int | None
     measurements: int = 1  # how many times the point was measured (passes); the measured figures are their medians
     measured_range: list[float] | None = None  # [lowest, highest] output tok/s over the measurements (None: one)
+    measured_values: list[float] | None = None  # each measurement's output tok/s, pass by pass (None: one)
 
     @property
     def measured_spread_pct(self) -> float | None:
@@ -224,6 +225,7 @@ def compare(data: SweepData, hardware: Hardware, calibration: Calibration, *, ca
             tpot_s_error_pct=values["tpot_s"][2],
             predicted_concurrency=int(est.concurrency[i]), measured_concurrency=row.get("concurrency"),
             measurements=int(row.get("measurements", 1)), measured_range=row.get("measured_range"),
+            measured_values=row.get("measured_values"),
         ))  # fmt: skip
     return Comparison(
         machine=data.machine, engine=data.engine, hardware=hardware.name,

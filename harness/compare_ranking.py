@@ -1,5 +1,6 @@
 """Ranking and ratios of a comparison (harness/compare.py): does the model order configs by output tokens/s as
-measured at each workload — over all pairs, and over the pairs whose repeated measurements do not overlap — and each
+measured at each workload — over all pairs, and over the pairs whose repeated measurements do not overlap — how often
+the measurements order them alike among themselves (one pass against the others: the ceiling noise sets), and each
 config's throughput ratio to a baseline config, measured vs predicted (what the architecture search relies on)."""
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ class Ranking:
     n_pairs_apart_right: int | None = None
     n_groups_apart: int | None = None  # workloads with at least one such pair
     n_groups_right_apart: int | None = None  # of those, the ones where every such pair is ordered right
+    # The measurements against themselves: each pass's order of the configs against the order of the median of the
+    # other passes, at every workload where each config was measured the same n ≥ 2 times — how often one more
+    # measurement, used as the prediction, gets the order right: the ceiling the noise sets on any model's ranking.
+    # None when no workload qualifies.
+    n_self_pairs: int | None = None  # (pass, pair of configs) combinations
+    n_self_pairs_right: int | None = None
+    n_self_orders: int | None = None  # (pass, workload) combinations
+    n_self_orders_right: int | None = None  # of those, the ones whose whole order matched the other passes'
 
 
 @dataclass
@@ -136,7 +145,7 @@ def rank(points: list[PointComparison]) -> Ranking:
         n_pairs=n_pairs, n_pairs_right=n_pairs_right,
         pairwise_concordance=n_pairs_right / n_pairs if n_pairs else None,
         n_spearman_groups=len(spearmans), mean_spearman=float(np.mean(spearmans)) if spearmans else None,
-        groups=groups, **_apart_counts(points, groups),
+        groups=groups, **_apart_counts(points, groups), **_self_agreement(points),
     )  # fmt: skip
 
 
@@ -152,6 +161,29 @@ def _apart_counts(points: list[PointComparison], groups: list[RankGroup]) -> dic
     return {"n_pairs_apart": sum(g.n_pairs_apart for g in groups),
             "n_pairs_apart_right": sum(g.n_pairs_apart_right for g in groups), "n_groups_apart": len(apart),
             "n_groups_right_apart": sum(g.n_pairs_apart_right == g.n_pairs_apart for g in apart)}  # fmt: skip
+
+
+def _self_agreement(points: list[PointComparison]) -> dict:
+    """Leave one pass out: at each workload whose configs were all measured the same n ≥ 2 times (the i-th value of
+    each from pass i), pass i's order of every pair of configs against the order of the median of the other passes
+    (see Ranking.n_self_pairs)."""
+    pairs = pairs_right = orders = orders_right = 0
+    for by_config in workloads(points).values():
+        values = [by_config[c].measured_values for c in sorted(by_config)]
+        if len(values) < 2 or any(v is None for v in values) or len({len(v) for v in values}) != 1:
+            continue
+        runs = np.asarray(values)  # [configs, passes]
+        config_pairs = list(combinations(range(len(values)), 2))
+        for left_out in range(runs.shape[1]):
+            one = runs[:, left_out]
+            rest = np.median(np.delete(runs, left_out, axis=1), axis=1)
+            right = sum(np.sign(one[i] - one[j]) == np.sign(rest[i] - rest[j]) for i, j in config_pairs)
+            pairs, pairs_right = pairs + len(config_pairs), pairs_right + int(right)
+            orders, orders_right = orders + 1, orders_right + int(right == len(config_pairs))
+    if not orders:
+        return {}
+    return {"n_self_pairs": pairs, "n_self_pairs_right": pairs_right, "n_self_orders": orders,
+            "n_self_orders_right": orders_right}  # fmt: skip
 
 
 def default_baseline(points: list[PointComparison]) -> str:

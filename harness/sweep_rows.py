@@ -129,17 +129,18 @@ def group_repeats(rows: list[dict]) -> list[list[dict]]:
 
 def merge_repeats(rows: list[dict]) -> list[dict]:
     """One row per measurement (`group_repeats`): measured once, the row as it is (`measurements` 1,
-    `measured_range` None); n times, the first row's fields with the median of each MERGED_FIELDS field over the
-    repeats that have it, `measurements` n and `measured_range` [min, max] of output tokens/s."""
+    `measured_range` and `measured_values` None); n times, the first row's fields with the median of each
+    MERGED_FIELDS field over the repeats that have it, `measurements` n, `measured_range` [min, max] of output
+    tokens/s and `measured_values` each measurement's output tokens/s in the order of the files (pass by pass)."""
     merged = []
     for repeats in group_repeats(rows):
-        row = {**repeats[0], "measurements": len(repeats), "measured_range": None}
+        row = {**repeats[0], "measurements": len(repeats), "measured_range": None, "measured_values": None}
         if len(repeats) > 1:
             for key in MERGED_FIELDS:
                 values = [r[key] for r in repeats if r.get(key) is not None]
                 row[key] = float(np.median(values)) if values else None
             rates = [r["output_tokens_per_s"] for r in repeats]
-            row["measured_range"] = [min(rates), max(rates)]
+            row["measured_range"], row["measured_values"] = [min(rates), max(rates)], rates
         merged.append(row)
     return merged
 

@@ -309,3 +309,22 @@ def test_ranking_counts_apart_only_pairs_whose_measurements_do_not_overlap(tmp_p
     assert (r.n_groups, r.n_groups_apart, r.n_groups_right_apart) == (2, 1, 1)
     single = comparison_of([one], hw_path).ranking
     assert single.n_pairs_apart is None  # one measurement per point: the spread is unknown, nothing claimed
+
+
+def test_ranking_holds_each_pass_against_the_others_as_the_ceiling_noise_sets(tmp_path, hw_path, capsys):
+    """Three configs measured in three passes at batch 1 (hand-checked below); a pass that misses a config leaves
+    its workload out of the self-agreement rather than pairing values from different passes."""
+    a, b, c = "small-base", "tiny-gqa4", "tiny-mha"
+    passes = [{a: 100.0, b: 90.0, c: 80.0}, {a: 95.0, b: 97.0, c: 81.0}, {a: 101.0, b: 92.0, c: 85.0}]
+    files = [write_rows(tmp_path / f"s-pass{k}.jsonl", [row(config, 1, rate, 0.01, 0.001) for config, rate in
+                                                        measured.items()]) for k, measured in enumerate(passes)]  # fmt: skip
+    r = comparison_of(files, hw_path).ranking
+    # Pass 0 against the median of passes 1, 2 (a 98, b 94.5, c 83): a > b > c both — 3 of 3.
+    # Pass 1 (b > a > c) against passes 0, 2 (a 100.5, b 91, c 82.5): a-b wrong, a-c and b-c right — 2 of 3.
+    # Pass 2 against passes 0, 1 (a 97.5, b 93.5, c 80.5): 3 of 3. So pairs 8 of 9, whole order 2 of 3.
+    assert (r.n_self_pairs, r.n_self_pairs_right, r.n_self_orders, r.n_self_orders_right) == (9, 8, 3, 2)
+    code, out, _ = run_cli(capsys, *map(str, files), "--hardware", hw_path)
+    assert code == 0 and "pairs right 8 of 9 (89%), whole order right 2 of 3 (67%)" in out
+    ragged = write_rows(tmp_path / "ragged.jsonl", [row(a, 1, 99.0, 0.01, 0.001)])  # a fourth value for a only
+    assert comparison_of([*files, ragged], hw_path).ranking.n_self_pairs is None
+    assert comparison_of(files[:1], hw_path).ranking.n_self_pairs is None  # measured once: nothing to hold against
