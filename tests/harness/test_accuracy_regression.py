@@ -54,6 +54,13 @@ REPORTED_ON_OTHER_PROBE_HELD_OUT_PCT = {
     ("torch", "cpu-epyc-2c-interleaved-r3", "cpu-epyc-2c-interleaved-r3-on-r2-probe-with-grid",
      "compare/cpu-epyc-2c-interleaved-r2-with-grid/hardware.toml"): {"uncalibrated": (6.5, 17.0),
                                                                      "calibrated": (3.5, 11.0)},
+    # The settling probe (README: "A probe that samples its curve until the median settles").
+    ("torch", "cpu-epyc-2c-interleaved", "cpu-epyc-2c-interleaved-on-settled-probe",
+     "hardware/cpu-epyc-2c-settled.toml"): {"uncalibrated": (10.2, 29.1), "calibrated": (7.7, 18.3)},
+    ("torch", "cpu-epyc-2c-interleaved-r2", "cpu-epyc-2c-interleaved-r2-on-settled-probe",
+     "hardware/cpu-epyc-2c-settled.toml"): {"uncalibrated": (11.1, 37.8), "calibrated": (6.2, 20.5)},
+    ("torch", "cpu-epyc-2c-interleaved-r3", "cpu-epyc-2c-interleaved-r3-on-settled-probe",
+     "hardware/cpu-epyc-2c-settled.toml"): {"uncalibrated": (13.1, 28.1), "calibrated": (5.9, 15.5)},
 }  # fmt: skip
 HELD_OUT_POINTS = 42  # every study holds out 3 of its 6 configs × 14 workloads
 
