@@ -117,3 +117,25 @@ def check_held_out(machine: str, sweeps, hardware_file, calibration_file, report
                 f"{machine}, {label}: held-out {what} |error| of output tokens/s is {error_pct:.2f}%; the README "
                 f"reports {limit_pct}% (+{SLACK_PCT_POINTS} points of slack)"
             )
+
+
+# README, "The order of configs against the measurements' own order": on every study measured in passes, the model
+# (uncalibrated; drift-corrected where the README says so) orders at least as many pairs of configs right as one pass
+# does against the median of the other passes.
+ORDER_AT_LEAST_AS_RIGHT_AS_A_PASS = [("torch", "cpu-xeon-2c", False), ("torch", "cpu-epyc-2c-interleaved", True),
+                                     ("torch", "cpu-epyc-2c-interleaved-r2", True),
+                                     ("torch", "cpu-epyc-2c-interleaved-r3", True)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("engine", "machine", "drift_correct"), ORDER_AT_LEAST_AS_RIGHT_AS_A_PASS)
+def test_the_model_orders_configs_at_least_as_well_as_a_repeat_measurement(engine, machine, drift_correct):
+    sweeps, hardware_file, _ = study_files(engine, machine)
+    hardware = load_hardware_file(hardware_file)
+    data = load_sweeps(sweeps, drift_correct=drift_correct, probe_state=hardware.machine_reference)
+    ranking = compare(data, hardware, get_calibration(hardware, data.engine, None), calibration_label="priors").ranking
+    assert ranking.n_self_pairs, "no workload measured the same number of times for every config"
+    model_share = ranking.n_pairs_right / ranking.n_pairs
+    pass_share = ranking.n_self_pairs_right / ranking.n_self_pairs
+    assert model_share >= pass_share, (
+        f"{machine}: the model orders {model_share:.0%} of pairs right, a pass {pass_share:.0%}"
+    )
