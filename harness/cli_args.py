@@ -47,6 +47,27 @@ def positive_int_list(text: str) -> tuple[int, ...]:
 
 
 KV_DTYPE_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}  # as vLLM's --kv-cache-dtype names them
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # weights/activations; here so parsers import no perfmodel
+
+
+def add_hardware_args(parser) -> None:
+    """Where the model runs: a datasheet GPU, this machine's probe, or a probe's hardware file (resolved by
+    perfmodel.hardware.resolve_hardware: exactly one of --gpu and --hardware)."""
+    parser.add_argument("--gpu", help="GPU name (see `archscale gpus`), or `local`: this machine's `archscale probe` "
+                        "entry")  # fmt: skip
+    parser.add_argument("--hardware", metavar="FILE.toml", help="a hardware entry written by `archscale probe`")
+
+
+def add_dtype_arg(parser, default: str) -> None:
+    parser.add_argument("--dtype", choices=tuple(DTYPE_BYTES),
+                        help=f"weights/activations dtype (default: {default}); a CPU probe measures float32 only")  # fmt: skip
+
+
+def with_dtype(arch, dtype: str | None):
+    """`arch` at the byte width of `dtype` (None: as it is)."""
+    from dataclasses import replace
+
+    return arch if dtype is None else replace(arch, dtype_bytes=DTYPE_BYTES[dtype])
 
 
 def add_deployment_args(parser, kv_default: str) -> None:

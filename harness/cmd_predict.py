@@ -6,9 +6,15 @@ from __future__ import annotations
 import json
 import sys
 
-from harness.cli_args import add_deployment_args, deployment_kwargs, positive_int, positive_int_list
-
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # kept here so the parser needs no perfmodel import
+from harness.cli_args import (
+    add_deployment_args,
+    add_dtype_arg,
+    add_hardware_args,
+    deployment_kwargs,
+    positive_int,
+    positive_int_list,
+    with_dtype,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -18,15 +24,14 @@ def add_parser(subparsers) -> None:
         description=__doc__,
     )
     p.add_argument("configs", nargs="+", metavar="CONFIG", help="preset name or path to a config.json")
-    p.add_argument("--gpu", help="GPU name (see `archscale gpus`), or `local`: this machine's `archscale probe` entry")
-    p.add_argument("--hardware", metavar="FILE.toml", help="a hardware entry written by `archscale probe`")
+    add_hardware_args(p)
     p.add_argument("--batch-size", type=positive_int_list, required=True, help="e.g. 128 or 1,8,64,256")
     p.add_argument("--input-len", type=positive_int, required=True, help="prompt tokens per request")
     p.add_argument("--output-len", type=positive_int, required=True, help="generated tokens per request")
     p.add_argument("--engine", default="torch", choices=("torch", "vllm", "sglang"))
     p.add_argument("--calibration", metavar="FILE.toml", default=None,
                    help="efficiency factors fitted by `archscale calibrate` (default: the priors)")  # fmt: skip
-    p.add_argument("--dtype", choices=tuple(DTYPE_BYTES), help="weights/activations dtype (default: each config's own)")
+    add_dtype_arg(p, default="each config's own")
     add_deployment_args(p, kv_default="the weights' dtype")
     p.add_argument("--json", action="store_true", help="JSON: one object, or a list for several points")
     p.add_argument("--breakdown", action="store_true", help="also print the per-operator time breakdown")
@@ -76,9 +81,14 @@ def format_predictions(rows: list[dict]) -> str:
         format_table(header, body),
     ]
     if any(r["capacity_limited"] for r in rows):
-        lines.append("* more requests than run at once at full length ('max seqs': the KV cache or the engine's cap): "
-                     + ("as running ones finish, waiting ones join (vLLM: as KV blocks free up, so more may run)"
-                        if first["engine_policy"].get("chunked_prefill") else "they run in waves of 'max seqs'"))
+        lines.append(
+            "* more requests than run at once at full length ('max seqs': the KV cache or the engine's cap): "
+            + (
+                "as running ones finish, waiting ones join (vLLM: as KV blocks free up, so more may run)"
+                if first["engine_policy"].get("chunked_prefill")
+                else "they run in waves of 'max seqs'"
+            )
+        )
     lines.append("TTFT: per request, all queued at once (a later wave waits for the earlier ones); mean and p99")
     return "\n".join(lines)
 
@@ -98,15 +108,11 @@ def format_breakdown(row: dict) -> str:
 
 
 def run(args) -> int:
-    from dataclasses import replace
-
     from perfmodel import predict, resolve_arch
     from perfmodel.hardware import resolve_hardware
 
     gpu = resolve_hardware(args.gpu, args.hardware)
-    archs = [resolve_arch(spec) for spec in args.configs]
-    if args.dtype is not None:
-        archs = [replace(arch, dtype_bytes=DTYPE_BYTES[args.dtype]) for arch in archs]
+    archs = [with_dtype(resolve_arch(spec), args.dtype) for spec in args.configs]
     rows = []
     for arch in archs:
         for batch_size in args.batch_size:

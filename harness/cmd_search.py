@@ -16,7 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cli_args import add_deployment_args, deployment_kwargs, positive_int, positive_int_list
+from harness.cli_args import (
+    add_deployment_args,
+    add_dtype_arg,
+    add_hardware_args,
+    deployment_kwargs,
+    positive_int,
+    positive_int_list,
+    with_dtype,
+)
 from perfmodel.atomic_io import write_atomic
 
 ROLES = ("baseline", "panda", "surefire", "surefire_gqa")
@@ -30,7 +38,8 @@ def add_parser(subparsers) -> None:
         description=__doc__,
     )
     p.add_argument("--baseline", required=True, help="preset name or path to a config.json")
-    p.add_argument("--gpu", required=True, help="GPU name (see `archscale gpus`)")
+    add_hardware_args(p)
+    add_dtype_arg(p, default="the baseline's; every candidate and placed config takes it")
     p.add_argument("--engine", default="torch", choices=("torch", "vllm", "sglang"))
     p.add_argument("--calibration", metavar="FILE.toml", default=None,
                    help="efficiency factors fitted by `archscale calibrate` (default: the priors)")  # fmt: skip
@@ -149,7 +158,8 @@ def format_tables(payload: dict) -> str:
 
     dep = payload["deployment"]
     lines = [
-        f"Search around {payload['baseline']['name']} on {dep['gpu']} ({dep['engine']}), batch {dep['batch_size']}, "
+        f"Search around {payload['baseline']['name']} on {dep['gpu']} ({dep['engine']}, {dep['dtype_bytes']}-byte "
+        f"weights{', a probed machine' if dep['hardware_measured'] else ''}), batch {dep['batch_size']}, "
         f"in {dep['input_len']} / out {dep['output_len']}",
         f"Law: {payload['law']}",
         f"D = {payload['train_tokens']:.3g} training tokens; loss target L_t = {payload['loss_target']:.4f} "
@@ -252,13 +262,14 @@ def format_placed(placed: list[dict], payload: dict) -> str:
 def run(args) -> int:
     from harness.metadata import run_metadata
     from law.search import Deployment, SearchSpace, search, searched_gqa_groups
-    from perfmodel import get_gpu, resolve_arch
+    from perfmodel import resolve_arch
     from perfmodel.errors import ArchscaleInputError
+    from perfmodel.hardware import resolve_hardware
 
     check_outputs(args)  # before any work: a bad output path is one line, and nothing is written
-    baseline = resolve_arch(args.baseline)
+    baseline = with_dtype(resolve_arch(args.baseline), args.dtype)  # the candidates take the baseline's dtype
     deployment = Deployment(
-        gpu=get_gpu(args.gpu),
+        gpu=resolve_hardware(args.gpu, args.hardware),
         engine=args.engine,
         batch_size=args.batch_size,
         input_len=args.input_len,
@@ -274,7 +285,7 @@ def run(args) -> int:
         raise ArchscaleInputError(f"--loss-tolerance must be >= 0 and finite, got {args.loss_tolerance}")
     if args.train_tokens is not None and not 0 < args.train_tokens < math.inf:
         raise ArchscaleInputError(f"--train-tokens must be a positive finite number, got {args.train_tokens}")
-    placed_archs = [resolve_arch(name) for name in place_specs(args.place)]
+    placed_archs = [with_dtype(resolve_arch(name), args.dtype) for name in place_specs(args.place)]
     law, law_description = load_law(args.law)
     space = SearchSpace(gqa_groups=None if args.gqa is None else tuple(args.gqa), min_kv_heads=args.min_kv_heads,
                         d_multiple=args.d_multiple, budget_tolerance=args.budget_tolerance)  # fmt: skip
@@ -284,8 +295,14 @@ def run(args) -> int:
     rows, archs = result_rows(result, deployment)
     payload = {
         **rows,
-        "deployment": {"gpu": deployment.gpu.name, "engine": deployment.engine,
-                       "engine_version": deployment.engine_version, **deployment.workload},
+        "deployment": {
+            "gpu": deployment.gpu.name,
+            "hardware_measured": deployment.gpu.measured,
+            "dtype_bytes": baseline.dtype_bytes,
+            "engine": deployment.engine,
+            "engine_version": deployment.engine_version,
+            **deployment.workload,
+        },
         "law": law_description,
         "train_tokens": result.train_tokens,
         "loss_target": result.loss_target,

@@ -82,7 +82,7 @@ class Hardware:
         dtypes = {"peak_fp32_flops_per_s": "float32", "peak_bf16_flops_per_s": "bfloat16",
                   "peak_fp16_flops_per_s": "float16"}  # fmt: skip
         known = [dtypes[f] for f in PEAK_FIELDS if f in dtypes and getattr(self, f) is not None]
-        fixes = [f"predict with --dtype {' or '.join(known)}"] if known else []
+        fixes = [f"run with --dtype {' or '.join(known)}"] if known else []
         fixes.append(f"probe it with `archscale probe --dtype {dtype}`" if self.measured else f"add {field_name}")
         return (
             f"{self.display_name} ({self.name}) has no {label} peak ({field_name}) in its hardware entry, "

@@ -177,6 +177,7 @@ def test_loss_delta_target_is_the_baselines_loss_plus_delta(capsys):
         (["--budget-tolerance", "1.5"], "budget tolerance must be a fraction"),
         (["--min-kv-heads", "4096"], "no GQA group leaves room"),
         (["--place", "no-such-model"], "no-such-model"),
+        (["--hardware", "probe.toml"], "give either --gpu or --hardware, not both"),
     ],
 )
 def test_impossible_or_bad_search_input_is_one_line_exit_2(capsys, extra, message):
@@ -184,6 +185,32 @@ def test_impossible_or_bad_search_input_is_one_line_exit_2(capsys, extra, messag
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_search_on_a_probed_machine_at_its_measured_dtype(capsys, tmp_path, write_probed_hardware):
+    """A machine measured by `archscale probe` (a CPU probe has an fp32 peak only) is searched like a datasheet GPU
+    with --hardware and --dtype float32: every row is predicted on that entry at 4 bytes, the baseline's figures are
+    `predict`'s for the same point, and the emitted configs are float32."""
+    hardware = str(write_probed_hardware(gemm_curve={1: 0.5, 16: 0.8, 256: 1.0}))
+    point = ["--batch-size", "8", "--input-len", "256", "--output-len", "64"]
+    argv = ["search", "--baseline", "small-base", "--hardware", hardware, "--dtype", "float32", *point, "--json",
+            "--emit-config", str(tmp_path / "cfg")]  # fmt: skip
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    deployment = payload["deployment"]
+    assert (deployment["gpu"], deployment["hardware_measured"], deployment["dtype_bytes"]) == ("local-cpu", True, 4)
+    rows = [payload["baseline"], payload["panda"], payload["surefire"], *payload["frontier"]]
+    assert all((row["dtype_bytes"], row["gpu"], row["hardware_measured"]) == (4, "local-cpu", True) for row in rows)
+    assert main(["predict", "small-base", "--hardware", hardware, "--dtype", "float32", *point, "--json"]) == 0
+    predicted = json.loads(capsys.readouterr().out)
+    assert payload["baseline"]["output_tokens_per_s"] == pytest.approx(predicted["output_tokens_per_s"], rel=1e-12)
+    assert Arch.from_hf_config(tmp_path / "cfg" / "panda-small-base" / "config.json").dtype_bytes == 4
+    # At the baseline's own bf16 the fp32-only entry has no peak: one line that names the fix.
+    assert main(["search", "--baseline", "small-base", "--hardware", hardware, *point]) == 2
+    err = capsys.readouterr().err
+    assert "no bf16 peak" in err and "--dtype float32" in err and len(err.strip().splitlines()) == 1
+    assert main(["search", "--baseline", "small-base", *point]) == 2  # no hardware named
+    assert "--gpu NAME" in capsys.readouterr().err
 
 
 def test_loss_delta_and_loss_target_together_are_refused(capsys):
