@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed
 TORCH_SPEC := torch==2.13.0
 
 .PHONY: install run test bench bench-save sweep calibrate-cpu calibrate-cpu-no-curve calibrate-cpu-drift-corrected gemm-curve-cpu \
+        calibrate-cpu-with-grid search-check-cpu \
         calibrate-published lint format clean
 
 install: $(STAMP)
@@ -156,6 +157,30 @@ gemm-curve-cpu: install
 	$(BIN)/archscale gemm-curve $(SWEEP_CONFIGS) --hardware $(CPU_PROBE) --rounds 3 --max-rows 16 \
 	  > results/compare/$(CPU_NAME)-gemm-curve-by-config.txt.tmp
 	mv results/compare/$(CPU_NAME)-gemm-curve-by-config.txt.tmp results/compare/$(CPU_NAME)-gemm-curve-by-config.txt
+
+# The search held against measurement on the CPU: search around small-base on a probed, calibrated entry of the
+# machine (SEARCH_CHECK_ENTRY: a folder with hardware.toml and calibration.toml; by default r2's EPYC probe with the
+# shape grid and its drift-corrected calibration), emit Panda, Surefire and Surefire-GQA, sweep them beside small-base
+# on our engine (interleaved, SEARCH_CHECK_PASSES passes) and compare the measured throughput ratios to small-base
+# with the predicted ones, drift-corrected. About 30 minutes on the 2-vCPU EPYC VM; resumes where it stopped.
+SEARCH_CHECK_NAME ?= cpu-epyc-2c
+SEARCH_CHECK_ENTRY ?= results/compare/cpu-epyc-2c-interleaved-r2-with-grid
+SEARCH_CHECK_PASSES ?= 4
+SEARCH_CHECK := results/search-check/$(SEARCH_CHECK_NAME)
+SEARCH_CHECK_PRIORS := --hardware $(SEARCH_CHECK_ENTRY)/hardware.toml --calibration $(SEARCH_CHECK_ENTRY)/calibration.toml
+SEARCH_CHECK_POINT := --input-len 256 --output-len 64
+search-check-cpu: install
+	mkdir -p $(SEARCH_CHECK)
+	test -d $(SEARCH_CHECK)/configs || $(BIN)/archscale search --baseline small-base $(SEARCH_CHECK_PRIORS) \
+	  --dtype float32 --batch-size 16 $(SEARCH_CHECK_POINT) --gqa 1,2,4,8,16 --emit-config $(SEARCH_CHECK)/configs \
+	  --save results/search-small-base-$(SEARCH_CHECK_NAME).json --plot results/search-small-base-$(SEARCH_CHECK_NAME).png \
+	  > $(SEARCH_CHECK)/search.txt
+	$(BIN)/archscale sweep small-base $(SEARCH_CHECK)/configs/*/config.json --device cpu --batch-size 1,4,16,64 \
+	  $(SEARCH_CHECK_POINT) --repeats 2 --max-prefill-tokens 2048 $(SEARCH_CHECK_PRIORS) --order interleaved \
+	  --passes $(SEARCH_CHECK_PASSES) --quiet --out $(SEARCH_CHECK)/sweep.jsonl
+	$(BIN)/archscale compare $(SEARCH_CHECK)/sweep.jsonl $$(ls $(SEARCH_CHECK)/sweep-pass*.jsonl) $(SEARCH_CHECK_PRIORS) \
+	  --drift-correct --baseline small-base --plot $(SEARCH_CHECK)/compare > $(SEARCH_CHECK)/compare.txt
+	head -40 $(SEARCH_CHECK)/compare.txt
 
 # The engines' priors fitted to throughputs others published (perfmodel/data/published_throughput.csv): the rows
 # become sweep files, `archscale calibrate` fits each (GPU, engine) with its default split (every second model held
