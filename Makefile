@@ -162,25 +162,32 @@ gemm-curve-cpu: install
 # machine (SEARCH_CHECK_ENTRY: a folder with hardware.toml and calibration.toml; by default r2's EPYC probe with the
 # shape grid and its drift-corrected calibration), emit Panda, Surefire and Surefire-GQA, sweep them beside small-base
 # on our engine (interleaved, SEARCH_CHECK_PASSES passes) and compare the measured throughput ratios to small-base
-# with the predicted ones, drift-corrected. About 30 minutes on the 2-vCPU EPYC VM; resumes where it stopped.
+# with the predicted ones, drift-corrected, with the calibration and with the probe's priors alone. About 30 minutes
+# on the 2-vCPU EPYC VM; resumes where it stopped. SEARCH_CHECK_CONFIGS: sweep an earlier check's configs again
+# (after an engine change) instead of searching.
 SEARCH_CHECK_NAME ?= cpu-epyc-2c
 SEARCH_CHECK_ENTRY ?= results/compare/cpu-epyc-2c-interleaved-r2-with-grid
 SEARCH_CHECK_PASSES ?= 4
 SEARCH_CHECK := results/search-check/$(SEARCH_CHECK_NAME)
-SEARCH_CHECK_PRIORS := --hardware $(SEARCH_CHECK_ENTRY)/hardware.toml --calibration $(SEARCH_CHECK_ENTRY)/calibration.toml
+SEARCH_CHECK_CONFIGS ?= $(SEARCH_CHECK)/configs
+SEARCH_CHECK_HARDWARE := --hardware $(SEARCH_CHECK_ENTRY)/hardware.toml
+SEARCH_CHECK_CALIBRATION := --calibration $(SEARCH_CHECK_ENTRY)/calibration.toml
 SEARCH_CHECK_POINT := --input-len 256 --output-len 64
 search-check-cpu: install
 	mkdir -p $(SEARCH_CHECK)
-	test -d $(SEARCH_CHECK)/configs || $(BIN)/archscale search --baseline small-base $(SEARCH_CHECK_PRIORS) \
-	  --dtype float32 --batch-size 16 $(SEARCH_CHECK_POINT) --gqa 1,2,4,8,16 --emit-config $(SEARCH_CHECK)/configs \
-	  --save results/search-small-base-$(SEARCH_CHECK_NAME).json --plot results/search-small-base-$(SEARCH_CHECK_NAME).png \
-	  > $(SEARCH_CHECK)/search.txt
-	$(BIN)/archscale sweep small-base $(SEARCH_CHECK)/configs/*/config.json --device cpu --batch-size 1,4,16,64 \
-	  $(SEARCH_CHECK_POINT) --repeats 2 --max-prefill-tokens 2048 $(SEARCH_CHECK_PRIORS) --order interleaved \
-	  --passes $(SEARCH_CHECK_PASSES) --quiet --out $(SEARCH_CHECK)/sweep.jsonl
-	$(BIN)/archscale compare $(SEARCH_CHECK)/sweep.jsonl $$(ls $(SEARCH_CHECK)/sweep-pass*.jsonl) $(SEARCH_CHECK_PRIORS) \
-	  --drift-correct --baseline small-base --plot $(SEARCH_CHECK)/compare > $(SEARCH_CHECK)/compare.txt
-	head -40 $(SEARCH_CHECK)/compare.txt
+	test -d $(SEARCH_CHECK_CONFIGS) || $(BIN)/archscale search --baseline small-base $(SEARCH_CHECK_HARDWARE) \
+	  $(SEARCH_CHECK_CALIBRATION) --dtype float32 --batch-size 16 $(SEARCH_CHECK_POINT) --gqa 1,2,4,8,16 \
+	  --emit-config $(SEARCH_CHECK_CONFIGS) --save results/search-small-base-$(SEARCH_CHECK_NAME).json \
+	  --plot results/search-small-base-$(SEARCH_CHECK_NAME).png > $(SEARCH_CHECK)/search.txt
+	$(BIN)/archscale sweep small-base $(SEARCH_CHECK_CONFIGS)/*/config.json --device cpu --batch-size 1,4,16,64 \
+	  $(SEARCH_CHECK_POINT) --repeats 2 --max-prefill-tokens 2048 $(SEARCH_CHECK_HARDWARE) $(SEARCH_CHECK_CALIBRATION) \
+	  --order interleaved --passes $(SEARCH_CHECK_PASSES) --quiet --out $(SEARCH_CHECK)/sweep.jsonl
+	$(BIN)/archscale compare $(SEARCH_CHECK)/sweep.jsonl $$(ls $(SEARCH_CHECK)/sweep-pass*.jsonl) $(SEARCH_CHECK_HARDWARE) \
+	  $(SEARCH_CHECK_CALIBRATION) --drift-correct --baseline small-base --plot $(SEARCH_CHECK)/compare-calibrated \
+	  > $(SEARCH_CHECK)/compare-calibrated.txt
+	$(BIN)/archscale compare $(SEARCH_CHECK)/sweep.jsonl $$(ls $(SEARCH_CHECK)/sweep-pass*.jsonl) $(SEARCH_CHECK_HARDWARE) \
+	  --drift-correct --baseline small-base --plot $(SEARCH_CHECK)/compare-uncalibrated > $(SEARCH_CHECK)/compare-uncalibrated.txt
+	grep -A5 "^Throughput ratio" $(SEARCH_CHECK)/compare-calibrated.txt $(SEARCH_CHECK)/compare-uncalibrated.txt
 
 # The engines' priors fitted to throughputs others published (perfmodel/data/published_throughput.csv): the rows
 # become sweep files, `archscale calibrate` fits each (GPU, engine) with its default split (every second model held

@@ -248,7 +248,10 @@ class LlamaModel:
         return self._logits(x)
 
     def _torch_decode_attention(self, q, cache, layer, block_table, seq_lens, max_kv_len, pages_in_order):
-        """SDPA over each sequence's pages with a length mask: q [B, hq, dh] -> [B, hq, dh]."""
+        """SDPA over each sequence's pages with a length mask: q [B, hq, dh] -> [B, hq, dh]. The query heads of one KV
+        head ride as that head's rows (q [B, hkv, group, dh], as FlashInfer's and FlashDecoding's GQA decode does), so
+        each KV head is read once: SDPA's enable_gqa would copy K and V out to every query head first (its math path,
+        which CPU decode with a mask takes, repeat_interleaves them: group× the bytes)."""
         batch, pages = q.shape[0], -(-max_kv_len // cache.block_size)
         if pages_in_order:  # sequence b owns pages b·P .. b·P + P − 1: a view, no copy
             per_seq = block_table.shape[1]
@@ -259,7 +262,8 @@ class LlamaModel:
             k, v = cache.k[layer][table].flatten(1, 2), cache.v[layer][table].flatten(1, 2)
         k, v = k.transpose(1, 2), v.transpose(1, 2)  # [B, hkv, pages·block_size, dh]
         valid = torch.arange(k.shape[2], device=q.device)[None, :] < seq_lens[:, None]  # [B, S]
+        grouped = q.unflatten(1, (k.shape[1], -1))  # [B, hkv, group, dh]: query head h reads KV head h // group
         out = F.scaled_dot_product_attention(
-            q[:, :, None, :], k, v, attn_mask=valid[:, None, None, :], scale=self.scale, enable_gqa=True
-        )  # [B, hq, 1, dh]
+            grouped, k, v, attn_mask=valid[:, None, None, :], scale=self.scale
+        )  # [B, hkv, group, dh]
         return out.reshape(batch, *q.shape[1:])

@@ -1,5 +1,5 @@
 """Our engine's Llama model computes the right thing: prefill and every decode step against a plain reference
-(full recompute, no cache) over GQA groups 1/3/4, qkv bias, qk-norm, tied and untied embeddings, paged and
+(full recompute, no cache) over GQA groups 1/3/4/8, qkv bias, qk-norm, tied and untied embeddings, paged and
 contiguous caches."""
 
 import pytest
@@ -13,6 +13,7 @@ ARCHS = {
     "mha": Arch(64, 2, 4, 4, 16, 96, 101),
     "gqa3-qkv-bias": Arch(48, 2, 6, 2, 16, 80, 97, qkv_bias=True),  # n_head·d_head = 96 != d_model
     "gqa4-qk-norm-tied": Arch(64, 2, 8, 2, 16, 96, 101, qk_norm=True, tie_embeddings=True),
+    "gqa8-two-kv-heads": Arch(64, 2, 16, 2, 16, 96, 101),  # query heads 0-7 read KV head 0, 8-15 KV head 1
 }
 PROMPT_LEN, DECODE_STEPS, BATCH = 7, 4, 3
 
