@@ -139,3 +139,23 @@ def test_the_model_orders_configs_at_least_as_well_as_a_repeat_measurement(engin
     assert model_share >= pass_share, (
         f"{machine}: the model orders {model_share:.0%} of pairs right, a pass {pass_share:.0%}"
     )
+
+
+# README, "The search held against measurement": (median, max) |error| of the measured against the predicted
+# throughput ratio to small-base over the check's 12 ratios, drift-corrected, with the calibration the search used.
+SEARCH_CHECK_ENTRY = RESULTS / "compare" / "cpu-epyc-2c-interleaved-r2-with-grid"
+REPORTED_SEARCH_CHECK_RATIO_ERROR_PCT = {"cpu-epyc-2c": (5.7, 30.3), "cpu-epyc-2c-grouped-decode": (6.6, 14.1)}
+
+
+@pytest.mark.parametrize("check", sorted(REPORTED_SEARCH_CHECK_RATIO_ERROR_PCT))
+def test_search_check_ratio_error_has_not_grown(check):
+    folder = RESULTS / "search-check" / check
+    sweeps = [folder / "sweep.jsonl", *sorted(folder.glob("sweep-pass*.jsonl"))]
+    hardware = load_hardware_file(SEARCH_CHECK_ENTRY / "hardware.toml")
+    data = load_sweeps(sweeps, drift_correct=True, probe_state=hardware.machine_reference)
+    calibration = get_calibration(hardware, data.engine, SEARCH_CHECK_ENTRY / "calibration.toml")
+    pairs = compare(data, hardware, calibration, calibration_label="calibrated", baseline="small-base").pairs
+    assert pairs.n_ratios == 12
+    median_limit_pct, max_limit_pct = REPORTED_SEARCH_CHECK_RATIO_ERROR_PCT[check]
+    assert pairs.median_abs_ratio_error_pct <= median_limit_pct + SLACK_PCT_POINTS
+    assert pairs.max_abs_ratio_error_pct <= max_limit_pct + SLACK_PCT_POINTS
