@@ -126,7 +126,9 @@ def _sources(result: ProbeResult) -> dict:
 def _shape_grid_sources(result: ProbeResult) -> dict:
     by, grid = "measured by archscale probe", result.gemm_shapes
     samples = len(grid.sample_time_s)
-    sampled = f"; the median of {samples} samples, one beside each curve sample (largest spread {grid.spread_pct():.0f}%)"
+    sampled = (
+        f"; the median of {samples} samples, one beside each curve sample (largest spread {grid.spread_pct():.0f}%)"
+    )
     axes = "F.linear of M rows against an [N, K] weight at every M, N, K of the gemm_shape_* axes"
     return {
         "gemm_shape_rows": f"{by}: {axes}, each shape cycled from {grid.cold_bytes // MiB} MiB or more of weight copies "
