@@ -1,6 +1,6 @@
 """Ranking and ratios of a comparison (harness/compare.py): does the model order configs by output tokens/s as
 measured at each workload — over all pairs, and over the pairs whose repeated measurements do not overlap — how often
-the measurements order them alike among themselves (one pass against the others: the ceiling noise sets), and each
+the measurements order them alike among themselves (one pass against the others: what the noise allows), and each
 config's throughput ratio to a baseline config, measured vs predicted (what the architecture search relies on)."""
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ class Ranking:
     n_groups_right_apart: int | None = None  # of those, the ones where every such pair is ordered right
     # The measurements against themselves: each pass's order of the configs against the order of the median of the
     # other passes, at every workload where each config was measured the same n ≥ 2 times — how often one more
-    # measurement, used as the prediction, gets the order right: the ceiling the noise sets on any model's ranking.
-    # None when no workload qualifies.
+    # measurement, used as the prediction, gets the order right: the agreement the noise allows (not a bound on a
+    # model, which is held against the median of all passes, a steadier order). None when no workload qualifies.
     n_self_pairs: int | None = None  # (pass, pair of configs) combinations
     n_self_pairs_right: int | None = None
     n_self_orders: int | None = None  # (pass, workload) combinations
