@@ -219,10 +219,17 @@ def _search_section(ctx: _Context) -> list[str]:
     return lines
 
 
+def _search_hardware_note(deployment: dict) -> str:
+    """The weights' width and whether the hardware was probed, where the saved search records them (older ones do not)."""
+    note = f", {deployment['dtype_bytes']}-byte weights" if "dtype_bytes" in deployment else ""
+    return note + (", a probed machine" if deployment.get("hardware_measured") else "")
+
+
 def _search_file(ctx: _Context, path: Path, p: dict) -> list[str]:
     dep = p["deployment"]
     lines = [f"### {ctx.link(path)}", "",
-             f"Around `{p['baseline']['name']}` on {dep['gpu']} ({dep['engine']}), batch {dep['batch_size']}, in "
+             f"Around `{p['baseline']['name']}` on {dep['gpu']} ({dep['engine']}{_search_hardware_note(dep)}), batch "
+             f"{dep['batch_size']}, in "
              f"{dep['input_len']} / out {dep['output_len']}. Law: {p['law']}. Loss target L_t = "
              f"{p['loss_target']:.4f}; ties: {p['n_ties']:,} candidates within {p['loss_tolerance']:.4f} of the lowest "
              f"predicted loss {p['min_loss']:.4f} ({p['loss_tolerance_source']}). Pareto frontier: "

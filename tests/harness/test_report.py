@@ -252,6 +252,16 @@ def test_the_committed_report_covers_the_fits_to_published_throughputs():
     assert "| holdout | out tok/s | 8 | 22.0% | 35.8% |" in a100  # the priors' held-out figures, as in the README
 
 
+def test_a_search_on_a_probed_machine_says_so_and_an_older_one_is_read_as_before(results):
+    assert "Around `llama-3.2-1b` on h200 (torch), batch 128" in build_report(results)  # saved without the fields
+    payload = search_payload()
+    payload["deployment"] |= {"gpu": "local-cpu", "dtype_bytes": 4, "hardware_measured": True}
+    (results / "search-llama-3.2-1b-h200.json").write_text(json.dumps(payload))
+    assert "Around `llama-3.2-1b` on local-cpu (torch, 4-byte weights, a probed machine), batch 128" in build_report(
+        results
+    )
+
+
 def test_a_sweeps_passes_are_one_study_compared_at_their_medians(results):
     """sweeps/<name>-pass2.jsonl measures the same grid again: one section, the first pass first (it names the
     machine), each point at its median with the spread between passes."""
