@@ -173,6 +173,7 @@ SEARCH_CHECK_CONFIGS ?= $(SEARCH_CHECK)/configs
 SEARCH_CHECK_HARDWARE := --hardware $(SEARCH_CHECK_ENTRY)/hardware.toml
 SEARCH_CHECK_CALIBRATION := --calibration $(SEARCH_CHECK_ENTRY)/calibration.toml
 SEARCH_CHECK_POINT := --input-len 256 --output-len 64
+SEARCH_CHECK_SWEEPS := $(SEARCH_CHECK)/sweep.jsonl $$(ls $(SEARCH_CHECK)/sweep-pass*.jsonl)
 search-check-cpu: install
 	mkdir -p $(SEARCH_CHECK)
 	test -d $(SEARCH_CHECK_CONFIGS) || $(BIN)/archscale search --baseline small-base $(SEARCH_CHECK_HARDWARE) \
@@ -182,11 +183,11 @@ search-check-cpu: install
 	$(BIN)/archscale sweep small-base $(SEARCH_CHECK_CONFIGS)/*/config.json --device cpu --batch-size 1,4,16,64 \
 	  $(SEARCH_CHECK_POINT) --repeats 2 --max-prefill-tokens 2048 $(SEARCH_CHECK_HARDWARE) $(SEARCH_CHECK_CALIBRATION) \
 	  --order interleaved --passes $(SEARCH_CHECK_PASSES) --quiet --out $(SEARCH_CHECK)/sweep.jsonl
-	$(BIN)/archscale compare $(SEARCH_CHECK)/sweep.jsonl $$(ls $(SEARCH_CHECK)/sweep-pass*.jsonl) $(SEARCH_CHECK_HARDWARE) \
-	  $(SEARCH_CHECK_CALIBRATION) --drift-correct --baseline small-base --plot $(SEARCH_CHECK)/compare-calibrated \
+	$(BIN)/archscale compare $(SEARCH_CHECK_SWEEPS) $(SEARCH_CHECK_HARDWARE) $(SEARCH_CHECK_CALIBRATION) \
+	  --drift-correct --baseline small-base --plot $(SEARCH_CHECK)/compare-calibrated \
 	  > $(SEARCH_CHECK)/compare-calibrated.txt
-	$(BIN)/archscale compare $(SEARCH_CHECK)/sweep.jsonl $$(ls $(SEARCH_CHECK)/sweep-pass*.jsonl) $(SEARCH_CHECK_HARDWARE) \
-	  --drift-correct --baseline small-base --plot $(SEARCH_CHECK)/compare-uncalibrated > $(SEARCH_CHECK)/compare-uncalibrated.txt
+	$(BIN)/archscale compare $(SEARCH_CHECK_SWEEPS) $(SEARCH_CHECK_HARDWARE) --drift-correct --baseline small-base \
+	  --plot $(SEARCH_CHECK)/compare-uncalibrated > $(SEARCH_CHECK)/compare-uncalibrated.txt
 	grep -A5 "^Throughput ratio" $(SEARCH_CHECK)/compare-calibrated.txt $(SEARCH_CHECK)/compare-uncalibrated.txt
 
 # The engines' priors fitted to throughputs others published (perfmodel/data/published_throughput.csv): the rows

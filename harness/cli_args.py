@@ -4,6 +4,7 @@ more than one command takes."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 # Larger counts (batch sizes, token lengths, repeats) are typos, and would overflow the model's 64-bit arithmetic.
 MAX_INT = 2**31 - 1
@@ -65,8 +66,6 @@ def add_dtype_arg(parser, default: str) -> None:
 
 def with_dtype(arch, dtype: str | None):
     """`arch` at the byte width of `dtype` (None: as it is)."""
-    from dataclasses import replace
-
     return arch if dtype is None else replace(arch, dtype_bytes=DTYPE_BYTES[dtype])
 
 

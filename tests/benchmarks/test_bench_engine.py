@@ -70,7 +70,8 @@ def test_cpu_decode_attention_at_gqa_16(benchmark):
     pages = ATTENTION_KV_LEN // block_size
     model = LlamaModel(arch, LlamaWeights.random(replace(arch, n_layer=1), torch.float32, "cpu"), attention="torch")
     cache = PagedKVCache(replace(arch, n_layer=1), ATTENTION_BATCH * pages, block_size, torch.float32, "cpu")
-    cache.k.normal_(), cache.v.normal_()
+    cache.k.normal_()
+    cache.v.normal_()
     table = torch.arange(ATTENTION_BATCH * pages, dtype=torch.int32).view(ATTENTION_BATCH, pages)  # pages in order
     seq_lens = torch.full((ATTENTION_BATCH,), ATTENTION_KV_LEN, dtype=torch.int32)
     q = torch.randn(ATTENTION_BATCH, arch.n_head, arch.d_head)  # [B, hq, dh]
