@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "harness.cmd_gemm_curve",
     "harness.cmd_compare",
     "harness.cmd_report",
+    "harness.cmd_campaign",
 )
 
 

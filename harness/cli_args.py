@@ -1,13 +1,24 @@
-"""argparse pieces shared by the commands: value parsers (positive integers and comma lists of them) and options
+"""argparse pieces shared by the commands: value parsers (positive numbers, positive integers and comma lists of them) and
 more than one command takes."""
 
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import replace
 
 # Larger counts (batch sizes, token lengths, repeats) are typos, and would overflow the model's 64-bit arithmetic.
 MAX_INT = 2**31 - 1
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    return value
 
 
 def positive_int(text: str) -> int:

@@ -25,7 +25,7 @@ import re
 import sys
 from pathlib import Path
 
-from harness.cli_args import positive_int, positive_int_list
+from harness.cli_args import positive_float, positive_int, positive_int_list
 from harness.sweep import POINT_ORDERS
 
 
@@ -109,19 +109,6 @@ def engine_arg(text: str) -> tuple[str, object]:
         return parse_engine_arg(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def positive_float(text: str) -> float:
-    import argparse
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
-    return value
 
 
 def seed(text: str) -> int:

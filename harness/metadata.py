@@ -22,7 +22,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def git_revision(repo: Path = REPO_ROOT) -> dict:
     """{"git_sha": full SHA or None, "git_dirty": bool or None} for the checkout the code runs from
-    (dirty = tracked files outside results/ differ from the commit)."""
+    (dirty = tracked files outside results/ differ from the commit). A copy without its git history (sent to a GPU
+    machine) answers from its source stamp (harness.source_stamp), where it has one."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
@@ -37,7 +38,9 @@ def git_revision(repo: Path = REPO_ROOT) -> dict:
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return {"git_sha": None, "git_dirty": None}
+        from harness.source_stamp import stamped_revision
+
+        return stamped_revision(repo) or {"git_sha": None, "git_dirty": None}
     return {"git_sha": sha, "git_dirty": bool(status.strip())}
 
 
@@ -139,3 +142,10 @@ def run_metadata(command: str | list[str] | None = None) -> dict:
         "command": command,
         "time_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+if __name__ == "__main__":  # `python -m harness.metadata`: one header line for a log (the GPU campaign's test log)
+    import json
+
+    tests = "pytest -m gpu tests; pytest tests/kernels"
+    print(f"# metadata: {json.dumps(run_metadata(f'archscale campaign (tests stage): {tests}'), sort_keys=True)}")

@@ -254,6 +254,12 @@ CASES = [
     (["bench-kernel", "--dry-run", "--batch-sizes", "1,,2"], None, "empty item"),
     (["bench-kernel", "--dry-run", "--kv-lens", "0"], None, "positive integer"),
     (["nonsense"], None, "invalid choice"),
+    # campaign
+    (["campaign", "run", "--out", "{dir}/out"], None, "torch sees none"),
+    (["campaign", "run", "--out", "{dir}/out", "--stages", "tests,bogus"], None, "subset of"),
+    (["campaign", "plan", "--gpu", "h9000", "--results", "{dir}"], None, "unknown GPU"),
+    (["campaign", "collect", "{missing}"], None, "not a folder"),
+    (["campaign", "collect", "{file}"], None, "not a folder"),
 ]
 # fmt: on
 
@@ -287,8 +293,8 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 
 @pytest.mark.parametrize(("argv", "unchanged", "message"), CASES, ids=[" ".join(c[0])[:90] for c in CASES])
 def test_bad_invocation_is_one_line_exit_2_and_writes_nothing(inputs, tmp_path, capsys, argv, unchanged, message):
-    if argv[0] == "probe" and torch.cuda.is_available():
-        pytest.skip("would probe the GPU")
+    if (argv[0] == "probe" or argv[:2] == ["campaign", "run"]) and torch.cuda.is_available():
+        pytest.skip("would measure the GPU")
     before = snapshot(tmp_path)
     code = run(fill(argv, inputs))
     out, err = capsys.readouterr()
