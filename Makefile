@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TORCH_SPEC := torch==2.13.0
 
 .PHONY: install run test bench bench-save sweep calibrate-cpu calibrate-cpu-no-curve calibrate-cpu-drift-corrected gemm-curve-cpu \
-        calibrate-cpu-with-grid search-check-cpu \
+        calibrate-cpu-with-grid search-check-cpu calibrate-gpu \
         calibrate-published lint format clean
 
 install: $(STAMP)
@@ -189,6 +189,29 @@ search-check-cpu: install
 	$(BIN)/archscale compare $(SEARCH_CHECK_SWEEPS) $(SEARCH_CHECK_HARDWARE) --drift-correct --baseline small-base \
 	  --plot $(SEARCH_CHECK)/compare-uncalibrated > $(SEARCH_CHECK)/compare-uncalibrated.txt
 	grep -A5 "^Throughput ratio" $(SEARCH_CHECK)/compare-calibrated.txt $(SEARCH_CHECK)/compare-uncalibrated.txt
+
+# The GPU campaign's calibrate and compare, here, on what `archscale campaign collect` put into results/ (README, "The
+# GPU campaign"): calibrate on half of the eight configs (the default split holds out every second config by name),
+# compare all of them with the priors and with the fit, and the measured throughput ratios of Panda and Surefire to
+# each LLaMA baseline (GPU_BASELINES) against the predicted ones. GPU: the datasheet key the campaign's files are
+# named by; GPU_HARDWARE: what the predictions are for (the datasheet entry by default; a probe of that GPU with
+# --hardware results/hardware/$(GPU).toml). Writes under results/compare/$(GPU)/.
+GPU ?= h100-sxm
+GPU_SWEEP ?= results/sweeps/torch-$(GPU).jsonl
+GPU_HARDWARE ?= --gpu $(GPU)
+GPU_BASELINES ?= llama-3.2-1b llama-3.2-3b
+GPU_COMPARE := results/compare/$(GPU)
+calibrate-gpu: install
+	mkdir -p $(GPU_COMPARE)
+	$(BIN)/archscale calibrate $(GPU_SWEEP) $(GPU_HARDWARE) --out $(GPU_COMPARE)/calibration.toml \
+	  > $(GPU_COMPARE)/calibrate.txt
+	$(BIN)/archscale compare $(GPU_SWEEP) $(GPU_HARDWARE) --plot $(GPU_COMPARE)/uncalibrated \
+	  > $(GPU_COMPARE)/compare-uncalibrated.txt
+	@for base in $(GPU_BASELINES); do echo "compare (calibrated), ratios to $$base"; \
+	  $(BIN)/archscale compare $(GPU_SWEEP) $(GPU_HARDWARE) --calibration $(GPU_COMPARE)/calibration.toml \
+	    --baseline $$base --plot $(GPU_COMPARE)/calibrated-to-$$base > $(GPU_COMPARE)/compare-calibrated-to-$$base.txt \
+	    || exit $$?; done
+	head -30 $(GPU_COMPARE)/compare-calibrated-to-$(firstword $(GPU_BASELINES)).txt
 
 # The engines' priors fitted to throughputs others published (perfmodel/data/published_throughput.csv): the rows
 # become sweep files, `archscale calibrate` fits each (GPU, engine) with its default split (every second model held
