@@ -42,15 +42,31 @@ def _check(source: Path, target: Path) -> str:
     if source.suffix == ".jsonl":
         return _check_rows(source, target, data)
     if source.suffix == ".txt":
+        first_line = data.split(b"\n", 1)[0].decode("utf-8", "replace")
+        try:
+            meta = json.loads(first_line.removeprefix("# metadata: "))
+        except ValueError:
+            meta = None
+        _check_commit(source, meta if isinstance(meta, dict) else {})
         return "GPU test log" + (" (replaces the earlier one)" if target.exists() else "")
     if target.exists() and target.read_bytes() != data:
         raise ArchscaleInputError(f"{target} exists and differs from {source.name}: remove it first to replace it")
-    if source.suffix == ".json":
+    if source.suffix == ".toml":
+        from perfmodel.hardware import load_hardware_file
+
+        load_hardware_file(source)  # a probe's entry that does not load is one line here, not a broken results/
+    else:
         try:
             json.loads(data)
         except ValueError:
             raise ArchscaleInputError(f"{source}: not JSON; not placed (nothing written)") from None
     return "new" if not target.exists() else "unchanged"
+
+
+def _check_commit(source: Path, meta: dict) -> None:
+    if not meta.get("git_sha") or meta.get("git_dirty") is not False:
+        raise ArchscaleInputError(f"{source.name}: measured outside a clean commit (git_sha {meta.get('git_sha')}, "
+                                  f"dirty {meta.get('git_dirty')}): not placed (nothing written)")  # fmt: skip
 
 
 def _check_rows(source: Path, target: Path, data: bytes) -> str:
@@ -65,10 +81,7 @@ def _check_rows(source: Path, target: Path, data: bytes) -> str:
         check_sweep_files([source])
     new_rows = rows[len(read_jsonl(target)) :] if committed else rows
     for row in new_rows:
-        meta = row.get("metadata") or {}
-        if not meta.get("git_sha") or meta.get("git_dirty") is not False:
-            raise ArchscaleInputError(f"{source.name}: a row measured outside a clean commit (git_sha "
-                                      f"{meta.get('git_sha')}, dirty {meta.get('git_dirty')}): not placed")  # fmt: skip
+        _check_commit(source, row.get("metadata") or {})
     return f"{len(new_rows)} new rows ({len(rows)} in all)"
 
 

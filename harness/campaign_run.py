@@ -34,7 +34,7 @@ class StageResult:
 
 def run_command(command: Command, timeout_s: float, log_path: Path) -> int | None:
     """Run one command, its stderr (and stdout, unless it has a file of its own) appended to log_path; its exit
-    code, or None where it was stopped at timeout_s."""
+    code (127 where it could not start), or None where it was stopped at timeout_s."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     tmp = command.stdout_path.with_name(command.stdout_path.name + ".tmp") if command.stdout_path else None
     with log_path.open("a", encoding="utf-8") as log:
@@ -42,13 +42,7 @@ def run_command(command: Command, timeout_s: float, log_path: Path) -> int | Non
         log.flush()
         stdout = tmp.open("w", encoding="utf-8") if tmp else log
         try:
-            process = subprocess.Popen(command.argv, stdout=stdout, stderr=log, env=env, start_new_session=True)
-            try:
-                code = process.wait(timeout=max(timeout_s, 0.0))
-            except subprocess.TimeoutExpired:
-                _stop_group(process)
-                log.write(f"[stopped at its time cap, {timeout_s:.0f} s]\n")
-                code = None
+            code = _wait(command, stdout, log, env, timeout_s)
         finally:
             if tmp:
                 stdout.close()
@@ -58,6 +52,27 @@ def run_command(command: Command, timeout_s: float, log_path: Path) -> int | Non
         else:
             tmp.unlink(missing_ok=True)
     return code
+
+
+def _wait(command: Command, stdout, log, env: dict, timeout_s: float) -> int | None:
+    try:
+        process = subprocess.Popen(command.argv, stdout=stdout, stderr=log, env=env, start_new_session=True)
+    except OSError as exc:  # no such program: recorded like a failing command
+        log.write(f"[could not start: {exc}]\n")
+        return 127
+    try:
+        return process.wait(timeout=max(timeout_s, 0.0))
+    except subprocess.TimeoutExpired:
+        _stop_group(process)
+        log.write(f"[stopped at its time cap, {timeout_s:.0f} s]\n")
+        return None
+
+
+def command_label(argv: tuple[str, ...]) -> str:
+    """A command's short name: the archscale subcommand, or the module a `python -m` runs."""
+    if argv[1:3] == ("-m", "harness") and len(argv) > 3:
+        return argv[3]
+    return argv[2] if argv[1:2] == ("-m",) and len(argv) > 2 else argv[0]
 
 
 def _stop_group(process: subprocess.Popen) -> None:
@@ -90,7 +105,7 @@ def run_stage(stage: Stage, deadline: float) -> StageResult:
             return StageResult(stage.name, "stopped", time.monotonic() - started,
                                f"at its cap of {cap_s:.0f} s; the next call resumes it")  # fmt: skip
         if code != 0:
-            failures.append(f"{command.argv[min(3, len(command.argv) - 1)]} exit {code}")
+            failures.append(f"{command_label(command.argv)} exit {code}")
     elapsed_s = time.monotonic() - started
     if failures:
         return StageResult(stage.name, "failed", elapsed_s, "; ".join(failures) + f" (see {stage.log_path.name})")
@@ -104,7 +119,9 @@ def run_stages(stages: list[Stage], budget_s: float, log_path: Path) -> list[Sta
     for stage in stages:
         with log_path.open("a", encoding="utf-8") as log:
             log.write(f"=== stage {stage.name} ===\n")
-        results.append(run_stage(stage, deadline))
+        result = run_stage(stage, deadline)
+        print(f"[campaign] {result.name}: {result.status} ({result.elapsed_s:.0f} s) {result.detail}", flush=True)
+        results.append(result)
     with log_path.open("a", encoding="utf-8") as log:
         log.write(summary_table(results) + "\n")
     return results

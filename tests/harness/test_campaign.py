@@ -88,6 +88,13 @@ def test_a_failing_command_is_recorded_and_its_stage_goes_on(tmp_path):
     assert "second\n" in log.read_text()
 
 
+def test_a_program_that_cannot_start_is_a_failure_named_in_the_summary(tmp_path):
+    log = tmp_path / "log"
+    missing = Command(("/nonexistent/archscale-tool", "-m", "harness", "sweep"))
+    [result] = campaign_run.run_stages([Stage("sweeps", (missing,), log, None)], 60 + campaign_run.RESERVE_S, log)
+    assert result.status == "failed" and "sweep exit 127" in result.detail and "could not start" in log.read_text()
+
+
 def test_a_command_with_its_own_file_writes_it_whole_and_only_on_success(tmp_path):
     log, good, bad = tmp_path / "log", tmp_path / "good.json", tmp_path / "bad.json"
     bad.write_text("the earlier file\n")
@@ -224,36 +231,65 @@ def _came_back(tmp_path: Path, sweep_rows, probe: str) -> tuple[Path, Path]:
     return results, back
 
 
-def test_collect_appends_new_rows_to_the_committed_file_and_leaves_the_log_out(tmp_path):
+def test_collect_appends_new_rows_to_the_committed_file_and_leaves_the_log_out(tmp_path, write_probed_hardware):
     rows = _rows(3)
-    results, back = _came_back(tmp_path, rows, probe="[h100-sxm]\n")
+    probe = write_probed_hardware(name="h100-sxm").read_text()
+    results, back = _came_back(tmp_path, rows, probe=probe)
+    (back / "gpu-tests-h100-sxm.txt").write_text('# metadata: {"git_sha": "abc", "git_dirty": false}\n1 passed\n')
     (results / "sweeps").mkdir(parents=True)
     (results / "sweeps" / "torch-h100-sxm.jsonl").write_text(_jsonl(rows[:1]))
     placements, left_out = collect(back, results)
     assert (results / "sweeps" / "torch-h100-sxm.jsonl").read_text() == _jsonl(rows)
     assert any(p.what.startswith("2 new rows (3 in all)") for p in placements)
-    assert (results / "hardware" / "h100-sxm.toml").read_text() == "[h100-sxm]\n"
+    assert (results / "hardware" / "h100-sxm.toml").read_text() == probe
+    assert (results / "gpu-tests" / "h100-sxm.txt").read_text().endswith("1 passed\n")
     assert left_out == ["campaign.log"]
 
 
 @pytest.mark.parametrize(
     ("case", "message"),
     [("drops a committed row", "would lose"), ("dirty row", "outside a clean commit"),
-     ("no sha", "outside a clean commit"), ("probe differs", "remove it first")],
+     ("no sha", "outside a clean commit"), ("probe differs", "remove it first"), ("bad probe", "hardware"),
+     ("dirty test log", "outside a clean commit")],
 )  # fmt: skip
-def test_collect_refuses_what_would_lose_data_or_misname_a_commit_and_writes_nothing(tmp_path, capsys, case, message):
+def test_collect_refuses_what_would_lose_data_or_misname_a_commit_and_writes_nothing(tmp_path, capsys, case, message,
+                                                                                     write_probed_hardware):  # fmt: skip
     rows = _rows(3)
     returned = {"drops a committed row": rows[1:], "dirty row": rows[:1] + _rows(3, git_dirty=True)[1:],
-                "no sha": rows[:1] + _rows(3, git_sha=None)[1:], "probe differs": rows}[case]  # fmt: skip
-    results, back = _came_back(tmp_path, returned, probe="[h100-sxm]\nnew = 1\n")
+                "no sha": rows[:1] + _rows(3, git_sha=None)[1:]}.get(case, rows)  # fmt: skip
+    probe = write_probed_hardware(name="h100-sxm", bandwidth=3.0e12).read_text()
+    results, back = _came_back(tmp_path, returned, probe="[h100-sxm]\n" if case == "bad probe" else probe)
+    if case == "dirty test log":
+        (back / "gpu-tests-h100-sxm.txt").write_text('# metadata: {"git_sha": "abc", "git_dirty": true}\n')
     (results / "sweeps").mkdir(parents=True)
     committed = results / "sweeps" / "torch-h100-sxm.jsonl"
     committed.write_text(_jsonl(rows[:1]))
     if case == "probe differs":
         (results / "hardware").mkdir()
-        (results / "hardware" / "h100-sxm.toml").write_text("[h100-sxm]\n")
+        (results / "hardware" / "h100-sxm.toml").write_text(write_probed_hardware(name="h100-sxm").read_text())
     before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
     assert main(["campaign", "collect", str(back), "--results", str(results)]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and message in err
     assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} == before
+
+
+def test_run_names_its_files_by_the_gpu_found_seeds_them_and_ends_with_the_summary(tmp_path, monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("its probe stage would measure the GPU")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H100 80GB HBM3")
+    results, out = tmp_path / "results", tmp_path / "out"
+    (results / "sweeps").mkdir(parents=True)
+    (results / "sweeps" / "torch-h100-sxm.jsonl").write_text(_jsonl(_rows(1)))
+    argv = ["campaign", "run", "--out", str(out), "--stages", "probe", "--results", str(results), "--budget-s", "100"]
+    assert main(argv) == 0  # the probe's own process sees no GPU here and fails: recorded, the campaign goes on
+    text = capsys.readouterr().out
+    assert "(h100-sxm)" in text and "resumed from" in text and "torch-h100-sxm.jsonl" in text
+    assert "probe: failed" in text and text.rstrip().splitlines()[-1].startswith("probe ")
+    assert (out / "torch-h100-sxm.jsonl").read_text() == _jsonl(_rows(1))
+    assert "=== stage probe ===" in (out / "campaign.log").read_text()
+    assert not (out / "hardware-h100-sxm.toml").exists()
