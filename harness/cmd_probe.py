@@ -76,6 +76,7 @@ def format_summary(result, path) -> str:
         shape_grid_line(result.gemm_shapes, priors),
         f"decode attention:      {result.attention.bandwidth_bytes_per_s() / 1e9:,.1f} GB/s of KV cache read (our "
         f"engine, batch {result.attention.batch}, {result.attention.kv_lens[0]} vs {result.attention.kv_lens[1]} tokens)",
+        *prefill_attention_lines(result, priors),
         f"engine decode step:    {result.launch_overhead_s * 1e6:,.2f} µs per launch the perfmodel counts, "
         f"{result.step_overhead_s * 1e6:,.2f} µs per step (our engine on tiny models){unresolved_launch}",
         f"memory:                {result.memory_bytes / 2**30:,.1f} GiB, {result.sm_count} "
@@ -83,6 +84,15 @@ def format_summary(result, path) -> str:
         f"Wrote {result.name} to {path} (use: archscale predict CONFIG --hardware {path} ...)",
     ]
     return "\n".join(lines)
+
+
+def prefill_attention_lines(result, priors: dict) -> list[str]:
+    prefill = result.prefill_attention
+    if prefill is None:
+        return []
+    return [f"prefill attention:     {prefill.flops_per_s() / 1e9:,.1f} GFLOP/s, "
+            f"{priors['attention_prefill_compute_efficiency']:.0%} of the peak (our engine's causal attention, "
+            f"{prefill.arch.name}'s heads, {prefill.batch} x {prefill.input_len} tokens)"]  # fmt: skip
 
 
 def shape_grid_line(grid, priors: dict) -> str:

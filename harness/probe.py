@@ -1,7 +1,7 @@
-"""`probe`: measure what this machine reaches (matmul FLOP/s, copy bandwidth, the GEMM curve, launch and step
-overheads), which harness/probe_entry.py writes as a hardware entry in the format of perfmodel/data/hardware.toml, so
-the perfmodel predicts for the machine like for any datasheet GPU (`archscale predict --hardware FILE` or `--gpu
-local`).
+"""`probe`: measure what this machine reaches (matmul FLOP/s, copy bandwidth, the GEMM curve, decode and prefill
+attention, launch and step overheads), which harness/probe_entry.py writes as a hardware entry in the format of
+perfmodel/data/hardware.toml, so the perfmodel predicts for the machine like for any datasheet GPU (`archscale
+predict --hardware FILE` or `--gpu local`).
 
 CPU and CUDA share one code path. Every figure is a median over repeats, warm-up excluded. Kernel rates
 (matmul, copy) are timed with CUDA events on a GPU; host-side overheads (tiny op, empty decode step) with
@@ -34,6 +34,7 @@ from harness.probe_decode import (
     weight_streaming,
 )
 from harness.probe_gemm_shapes import GemmShapeTimes, gemm_shape_times
+from harness.probe_prefill_attention import PrefillAttentionTimes, prefill_attention_times
 from perfmodel.errors import ArchscaleInputError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -70,6 +71,9 @@ class ProbeSizes:
     # most `curve_settled_pct` at every M, or `curve_max_samples` samples are in (probe_decode.sample_until_settled).
     curve_max_samples: int = 9
     curve_settled_pct: float = 3.0
+    # (batch, prompt tokens) of the forward whose causal attention is timed on the curve model's heads
+    # (harness/probe_prefill_attention.py): the size sweeps prefill in (a CPU forward of 2048 tokens, a GPU's 8192).
+    prefill_attention_shape: tuple[int, int] = (8, 256)
 
 
 SIZES = {
@@ -77,14 +81,14 @@ SIZES = {
                                256 * MiB, 2, 5, 256 * MiB, "small-base", 2048, 3, 16, (256, 2048), 0.2, 2.0),
     ("cpu", True): ProbeSizes(((64, 64, 64), (128, 128, 128), (256, 256, 256)), 16 * MiB, 1, 3, 16 * MiB,
                               "tiny-gqa4", 64, 2, 4, (64, 512), 0.01, 0.2, (1, 2), (128, 512), (128, 256), 2 * MiB, 1,
-                              curve_max_samples=2),
+                              curve_max_samples=2, prefill_attention_shape=(2, 64)),
     ("cuda", False): ProbeSizes(((2048, 2048, 2048), (4096, 4096, 4096), (8192, 8192, 8192), (8192, 14336, 4096)),
                                 1 * GiB, 3, 7, 1 * GiB, "llama-3.2-1b", 8192, 3, 64, (1024, 8192), 0.05, 2.0,
                                 (1, 2, 4, 8, 16, 32, 64, 128, 256), (1024, 4096, 16384, 65536),
-                                (1024, 2048, 4096, 8192), 256 * MiB, 5),
+                                (1024, 2048, 4096, 8192), 256 * MiB, 5, prefill_attention_shape=(4, 2048)),
     ("cuda", True): ProbeSizes(((1024, 1024, 1024), (2048, 2048, 2048)), 64 * MiB, 2, 3, 64 * MiB, "qwen3-0.6b",
                                2048, 1, 16, (256, 2048), 0.005, 0.5, (1, 8), (1024, 4096), (1024, 2048), 64 * MiB, 3,
-                               curve_max_samples=1),
+                               curve_max_samples=1, prefill_attention_shape=(2, 512)),
 }  # fmt: skip
 
 
@@ -125,6 +129,7 @@ class ProbeResult:
     repeats: int
     tf32: bool | None  # fp32 matmuls on CUDA allowed to use TF32 (None on the CPU and for 2-byte dtypes)
     metadata: dict = field(default_factory=dict)
+    prefill_attention: PrefillAttentionTimes | None = None  # None: its prior follows compute_efficiency
 
     @property
     def peak_field(self) -> str:
@@ -266,6 +271,9 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
     if sizes.curve_samples > 2:  # the samples spread over the probe: one between the overheads and the attention
         sample_curve()
     attention = decode_attention(device, dtype, sizes.attention_batch, sizes.attention_kv_lens)
+    with torch.inference_mode():
+        prefill_attention = prefill_attention_times(timer, device, torch_dtype, curve_arch,
+                                                    *sizes.prefill_attention_shape)  # fmt: skip
     while len(curve_samples) < sizes.curve_samples:
         sample_curve()
     curve = sample_until_settled(lambda: sample_curve(with_grid=False), curve_samples, sizes.curve_max_samples,
@@ -308,4 +316,5 @@ def probe(device: str | None = None, dtype: str | None = None, quick: bool = Fal
         repeats=sizes.repeats,
         tf32=tf32,
         metadata={k: v for k, v in run_metadata().items() if v is not None},  # TOML has no null
+        prefill_attention=prefill_attention,
     )

@@ -33,9 +33,15 @@ def calibration_priors(result: ProbeResult) -> dict:
     grid = result.gemm_shapes
     shape_factors = gemm_shape_factors(grid, result.gemm_curve.arch, result.peak_flops_per_s, bandwidth,
                                        memory_efficiency)  # fmt: skip
+    prefill = result.prefill_attention
     return {
         "compute_efficiency": 1.0,
         "memory_efficiency": memory_efficiency,
+        **(
+            {}
+            if prefill is None
+            else {"attention_prefill_compute_efficiency": prefill.efficiency(result.peak_flops_per_s)}
+        ),
         "attention_decode_memory_efficiency": min(result.attention.bandwidth_bytes_per_s() / bandwidth, 1.0),
         "gemm_curve_rows": rows,
         "gemm_curve_factors": factors,
@@ -96,6 +102,7 @@ def _sources(result: ProbeResult) -> dict:
         f"{att.kv_lens[1]} prompt tokens ({att.step_s[0] * 1e3:,.3g} and {att.step_s[1] * 1e3:,.3g} ms): the extra "
         f"{att.kv_bytes_per_step / MiB:,.0f} MiB of KV cache read per step over the extra time "
         f"({att.bandwidth_bytes_per_s() / 1e9:,.1f} GB/s), over the bandwidth above",
+        **_prefill_attention_sources(result),
         "kernel_launch_overhead_s": f"{by}: our engine's decode step (harness/engines) on tiny models of "
         f"{' and '.join(map(str, engine.step_s_by_depth))} layers ({steps}): the step time per launch the perfmodel "
         "counts, from the difference of the two depths",
@@ -120,6 +127,20 @@ def _sources(result: ProbeResult) -> dict:
         "gpu_memory_utilization": "0.5 (a prior): system RAM is shared with the OS and other processes and no engine "
         "reserves a fixed share of it, so half of MemTotal is a conservative budget for weights + KV cache",
         "workspace_bytes": "256 MiB (a prior): activations and allocator slack of small CPU runs",
+    }
+
+
+def _prefill_attention_sources(result: ProbeResult) -> dict:
+    prefill = result.prefill_attention
+    if prefill is None:
+        return {}
+    arch = prefill.arch
+    return {
+        "attention_prefill_compute_efficiency": "measured by archscale probe: our engine's causal prefill attention "
+        f"(harness.engines.llama.causal_prefill_attention) on {arch.name}'s heads ({arch.n_head} query, "
+        f"{arch.n_kv_head} KV, head dim {arch.d_head}) for {prefill.batch} prompts of {prefill.input_len} tokens, one "
+        f"layer: {prefill.layer_s * 1e3:,.3g} ms, {prefill.flops_per_s() / 1e9:,.1f} GFLOP/s of the perfmodel's "
+        "causal FLOPs, over the peak above"
     }
 
 

@@ -148,6 +148,19 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
+def causal_prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, group: int, scale: float):
+    """Causal attention over a prompt, as the engine's prefill runs it: q [B, T, hq, dh], k and v [B, T, hkv, dh]
+    -> [B, hq, T, dh]. K/V are repeated per query head so SDPA can pick its fused (flash) kernel on CUDA. The probe
+    times this very function (harness/probe_prefill_attention.py)."""
+    return F.scaled_dot_product_attention(
+        q.transpose(1, 2),
+        k.transpose(1, 2).repeat_interleave(group, dim=1),
+        v.transpose(1, 2).repeat_interleave(group, dim=1),
+        is_causal=True,
+        scale=scale,
+    )
+
+
 class LlamaModel:
     def __init__(self, arch: Arch, weights: LlamaWeights, *, attention: str = "torch", max_prefill_tokens: int = 8192):
         if attention not in ("torch", "triton"):
@@ -206,14 +219,7 @@ class LlamaModel:
         for index, layer in enumerate(w.layers):
             q, k, v = self._qkv(layer, rms_norm(x, layer.attn_norm), cos, sin)  # [B, T, h, dh]
             cache.write(index, slots, k, v)
-            group = a.gqa_group  # K/V repeated per query head so SDPA can pick its fused (flash) kernel
-            attn = F.scaled_dot_product_attention(
-                q.transpose(1, 2),
-                k.transpose(1, 2).repeat_interleave(group, dim=1),
-                v.transpose(1, 2).repeat_interleave(group, dim=1),
-                is_causal=True,
-                scale=self.scale,
-            )  # [B, hq, T, dh]
+            attn = causal_prefill_attention(q, k, v, a.gqa_group, self.scale)  # [B, hq, T, dh]
             x = x + F.linear(attn.transpose(1, 2).flatten(2), layer.wo)
             x = x + self._mlp(layer, rms_norm(x, layer.mlp_norm))
         return self._logits(x[:, -1])

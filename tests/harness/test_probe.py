@@ -149,7 +149,7 @@ def test_summary_names_every_figure(result):
     text = format_summary(result, "/x/local.toml")
     for needle in ("GFLOP/s", "GB/s", "weight stream", "GEMM curve", "M=1 ", "decode attention:", "GEMM curve samples:",
                    "GEMM shapes (2 N × 2 K, speed relative to the curve's model; 2 samples",
-                   "µs per launch the perfmodel counts",
+                   "µs per launch the perfmodel counts", "prefill attention:",
                    "Wrote local-cpu to /x/local.toml"):  # fmt: skip
         assert needle in text
     assert f"{result.matmuls[0].m}x{result.matmuls[0].n}x{result.matmuls[0].k}" in text
@@ -186,12 +186,17 @@ def test_cli_writes_an_entry_that_loads(probed):
     kv_bytes = arch["n_layer"] * attention["batch"] * (long - short) * 2 * arch["n_kv_head"] * arch["d_head"] * 4
     assert attention["kv_bytes_per_step"] == kv_bytes
     assert priors["attention_decode_memory_efficiency"] == pytest.approx(min(attention_rate / bandwidth, 1.0))
+    prefill = printed["prefill_attention"]  # one layer of tiny-gqa4's causal attention: 2·B·hq·dh·T² FLOPs
+    arch, batch, length = prefill["arch"], prefill["batch"], prefill["input_len"]
+    assert arch["name"] == "tiny-gqa4" and (batch, length) == (2, 64)  # --quick's forward
+    rate = 2 * batch * arch["n_head"] * arch["d_head"] * length**2 / prefill["layer_s"]
+    assert priors["attention_prefill_compute_efficiency"] == pytest.approx(min(rate / hw.peak_fp32_flops_per_s, 1))
     assert priors["kernel_launch_overhead_s"] == pytest.approx(printed["engine"]["launch_overhead_s"])
     assert priors["step_overhead_s"] == pytest.approx(printed["step_overhead_s"])
     assert (priors["gpu_memory_utilization"], priors["workspace_bytes"]) == (0.5, 256 * 2**20)
     for figure in ("hbm_bandwidth_bytes_per_s", "peak_fp32_flops_per_s", "kernel_launch_overhead_s", "step_overhead_s",
                    "memory_efficiency", "gemm_curve_rows", "gemm_curve_factors",
-                   "attention_decode_memory_efficiency"):  # fmt: skip
+                   "attention_decode_memory_efficiency", "attention_prefill_compute_efficiency"):  # fmt: skip
         assert hw.sources[figure].startswith("measured by archscale probe:")
     assert "memory_bytes" in hw.sources and "gpu_memory_utilization" in hw.sources
     assert hw.metadata["cpu_model"] and "gpu_name" not in hw.metadata  # None values are left out
@@ -311,6 +316,31 @@ def test_the_priors_predict_the_probes_own_gemms(result):
     f2, f4 = cal.gemm_curve_factor(2.0), cal.gemm_curve_factor(4.0)
     assert cal.gemm_curve_factor(3.0) == pytest.approx(f2 * (f4 / f2) ** (np.log(1.5) / np.log(2)))
     assert cal.gemm_curve_factor(10_000.0) == pytest.approx(cal.gemm_curve_factors[-1])  # beyond: the last one
+
+
+def test_the_prefill_attention_prior_gives_back_the_measured_time():
+    """The perfmodel's prefill-attention operator (one layer, at the probe's peak and its prior) takes the time the
+    probe measured, where the operator is compute-bound, as prefill attention over a prompt is."""
+    from harness.probe_prefill_attention import PrefillAttentionTimes
+    from perfmodel.calibration import Calibration
+    from perfmodel.operators import prefill_attention
+    from perfmodel.roofline import roofline
+
+    arch = replace(PRESETS["llama-3.2-1b"], dtype_bytes=2, n_layer=1)
+    peak, layer_s = 8.0e14, 2.5e-3  # a H100-like peak; 4 prompts of 2048 tokens in 2.5 ms
+    measured = PrefillAttentionTimes(arch, 4, 2048, layer_s)
+    efficiency = measured.efficiency(peak)
+    assert efficiency == pytest.approx(2 * 4 * 32 * 64 * 2048**2 / layer_s / peak)  # 2·B·hq·dh·T², llama-3.2-1b
+    cal = Calibration(compute_efficiency=1.0, memory_efficiency=1.0, kernel_launch_overhead_s=0.0, step_overhead_s=0.0,
+                      gpu_memory_utilization=0.9, workspace_bytes=0, calibrated=False,
+                      attention_prefill_compute_efficiency=efficiency)  # fmt: skip
+    from harness.probe_decode import one_gpu_shape
+
+    op = prefill_attention(one_gpu_shape(arch), 4, 2048, 2)
+    hw = type("Hw", (), {"hbm_bandwidth_bytes_per_s": 3.0e12})()
+    time_s, compute_bound = roofline(op, hw, cal, peak)
+    assert bool(np.asarray(compute_bound).item()) and np.asarray(time_s).item() == pytest.approx(layer_s)
+    assert PrefillAttentionTimes(arch, 4, 2048, 1e-9).efficiency(peak) == 1.0  # never above the peak
 
 
 def test_a_bad_gemm_config_is_one_line(capsys, tmp_path):
