@@ -164,16 +164,18 @@ gemm-curve-cpu: install
 # on our engine (interleaved, SEARCH_CHECK_PASSES passes) and compare the measured throughput ratios to small-base
 # with the predicted ones, drift-corrected, with the calibration and with the probe's priors alone. About 30 minutes
 # on the 2-vCPU EPYC VM; resumes where it stopped. SEARCH_CHECK_CONFIGS: sweep an earlier check's configs again
-# (after an engine change) instead of searching.
+# (after an engine change) instead of searching. SEARCH_CHECK_SWEEP_DIR: compare an earlier check's sweeps (its points
+# all measured, nothing runs again) on another entry (SEARCH_CHECK_HARDWARE, SEARCH_CHECK_CALIBRATION).
 SEARCH_CHECK_NAME ?= cpu-epyc-2c
 SEARCH_CHECK_ENTRY ?= results/compare/cpu-epyc-2c-interleaved-r2-with-grid
 SEARCH_CHECK_PASSES ?= 4
 SEARCH_CHECK := results/search-check/$(SEARCH_CHECK_NAME)
 SEARCH_CHECK_CONFIGS ?= $(SEARCH_CHECK)/configs
-SEARCH_CHECK_HARDWARE := --hardware $(SEARCH_CHECK_ENTRY)/hardware.toml
-SEARCH_CHECK_CALIBRATION := --calibration $(SEARCH_CHECK_ENTRY)/calibration.toml
+SEARCH_CHECK_HARDWARE ?= --hardware $(SEARCH_CHECK_ENTRY)/hardware.toml
+SEARCH_CHECK_CALIBRATION ?= --calibration $(SEARCH_CHECK_ENTRY)/calibration.toml
 SEARCH_CHECK_POINT := --input-len 256 --output-len 64
-SEARCH_CHECK_SWEEPS := $(SEARCH_CHECK)/sweep.jsonl $$(ls $(SEARCH_CHECK)/sweep-pass*.jsonl)
+SEARCH_CHECK_SWEEP_DIR ?= $(SEARCH_CHECK)
+SEARCH_CHECK_SWEEPS := $(SEARCH_CHECK_SWEEP_DIR)/sweep.jsonl $$(ls $(SEARCH_CHECK_SWEEP_DIR)/sweep-pass*.jsonl)
 search-check-cpu: install
 	mkdir -p $(SEARCH_CHECK)
 	test -d $(SEARCH_CHECK_CONFIGS) || $(BIN)/archscale search --baseline small-base $(SEARCH_CHECK_HARDWARE) \
@@ -182,7 +184,7 @@ search-check-cpu: install
 	  --plot results/search-small-base-$(SEARCH_CHECK_NAME).png > $(SEARCH_CHECK)/search.txt
 	$(BIN)/archscale sweep small-base $(SEARCH_CHECK_CONFIGS)/*/config.json --device cpu --batch-size 1,4,16,64 \
 	  $(SEARCH_CHECK_POINT) --repeats 2 --max-prefill-tokens 2048 $(SEARCH_CHECK_HARDWARE) $(SEARCH_CHECK_CALIBRATION) \
-	  --order interleaved --passes $(SEARCH_CHECK_PASSES) --quiet --out $(SEARCH_CHECK)/sweep.jsonl
+	  --order interleaved --passes $(SEARCH_CHECK_PASSES) --quiet --out $(SEARCH_CHECK_SWEEP_DIR)/sweep.jsonl
 	$(BIN)/archscale compare $(SEARCH_CHECK_SWEEPS) $(SEARCH_CHECK_HARDWARE) $(SEARCH_CHECK_CALIBRATION) \
 	  --drift-correct --baseline small-base --plot $(SEARCH_CHECK)/compare-calibrated \
 	  > $(SEARCH_CHECK)/compare-calibrated.txt
