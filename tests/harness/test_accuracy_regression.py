@@ -40,6 +40,7 @@ REPORTED_DRIFT_CORRECTED_HELD_OUT_PCT = {
     ("torch", "cpu-epyc-2c-interleaved-r2"): {"uncalibrated": (5.9, 22.7), "calibrated": (3.0, 17.1)},
     ("torch", "cpu-epyc-2c-interleaved-r3"): {"uncalibrated": (9.5, 45.5), "calibrated": (8.9, 29.3)},
 }
+PREFILL_PRIOR_ABLATION = "cpu-epyc-2c-interleaved-r2-on-prefill-attention-probe-without-its-prior"
 # The same, drift-corrected, on another hardware entry (the README's shape-grid tables): (engine, machine, the
 # results/compare/ folder holding its calibration.toml, the hardware entry under results/) -> figures.
 REPORTED_ON_OTHER_PROBE_HELD_OUT_PCT = {
@@ -61,6 +62,11 @@ REPORTED_ON_OTHER_PROBE_HELD_OUT_PCT = {
      "hardware/cpu-epyc-2c-settled.toml"): {"uncalibrated": (11.1, 37.8), "calibrated": (6.2, 20.5)},
     ("torch", "cpu-epyc-2c-interleaved-r3", "cpu-epyc-2c-interleaved-r3-on-settled-probe",
      "hardware/cpu-epyc-2c-settled.toml"): {"uncalibrated": (13.1, 28.1), "calibrated": (5.9, 15.5)},
+    # The probe with the prefill attention prior, and the same entry without it (README: "Prefill attention's prior").
+    ("torch", "cpu-epyc-2c-interleaved-r2", "cpu-epyc-2c-interleaved-r2-on-prefill-attention-probe",
+     "hardware/cpu-epyc-2c-prefill-attention.toml"): {"uncalibrated": (7.0, 23.1), "calibrated": (4.6, 16.0)},
+    ("torch", "cpu-epyc-2c-interleaved-r2", PREFILL_PRIOR_ABLATION,
+     f"compare/{PREFILL_PRIOR_ABLATION}/hardware.toml"): {"uncalibrated": (8.1, 23.1), "calibrated": (4.8, 15.7)},
 }  # fmt: skip
 HELD_OUT_POINTS = 42  # every study holds out 3 of its 6 configs × 14 workloads
 
@@ -159,3 +165,33 @@ def test_search_check_ratio_error_has_not_grown(check):
     median_limit_pct, max_limit_pct = REPORTED_SEARCH_CHECK_RATIO_ERROR_PCT[check]
     assert pairs.median_abs_ratio_error_pct <= median_limit_pct + SLACK_PCT_POINTS
     assert pairs.max_abs_ratio_error_pct <= max_limit_pct + SLACK_PCT_POINTS
+
+
+# README, "Prefill attention's prior": the grouped-decode search check's sweeps on the probe that measured prefill
+# attention, with its prior and without it (that line taken out), each calibrated on r2's study on that entry:
+# (median, max) |error| of prefill time over the check's 16 points, drift-corrected.
+PREFILL_PRIOR_ENTRIES = {
+    "with": ("hardware/cpu-epyc-2c-prefill-attention.toml",
+             "compare/cpu-epyc-2c-interleaved-r2-on-prefill-attention-probe/calibration.toml"),
+    "without": (f"compare/{PREFILL_PRIOR_ABLATION}/hardware.toml", f"compare/{PREFILL_PRIOR_ABLATION}/calibration.toml"),
+}  # fmt: skip
+REPORTED_PREFILL_ERROR_WITH_PRIOR_PCT = {"uncalibrated": (13.1, 18.3), "calibrated": (7.4, 12.8)}
+
+
+def test_the_prefill_attention_prior_brings_the_search_checks_prefill_closer():
+    folder = RESULTS / "search-check" / "cpu-epyc-2c-grouped-decode"
+    sweeps = [folder / "sweep.jsonl", *sorted(folder.glob("sweep-pass*.jsonl"))]
+    errors = {}
+    for variant, (hardware_file, calibration_file) in PREFILL_PRIOR_ENTRIES.items():
+        hardware = load_hardware_file(RESULTS / hardware_file)
+        data = load_sweeps(sweeps, drift_correct=True, probe_state=hardware.machine_reference)
+        for label, calibration in (("uncalibrated", None), ("calibrated", RESULTS / calibration_file)):
+            comparison = compare(data, hardware, get_calibration(hardware, data.engine, calibration),
+                                 calibration_label=label)  # fmt: skip
+            summary = next(s for s in comparison.summary if (s.metric, s.split) == ("prefill_time_s", "all"))
+            assert summary.n_points == 16
+            errors[variant, label] = (summary.median_abs_error_pct, summary.max_abs_error_pct)
+    for label, (median_limit_pct, max_limit_pct) in REPORTED_PREFILL_ERROR_WITH_PRIOR_PCT.items():
+        (median_pct, max_pct), without = errors["with", label], errors["without", label]
+        assert median_pct < without[0] and max_pct < without[1], (label, errors)
+        assert median_pct <= median_limit_pct + SLACK_PCT_POINTS and max_pct <= max_limit_pct + SLACK_PCT_POINTS
