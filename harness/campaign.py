@@ -87,11 +87,6 @@ class Stage:
     done: str | None = None  # why there is nothing left to do; None: run it
 
 
-def device_slug(device_name: str) -> str:
-    """bench-kernel's and sweep's file-name form of a device name ("NVIDIA H100 80GB HBM3" -> nvidia-h100-80gb-hbm3)."""
-    return re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
-
-
 @dataclass(frozen=True)
 class CampaignFiles:
     """The campaign's files in the folder that comes back, flat and named for the GPU (`gpu`: the datasheet key,
@@ -183,10 +178,12 @@ def sweep_points(job: SweepJob, hardware):
                         hardware=hardware, order="interleaved")  # fmt: skip
 
 
-def sweep_todo(job: SweepJob, sweeps_file: Path, hardware) -> list:
+def sweep_progress(job: SweepJob, sweeps_file: Path, hardware) -> tuple[int, list]:
+    """(the job's point count, its points not yet in the sweeps file)."""
     from harness.sweep import plan_sweep
 
-    return plan_sweep(sweep_points(job, hardware), sweeps_file, dry_run=True).todo
+    points = sweep_points(job, hardware)
+    return len(points), plan_sweep(points, sweeps_file, dry_run=True).todo
 
 
 def predicted_point_s(point) -> float | None:
@@ -206,98 +203,47 @@ def build_stages(files: CampaignFiles, results: Path, hardware, git_sha: str | N
                  plot_dir: Path, wanted=STAGE_NAMES) -> list[Stage]:  # fmt: skip
     """The stages asked for, in STAGE_NAMES order, with what each has left (their files already seeded)."""
     py = (sys.executable,)
-    archscale = (*py, "-m", "harness")
-    pytest = (*py, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    archscale, pytest = (*py, "-m", "harness"), (*py, "-m", "pytest", "-q", "-p", "no:cacheprovider")
     benchmarks_file = files.benchmarks(machine_key)
-    stages = {
-        # the log's first line: the run's metadata (what tests_done reads), then both pytest runs' output
-        "tests": Stage(
-            "tests",
-            (
-                Command((*py, "-m", "harness.metadata"), stdout_path=files.tests),
-                Command((*pytest, "-m", "gpu", "tests")),
-                Command((*pytest, "tests/kernels")),
-            ),
-            files.tests,
-            STAGE_CAP_S["tests"],
-            tests_done(results_place(files.tests.name, results), git_sha),
-        ),  # fmt: skip
-        "kernels": Stage(
-            "kernels",
-            (
-                Command(
-                    (*archscale, "bench-kernel", "--out", str(files.kernels), "--plot", str(plot_dir / "kernels.png"))
-                ),
-            ),
-            files.log,
-            STAGE_CAP_S["kernels"],
-            None if kernels_todo(files.kernels) else "every point measured",
-        ),  # fmt: skip
-        "sweeps": _sweeps_stage(files, hardware, archscale),
-        "probe": Stage(
-            "probe",
-            (
-                Command(
-                    (*archscale, "probe", "--device", "cuda", "--out", str(files.probe), "--json"),
-                    stdout_path=files.probe_json,
-                ),
-            ),
-            files.log,
-            STAGE_CAP_S["probe"],
-            _exists(results_place(files.probe.name, results)),
-        ),  # fmt: skip
-        "benchmarks": Stage(
-            "benchmarks",
-            (
-                Command(
-                    (
-                        *pytest,
-                        "tests/benchmarks",
-                        "-m",
-                        "gpu",
-                        "--benchmark-enable",
-                        "--benchmark-only",
-                        f"--benchmark-json={benchmarks_file}",
-                    )
-                ),
-            ),
-            files.log,
-            STAGE_CAP_S["benchmarks"],
-            _exists(results_place(benchmarks_file.name, results)),
-        ),  # fmt: skip
-    }
-    return [stages[name] for name in STAGE_NAMES if name in wanted]
+
+    def tests() -> Stage:  # the log's first line: the run's metadata (what tests_done reads), then both runs' output
+        commands = (Command((*py, "-m", "harness.metadata"), stdout_path=files.tests),
+                    Command((*pytest, "-m", "gpu", "tests")), Command((*pytest, "tests/kernels")))  # fmt: skip
+        done = tests_done(results_place(files.tests.name, results), git_sha)
+        return Stage("tests", commands, files.tests, STAGE_CAP_S["tests"], done)
+
+    def kernels() -> Stage:
+        bench = (*archscale, "bench-kernel", "--out", str(files.kernels), "--plot", str(plot_dir / "kernels.png"))
+        done = None if kernels_todo(files.kernels) else "every point measured"
+        return Stage("kernels", (Command(bench),), files.log, STAGE_CAP_S["kernels"], done)
+
+    def sweeps() -> Stage:
+        commands = tuple(Command((*archscale, *_sweep_args(job, files.sweeps)))
+                         for job in SWEEP_JOBS if sweep_progress(job, files.sweeps, hardware)[1])  # fmt: skip
+        done = None if commands else "every point measured"
+        return Stage("sweeps", commands, files.log, STAGE_CAP_S["sweeps"], done)
+
+    def probe() -> Stage:
+        probe_args = (*archscale, "probe", "--device", "cuda", "--out", str(files.probe), "--json")
+        done = _exists(results_place(files.probe.name, results))
+        return Stage("probe", (Command(probe_args, files.probe_json),), files.log, STAGE_CAP_S["probe"], done)
+
+    def benchmarks() -> Stage:
+        bench = (*pytest, "tests/benchmarks", "-m", "gpu", "--benchmark-enable", "--benchmark-only",
+                 f"--benchmark-json={benchmarks_file}")  # fmt: skip
+        done = _exists(results_place(benchmarks_file.name, results))
+        return Stage("benchmarks", (Command(bench),), files.log, STAGE_CAP_S["benchmarks"], done)
+
+    builders = {"tests": tests, "kernels": kernels, "sweeps": sweeps, "probe": probe, "benchmarks": benchmarks}
+    return [builders[name]() for name in STAGE_NAMES if name in wanted]
+
+
+def _sweep_args(job: SweepJob, out: Path) -> tuple[str, ...]:
+    """`archscale sweep` arguments of a job, on the GPU, appending to `out`."""
+    return ("sweep", *job.configs, "--device", "cuda", "--batch-size", ",".join(map(str, job.batch_sizes)),
+            "--input-len", str(job.input_len), "--output-len", str(job.output_len), "--repeats", str(SWEEP_REPEATS),
+            "--order", "interleaved", "--quiet", "--out", str(out))  # fmt: skip
 
 
 def _exists(path: Path) -> str | None:
     return f"in results/ already ({path}; remove it to measure again)" if path.exists() else None
-
-
-def _sweeps_stage(files: CampaignFiles, hardware, archscale: tuple[str, ...]) -> Stage:
-    commands = tuple(
-        Command(
-            (
-                *archscale,
-                "sweep",
-                *job.configs,
-                "--device",
-                "cuda",
-                "--batch-size",
-                ",".join(map(str, job.batch_sizes)),
-                "--input-len",
-                str(job.input_len),
-                "--output-len",
-                str(job.output_len),
-                "--repeats",
-                str(SWEEP_REPEATS),
-                "--order",
-                "interleaved",
-                "--quiet",
-                "--out",
-                str(files.sweeps),
-            )
-        )  # fmt: skip
-        for job in SWEEP_JOBS
-        if sweep_todo(job, files.sweeps, hardware)
-    )
-    return Stage("sweeps", commands, files.log, STAGE_CAP_S["sweeps"], None if commands else "every point measured")

@@ -7,7 +7,6 @@ achieved bandwidth is redrawn from the whole file at the end.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -46,7 +45,9 @@ def add_parser(subparsers) -> None:
 
 
 def default_out_path(device_name: str) -> Path:
-    slug = re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
+    from harness.results_io import device_slug
+
+    slug = device_slug(device_name)
     return Path("results") / "kernels" / f"gqa_decode-{slug}.jsonl"
 
 

@@ -58,9 +58,8 @@ def add_parser(subparsers) -> None:
 
 
 def run_plan(args) -> int:
-    from harness.campaign import SWEEP_JOBS, SWEEP_REPEATS, kernels_todo, predicted_point_s, sweep_points, tests_done
-    from harness.results_io import finished_keys
-    from harness.sweep import KEY_FIELDS
+    from harness.campaign import SWEEP_JOBS, SWEEP_REPEATS, kernels_todo, predicted_point_s, sweep_progress, tests_done
+    from harness.metadata import git_revision
     from kernels.bench import grid
     from perfmodel.hardware import get_gpu, gpu_from_device_name
 
@@ -68,7 +67,6 @@ def run_plan(args) -> int:
     kernel_files = [path for path in sorted((args.results / "kernels").glob("gqa_decode-*.jsonl"))
                     if getattr(gpu_from_device_name(path.stem), "name", None) == hardware.name]  # fmt: skip
     tests_file = args.results / "gpu-tests" / f"{hardware.name}.txt"
-    from harness.metadata import git_revision
 
     print(f"Campaign for {hardware.name} ({hardware.display_name}); results under {args.results}/")
     print(f"tests    : {tests_done(tests_file, git_revision()['git_sha']) or 'to run at this commit'}")
@@ -77,18 +75,16 @@ def run_plan(args) -> int:
         left = kernels_todo(path) if path else total_points
         print(f"kernels  : {total_points - left} of {total_points} points in {path or 'no file yet'}")
     sweeps_file = args.results / "sweeps" / f"torch-{hardware.name}.jsonl"
-    done_keys = finished_keys(sweeps_file, KEY_FIELDS)
     print(f"sweeps   : {sweeps_file} (predicted device seconds per point: the warm-up's prefill and "
           f"{SWEEP_REPEATS} timed run{'s' if SWEEP_REPEATS > 1 else ''})")  # fmt: skip
     total_s = 0.0
     for job in SWEEP_JOBS:
-        points = sweep_points(job, hardware)
-        todo = [p for p in points if p.key() not in done_keys]
+        n_points, todo = sweep_progress(job, sweeps_file, hardware)
         seconds = [predicted_point_s(p) for p in todo]
         job_s = sum(s for s in seconds if s is not None)
         total_s += job_s
         unknown = sum(s is None for s in seconds)
-        print(f"  {len(points) - len(todo):>3} of {len(points):>3} done, ~{job_s:6.0f} s left"
+        print(f"  {n_points - len(todo):>3} of {n_points:>3} done, ~{job_s:6.0f} s left"
               f"{f' (+{unknown} not predicted)' if unknown else ''}  {job.label()}")  # fmt: skip
     probe = args.results / "hardware" / f"{hardware.name}.toml"
     print(f"probe    : {'in ' + str(probe) if probe.exists() else 'to run'}")
@@ -110,9 +106,10 @@ def run_stamp(args) -> int:
 def run_campaign(args) -> int:
     import torch
 
-    from harness.campaign import STAGE_NAMES, CampaignFiles, build_stages, device_slug
+    from harness.campaign import STAGE_NAMES, CampaignFiles, build_stages
     from harness.campaign_run import run_stages, seed_from_results, summary_table
     from harness.metadata import git_revision
+    from harness.results_io import device_slug
     from perfmodel.errors import ArchscaleInputError
     from perfmodel.hardware import gpu_from_device_name
 
@@ -155,5 +152,7 @@ def run_collect(args) -> int:
         print(f"{placement.target}: {placement.what}")
     if left_out:
         print(f"Left out (not results): {', '.join(left_out)}")
-    print("Next: make calibrate-gpu GPU=<key> (calibrate + compare on the sweeps), then archscale report")
+    gpus = [p.target.stem.removeprefix("torch-") for p in placements if p.target.parent.name == "sweeps"]
+    if gpus:
+        print(f"Next: make calibrate-gpu GPU={gpus[0]} (calibrate and compare on its sweeps), then archscale report")
     return 0

@@ -133,7 +133,9 @@ def _device_name(device: str) -> str:
 
 
 def default_out_path(engine: str, device: str, device_name: str | None = None) -> Path:
-    slug = re.sub(r"[^a-z0-9]+", "-", (device_name or _device_name(device)).lower()).strip("-")
+    from harness.results_io import device_slug
+
+    slug = device_slug(device_name or _device_name(device))
     return Path("results") / "sweeps" / f"{engine}-{slug}.jsonl"
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -155,7 +154,9 @@ def default_dtype(device: str) -> str:
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
+    from harness.results_io import device_slug
+
+    return device_slug(text) or "gpu"
 
 
 class KernelTimer:

@@ -20,11 +20,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from harness.machine_reference import REFERENCE_FIELDS
 from perfmodel.atomic_io import JSON_ERRORS, check_output_file, json_failure, make_dirs
 from perfmodel.errors import ArchscaleInputError
+
+
+def device_slug(device_name: str) -> str:
+    """A device's name as results files are named by it ("NVIDIA H100 80GB HBM3" -> nvidia-h100-80gb-hbm3)."""
+    return re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
 
 
 def check_writable(path: str | Path, create: bool = True) -> Path:

@@ -31,6 +31,7 @@ REPORTED_HELD_OUT_PCT = {
     ("torch", "cpu-epyc-2c-interleaved"): {"uncalibrated": (10.5, 27.1), "calibrated": (5.7, 17.9)},
     ("torch", "cpu-epyc-2c-interleaved-r2"): {"uncalibrated": (13.7, 35.9), "calibrated": (4.4, 18.2)},
     ("torch", "cpu-epyc-2c-interleaved-r3"): {"uncalibrated": (11.1, 39.9), "calibrated": (9.7, 23.6)},
+    ("torch", "cpu-epyc-2c-interleaved-r4"): {"uncalibrated": (5.1, 26.3), "calibrated": (7.3, 24.6)},
 }
 # The same, drift-corrected (`make calibrate-cpu-drift-corrected`: its calibration in
 # results/compare/<machine>-drift-corrected/calibration.toml, the measurements brought to the probe's machine state
@@ -39,6 +40,7 @@ REPORTED_DRIFT_CORRECTED_HELD_OUT_PCT = {
     ("torch", "cpu-epyc-2c-interleaved"): {"uncalibrated": (10.5, 27.2), "calibrated": (4.2, 13.5)},
     ("torch", "cpu-epyc-2c-interleaved-r2"): {"uncalibrated": (5.9, 22.7), "calibrated": (3.0, 17.1)},
     ("torch", "cpu-epyc-2c-interleaved-r3"): {"uncalibrated": (9.5, 45.5), "calibrated": (8.9, 29.3)},
+    ("torch", "cpu-epyc-2c-interleaved-r4"): {"uncalibrated": (5.6, 24.3), "calibrated": (6.6, 20.4)},
 }
 PREFILL_PRIOR_ABLATION = "cpu-epyc-2c-interleaved-r2-on-prefill-attention-probe-without-its-prior"
 # The same, drift-corrected, on another hardware entry (the README's shape-grid tables): (engine, machine, the
@@ -130,7 +132,8 @@ def check_held_out(machine: str, sweeps, hardware_file, calibration_file, report
 # does against the median of the other passes.
 ORDER_AT_LEAST_AS_RIGHT_AS_A_PASS = [("torch", "cpu-xeon-2c", False), ("torch", "cpu-epyc-2c-interleaved", True),
                                      ("torch", "cpu-epyc-2c-interleaved-r2", True),
-                                     ("torch", "cpu-epyc-2c-interleaved-r3", True)]  # fmt: skip
+                                     ("torch", "cpu-epyc-2c-interleaved-r3", True),
+                                     ("torch", "cpu-epyc-2c-interleaved-r4", True)]  # fmt: skip
 
 
 @pytest.mark.parametrize(("engine", "machine", "drift_correct"), ORDER_AT_LEAST_AS_RIGHT_AS_A_PASS)
