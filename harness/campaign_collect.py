@@ -2,8 +2,8 @@
 
 Every file is checked before any is written: a results file (kernel points, sweep rows) must be the committed file
 with rows added after it, since `run` seeded it from there (so nothing committed is dropped); every new row must carry
-the metadata of a commit (a git SHA, not dirty); a probe or a benchmark baseline already in results/ is not
-overwritten. Then each is written atomically to its place and the kernel plot is redrawn from the whole file.
+the metadata of a commit (a git SHA, not dirty), as must the test log and the probe; a probe or a benchmark baseline
+already in results/ is not overwritten. Then each is written atomically to its place and the kernel plot is redrawn from the whole file.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def _check(source: Path, target: Path) -> str:
     if source.suffix == ".toml":
         from perfmodel.hardware import load_hardware_file
 
-        load_hardware_file(source)  # a probe's entry that does not load is one line here, not a broken results/
+        # a probe's entry that does not load is one line here, not a broken results/; it names its commit too
+        _check_commit(source, load_hardware_file(source).metadata or {})
     else:
         try:
             json.loads(data)

@@ -211,6 +211,9 @@ def test_a_stamped_copy_without_git_reports_its_commit_and_any_change(tmp_path):
 # ---- collect: into results/, nothing lost ----
 
 
+CLEAN_PROBE_METADATA = '\n[h100-sxm.metadata]\ngit_sha = "abc"\ngit_dirty = false\n'
+
+
 def _rows(count: int, **metadata) -> list[dict]:
     with COMMITTED_SWEEP.open() as f:
         rows = [json.loads(next(f)) for _ in range(count)]
@@ -233,7 +236,7 @@ def _came_back(tmp_path: Path, sweep_rows, probe: str) -> tuple[Path, Path]:
 
 def test_collect_appends_new_rows_to_the_committed_file_and_leaves_the_log_out(tmp_path, write_probed_hardware):
     rows = _rows(3)
-    probe = write_probed_hardware(name="h100-sxm").read_text()
+    probe = write_probed_hardware(name="h100-sxm").read_text() + CLEAN_PROBE_METADATA
     results, back = _came_back(tmp_path, rows, probe=probe)
     (back / "gpu-tests-h100-sxm.txt").write_text('# metadata: {"git_sha": "abc", "git_dirty": false}\n1 passed\n')
     (results / "sweeps").mkdir(parents=True)
@@ -250,15 +253,18 @@ def test_collect_appends_new_rows_to_the_committed_file_and_leaves_the_log_out(t
     ("case", "message"),
     [("drops a committed row", "would lose"), ("dirty row", "outside a clean commit"),
      ("no sha", "outside a clean commit"), ("probe differs", "remove it first"), ("bad probe", "hardware"),
-     ("dirty test log", "outside a clean commit")],
+     ("dirty test log", "outside a clean commit"), ("dirty probe", "outside a clean commit")],
 )  # fmt: skip
 def test_collect_refuses_what_would_lose_data_or_misname_a_commit_and_writes_nothing(tmp_path, capsys, case, message,
                                                                                      write_probed_hardware):  # fmt: skip
     rows = _rows(3)
     returned = {"drops a committed row": rows[1:], "dirty row": rows[:1] + _rows(3, git_dirty=True)[1:],
                 "no sha": rows[:1] + _rows(3, git_sha=None)[1:]}.get(case, rows)  # fmt: skip
-    probe = write_probed_hardware(name="h100-sxm", bandwidth=3.0e12).read_text()
-    results, back = _came_back(tmp_path, returned, probe="[h100-sxm]\n" if case == "bad probe" else probe)
+    probe = write_probed_hardware(name="h100-sxm", bandwidth=3.0e12).read_text() + CLEAN_PROBE_METADATA
+    probe = {"bad probe": "[h100-sxm]\n", "dirty probe": probe.replace("git_dirty = false", "git_dirty = true")}.get(
+        case, probe
+    )
+    results, back = _came_back(tmp_path, returned, probe=probe)
     if case == "dirty test log":
         (back / "gpu-tests-h100-sxm.txt").write_text('# metadata: {"git_sha": "abc", "git_dirty": true}\n')
     (results / "sweeps").mkdir(parents=True)
