@@ -143,12 +143,20 @@ def results_place(name: str, results: Path) -> Path | None:
     return None
 
 
+def test_log_metadata(text: str) -> dict:
+    """The run metadata on a GPU test log's first line (`python -m harness.metadata`), or {} where it has none."""
+    try:
+        meta = json.loads(text.split("\n", 1)[0].removeprefix("# metadata: "))
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def tests_done(results_file: Path, git_sha: str | None) -> str | None:
     """The tests stage is done where results/ holds its log for this very commit."""
     try:
-        first = results_file.read_text(encoding="utf-8").splitlines()[0]
-        recorded = json.loads(first.removeprefix("# metadata: "))["git_sha"]
-    except (OSError, IndexError, ValueError, KeyError, TypeError):
+        recorded = test_log_metadata(results_file.read_text(encoding="utf-8")).get("git_sha")
+    except OSError:
         return None
     return f"run at this commit already ({results_file})" if git_sha and recorded == git_sha else None
 

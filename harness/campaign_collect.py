@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.campaign import results_place
+from harness.campaign import results_place, test_log_metadata
 from perfmodel.errors import ArchscaleInputError
 
 
@@ -42,12 +42,7 @@ def _check(source: Path, target: Path) -> str:
     if source.suffix == ".jsonl":
         return _check_rows(source, target, data)
     if source.suffix == ".txt":
-        first_line = data.split(b"\n", 1)[0].decode("utf-8", "replace")
-        try:
-            meta = json.loads(first_line.removeprefix("# metadata: "))
-        except ValueError:
-            meta = None
-        _check_commit(source, meta if isinstance(meta, dict) else {})
+        _check_commit(source, test_log_metadata(data.decode("utf-8", "replace")))
         return "GPU test log" + (" (replaces the earlier one)" if target.exists() else "")
     if target.exists() and target.read_bytes() != data:
         raise ArchscaleInputError(f"{target} exists and differs from {source.name}: remove it first to replace it")

@@ -7,6 +7,8 @@ import argparse
 import math
 from dataclasses import replace
 
+from perfmodel.arch import DTYPE_BYTES
+
 # Larger counts (batch sizes, token lengths, repeats) are typos, and would overflow the model's 64-bit arithmetic.
 MAX_INT = 2**31 - 1
 
@@ -59,7 +61,7 @@ def positive_int_list(text: str) -> tuple[int, ...]:
 
 
 KV_DTYPE_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}  # as vLLM's --kv-cache-dtype names them
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # weights/activations; here so parsers import no perfmodel
+WEIGHT_DTYPES = ("float32", "bfloat16", "float16")  # what --dtype offers (perfmodel.arch.DTYPE_BYTES has their widths)
 
 
 def add_hardware_args(parser) -> None:
@@ -71,7 +73,7 @@ def add_hardware_args(parser) -> None:
 
 
 def add_dtype_arg(parser, default: str) -> None:
-    parser.add_argument("--dtype", choices=tuple(DTYPE_BYTES),
+    parser.add_argument("--dtype", choices=WEIGHT_DTYPES,
                         help=f"weights/activations dtype (default: {default}); a CPU probe measures float32 only")  # fmt: skip
 
 

@@ -34,14 +34,15 @@ def _sha256(path: Path) -> str | None:
 
 def write_stamp(repo: Path) -> Path:
     """Record HEAD and the hash of every tracked file outside results/ into repo/.campaign/source.json."""
-    changed = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results").strip()
-    if changed:
-        first = changed.splitlines()[0].strip()
-        raise ArchscaleInputError(
-            f"uncommitted code changes ({first} ...): commit them first, measurements name a commit"
-        )
-    sha = _git(repo, "rev-parse", "HEAD").strip()
+    from harness.metadata import git_revision  # the one definition of a clean commit (results/ aside)
+
+    # first, so a copy without .git fails here (git_revision would answer from an old stamp)
     paths = [p for p in _git(repo, "ls-files", "-z", "--", ".", ":(exclude)results").split("\0") if p]
+    revision = git_revision(repo)
+    if revision["git_dirty"]:
+        raise ArchscaleInputError("uncommitted code changes outside results/ (see git status): commit them first, "
+                                  "measurements name a commit")  # fmt: skip
+    sha = revision["git_sha"]
     files = {p: _sha256(repo / p) for p in paths}
     stamp = repo / STAMP_RELATIVE_PATH
     stamp.parent.mkdir(parents=True, exist_ok=True)
