@@ -79,7 +79,7 @@ CPU_PASS_COUNT ?= 5
 CPU_PASSES := $(foreach pass,$(wordlist 2,$(CPU_PASS_COUNT),1 2 3 4 5 6 7 8 9),results/sweeps/torch-$(CPU_NAME)-pass$(pass).jsonl)
 CPU_CAL   := results/calibration/$(CPU_NAME).toml
 # Prefill in forwards of at most 2048 prompt tokens: on this CPU a forward of 8192 costs 10-25% more per token (its
-# elementwise ops 3x; results/cpu-prefill-8192/, `python -m harness.profile_prefill`), which no per-token model holds.
+# elementwise ops 3x; results/cpu-prefill-8192/, `python -m harness.cli.profile_prefill`), which no per-token model holds.
 # Interleaved: at each workload the configs run back to back, so the machine's drift (a shared VM's speed wanders by
 # tens of % over minutes) moves whole workloads, not single configs. The cpu-xeon-2c and cpu-epyc-2c studies ran in
 # config order (each config's curve first), from before --order.
@@ -107,7 +107,7 @@ calibrate-cpu: install
 
 # The same study without the probe's measured GEMM curve (an ablation): the probe's entry less its two curve lines,
 # so its GEMMs fall back to the two-number small-M model (GEMV threshold, M½), which calibrate then fits. Needs a
-# probe written with the curve (harness/probe_decode.py). Writes under results/compare/$(CPU_NAME)-no-curve*.
+# probe written with the curve (harness/probe/decode.py). Writes under results/compare/$(CPU_NAME)-no-curve*.
 CPU_NO_CURVE := results/compare/$(CPU_NAME)-no-curve
 calibrate-cpu-no-curve: install
 	mkdir -p $(CPU_NO_CURVE)
@@ -119,7 +119,7 @@ calibrate-cpu-no-curve: install
 	head -30 $(CPU_NO_CURVE)/compare-calibrated.txt
 
 # The same study with every measurement brought to the machine state typical of its sweep by the machine reference
-# timed around it (--drift-correct, harness/drift.py; the exponents are fitted on each point's own passes, no
+# timed around it (--drift-correct, harness/sweep/drift.py; the exponents are fitted on each point's own passes, no
 # prediction takes part). Needs sweeps written with the reference. Writes under
 # results/compare/$(CPU_NAME)-drift-corrected (CPU_DRIFT). CPU_DRIFT_PROBE: a probe that recorded its machine reference (probes
 # since it exists do), whose state the measurements are brought to; the study's own probe by default.

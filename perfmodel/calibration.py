@@ -18,7 +18,6 @@ itself (n_points, configs, std_errors, sweep_sha256, metadata...), which loading
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass, fields, replace
 from functools import cache
@@ -26,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from perfmodel.calibration_fields import ARRAY_FIELDS, CURVE_FIELDS, check_field_values
 from perfmodel.engine_releases import POLICY_FIELDS, release_policy
 from perfmodel.errors import ArchscaleInputError
-from perfmodel.gemm_shapes import SHAPE_FIELDS, check_gemm_shape_grid, check_increasing, check_positive_array
+from perfmodel.gemm_shapes import check_gemm_shape_grid, check_increasing, check_positive_array
 
 DATA_DIR = Path(__file__).with_name("data")
 ENGINES = ("torch", "vllm", "sglang")
@@ -53,7 +53,7 @@ class Calibration:
     # matrix-vector kernels): memory-bound at `gemv_memory_efficiency`, without the small-M compute penalty. 0 = off.
     gemv_max_tokens: float = 0.0
     gemv_memory_efficiency: float = 1.0
-    # A measured GEMM curve (`archscale probe`: harness/probe_decode.py), which replaces the two small-M terms above:
+    # A measured GEMM curve (`archscale probe`: harness/probe/decode.py), which replaces the two small-M terms above:
     # at M = gemm_curve_rows[i] rows a GEMM runs gemm_curve_factors[i] times as fast as its roofline at the compute
     # and memory efficiencies (> 1: a GEMV kernel beats it; < 1: small tiles fall short). Between the measured M the
     # factor is interpolated linearly in log M and log factor, beyond them it stays at the nearest. () = off.
@@ -124,9 +124,6 @@ class Calibration:
 
 
 OP_CLASSES = ("gemm", "attention_prefill", "attention_decode", "elementwise")
-BOOLEAN_FIELDS = ("calibrated", "chunked_prefill", "paged_kv_admission")
-CURVE_FIELDS = ("gemm_curve_rows", "gemm_curve_factors")  # arrays, checked together (`_check_gemm_curve`)
-ARRAY_FIELDS = (*CURVE_FIELDS, *SHAPE_FIELDS)  # the probe's measured arrays, checked apart from the numbers
 CALIBRATION_FIELDS = tuple(f.name for f in fields(Calibration))
 OPTIONAL_FIELDS = (
     "gemm_half_efficiency_tokens",
@@ -145,9 +142,6 @@ OPTIONAL_FIELDS = (
     "paged_kv_admission",
     "kv_block_tokens",
 )  # may be absent from a file: the dataclass default applies
-EFFICIENCY_FIELDS = ("compute_efficiency", "memory_efficiency", "gpu_memory_utilization", "gemv_memory_efficiency",
-                     "attention_prefill_compute_efficiency", "attention_decode_memory_efficiency",
-                     "elementwise_memory_efficiency", "interconnect_efficiency")  # fmt: skip
 
 
 def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
@@ -163,28 +157,8 @@ def check_calibration_entry(entry, where: str, extra_keys=frozenset()) -> dict:
     if arrays.get("gemm_shape_rows") and not arrays.get("gemm_curve_rows"):
         raise ArchscaleInputError(f"{where}: the GEMM shape grid (gemm_shape_*) is relative to a GEMM curve: it needs "
                                   "gemm_curve_rows and gemm_curve_factors beside it")  # fmt: skip
-    check_field_values(entry, where)
+    check_field_values(entry, where, CALIBRATION_FIELDS)
     return {f: entry[f] for f in CALIBRATION_FIELDS if f in entry} | arrays
-
-
-def check_field_values(fields: dict, where: str) -> None:
-    """The values of the Calibration fields `fields` holds (any subset; the measured arrays apart): flags true or
-    false, numbers finite and non-negative, efficiencies in (0, 1], token counts at least 1."""
-    for flag in BOOLEAN_FIELDS:
-        if flag in fields and not isinstance(fields[flag], bool):
-            raise ArchscaleInputError(f"{where}.{flag} must be true or false, got {fields[flag]!r}")
-    for name in CALIBRATION_FIELDS:
-        if name in BOOLEAN_FIELDS or name in ARRAY_FIELDS or name not in fields:
-            continue
-        value = fields[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise ArchscaleInputError(f"{where}.{name} must be a non-negative number, got {value!r}")
-    for name in EFFICIENCY_FIELDS:
-        if name in fields and not 0 < fields[name] <= 1:
-            raise ArchscaleInputError(f"{where}.{name} must be in (0, 1], got {fields[name]!r}")
-    for name in ("max_prefill_tokens", "kv_block_tokens"):
-        if name in fields and fields[name] < 1:
-            raise ArchscaleInputError(f"{where}.{name} must be at least 1, got {fields[name]!r}")
 
 
 def _check_gemm_curve(entry: dict, where: str) -> dict:

@@ -13,6 +13,7 @@ import tomllib
 from functools import cache
 from pathlib import Path
 
+from perfmodel.calibration_fields import check_field_values
 from perfmodel.errors import ArchscaleInputError
 
 RELEASES_FILE = Path(__file__).with_name("data") / "engine_releases.toml"
@@ -53,8 +54,6 @@ def _bounds(spec: str, where: str) -> tuple[tuple, tuple | None]:
 def release_table() -> dict[str, list[dict]]:
     """{engine: entries sorted by release, each {"low", "high", "releases", "fields", "gpus"}}, validated: ranges
     contiguous from the first, the last open-ended, only policy fields, each value as a calibration file's."""
-    from perfmodel.calibration import check_field_values  # calibration imports this module
-
     with RELEASES_FILE.open("rb") as f:
         raw = tomllib.load(f)
     table = {}
@@ -68,7 +67,7 @@ def release_table() -> dict[str, list[dict]]:
                 unknown = set(fields) - set(POLICY_FIELDS) - {"releases", "gpus"}
                 if unknown:
                     raise ArchscaleInputError(f"{where}{gpu}: unknown field(s) {', '.join(sorted(unknown))}")
-                check_field_values(fields, where + gpu)
+                check_field_values(fields, where + gpu, POLICY_FIELDS)
             fields = {name: entry[name] for name in POLICY_FIELDS if name in entry}
             entries.append({"low": low, "high": high, "releases": entry["releases"], "fields": fields, "gpus": gpus})
         entries.sort(key=lambda e: e["low"])

@@ -5,7 +5,7 @@ together: it carries that model's matrix shapes to every architecture. At small 
 on the shape itself (on one 2-vCPU EPYC a GEMV reads a [32000, 512] weight at 14 GB/s and a [512, 3328] one at
 24 GB/s: short rows cost more per byte), so a model with wider or narrower matrices runs its GEMMs at another speed
 than the curve's model. `archscale probe` therefore also times single GEMMs over a grid of weight shapes [N, K] at
-M = 1, 2, 4, ... rows (harness/probe_gemm_shapes.py) and writes, at each grid point, the GEMM's speed relative to the
+M = 1, 2, 4, ... rows (harness/probe/gemm_shapes.py) and writes, at each grid point, the GEMM's speed relative to the
 curve model's GEMMs at the same M:
 
     gemm_shape_rows    = [M0, M1, ...]           rows of the grid

@@ -48,7 +48,7 @@ class Hardware:
     measured: bool = False  # figures are rates `archscale probe` reached, not datasheet peaks
     calibration_priors: dict = field(default_factory=dict, compare=False, hash=False)  # engine -> Calibration kw
     metadata: dict = field(default_factory=dict, compare=False, hash=False)  # run metadata of the probe
-    # (GEMM s, stream s) of harness/machine_reference.py during the probe: the machine state its rates were measured
+    # (GEMM s, stream s) of harness/sweep/machine_reference.py during the probe: the machine state its rates were measured
     # in; None for datasheet entries and probes from before it
     machine_reference: tuple[float, float] | None = None
 

@@ -125,8 +125,15 @@ def predict(arch: Arch, gpu: Hardware, *, batch_size: int, input_len: int, outpu
     check_tp(arch, tp, dp)
     calibration = get_calibration(gpu, engine, calibration_file, engine_version)
     policy = {name: getattr(calibration, name) for name in POLICY_FIELDS}
-    policy |= {name: value for name, value in (("max_prefill_tokens", max_prefill_tokens),
-               ("max_num_seqs", max_num_seqs), ("cuda_graph_max_batch", cuda_graph_max_batch)) if value is not None}
+    policy |= {
+        name: value
+        for name, value in (
+            ("max_prefill_tokens", max_prefill_tokens),
+            ("max_num_seqs", max_num_seqs),
+            ("cuda_graph_max_batch", cuda_graph_max_batch),
+        )
+        if value is not None
+    }
     source = calibration_source(gpu, engine, calibration_file)
     e = estimate(
         ArchBatch.from_archs([arch]),

@@ -199,8 +199,10 @@ def continuous_run(shape, n_requests, max_running, input_len, output_len, gpu, c
     step_s = total_s / steps  # the mean step: TPOT, and the unit of the TTFT counts
     compute_s = with_prompts * prompt_compute + rest * decode_compute
     # A first token never comes after the run's last step (the counts are in whole steps, the run's total not).
-    mean, p50, p99 = (np.minimum(x, steps) for x in continuous_ttft_steps(n_requests, input_len, output_len,
-                                                                          max_running, step_tokens, g, q, per_prompt))
+    mean, p50, p99 = (
+        np.minimum(x, steps)
+        for x in continuous_ttft_steps(n_requests, input_len, output_len, max_running, step_tokens, g, q, per_prompt)
+    )
     # every request of the first turn has its token (where the budget binds, before the last step in any case)
     first_turn_steps = np.minimum(np.floor((running - 1) * per_prompt) + q, steps)
     compute_bound = compute_s > (total_s - steps * cal.step_overhead_s) / 2

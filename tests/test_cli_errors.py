@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.cli import main
+from harness.cli.main import main
 from perfmodel import PRESETS
 from perfmodel.arch import ARCH_FIELDS
 

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from harness.cli_args import MAX_INT, positive_int_list
-from harness.results_io import check_sweep_row, prepare_resume, read_jsonl
+from harness.cli.args import MAX_INT, positive_int_list
+from harness.sweep.results_io import check_sweep_row, prepare_resume, read_jsonl
 from law.chinchilla import ChinchillaLaw
 from law.conditional import ConditionalLaw, paper_law
 from law.data_io import load_columns
@@ -162,7 +162,7 @@ FIT_NUMBERS = st.floats(1e-300, 1e300) | st.sampled_from([1.0, 2.0, 2.5, 3.0, 51
 def test_fits_on_any_positive_numbers_end_in_a_fit_or_one_error(kind, rows):
     """Values far outside any real model (1e-300..1e300) overflow inside the optimizers: still a fit or one clear
     error, and no numpy warning on stderr."""
-    from harness.cli import main
+    from harness.cli.main import main
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "data.csv"
@@ -218,7 +218,7 @@ def test_saved_law_round_trips_and_save_is_atomic(tmp_path, monkeypatch):
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["law.json"]
 
 
-# ---- results JSONL (harness/results_io.py) ----
+# ---- results JSONL (harness/sweep/results_io.py) ----
 LINES = st.one_of(st.builds(lambda v: json.dumps(v), JSON_VALUES), st.text(max_size=20),
                   st.sampled_from(['{"a": 1}', '{"a": NaN}', "[" * 5000, '{"a": ' + "9" * 5000 + "}", '{"cut']))  # fmt: skip
 
@@ -278,7 +278,7 @@ def test_sweep_row_is_checked_before_calibrate_and_compare_use_it(overrides, arc
     assert {row["engine"], row["dtype"], row["attention"]}  # hashable: they are grouped and sorted
 
 
-# ---- comma lists of the CLI (harness/cli_args.py) ----
+# ---- comma lists of the CLI (harness/cli/args.py) ----
 @FUZZ
 @given(text=st.text(alphabet="0123456789,- x.", max_size=14))
 def test_comma_lists_parse_to_distinct_positive_ints_or_are_a_usage_error(text):

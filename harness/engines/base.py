@@ -8,6 +8,7 @@ point). Engines import their heavy dependencies inside `run`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -24,6 +25,18 @@ class Workload:
 # The KV-cache budget policy per device when no hardware entry gives one: the share of device memory the engine may
 # use and what it keeps free. CUDA: vLLM's default gpu_memory_utilization and calibration.toml's 2 GiB workspace;
 # CPU: RAM is shared with the OS and no engine reserves a fixed share of it, so half of MemTotal, 256 MiB kept free.
+def cpu_memory_bytes() -> int:
+    """MemTotal from /proc/meminfo, else pages × page size."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 MEMORY_POLICY = {
     "cuda": {"memory_utilization": 0.9, "workspace_bytes": 2 * 2**30},
     "cpu": {"memory_utilization": 0.5, "workspace_bytes": 256 * 2**20},

@@ -151,7 +151,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 def causal_prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, group: int, scale: float):
     """Causal attention over a prompt, as the engine's prefill runs it: q [B, T, hq, dh], k and v [B, T, hkv, dh]
     -> [B, hq, T, dh]. K/V are repeated per query head so SDPA can pick its fused (flash) kernel on CUDA. The probe
-    times this very function (harness/probe_prefill_attention.py)."""
+    times this very function (harness/probe/prefill_attention.py)."""
     return F.scaled_dot_product_attention(
         q.transpose(1, 2),
         k.transpose(1, 2).repeat_interleave(group, dim=1),

@@ -28,7 +28,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from harness.engines.base import EngineOptions, Measurement, Workload
+from harness.engines.base import EngineOptions, Measurement, Workload, cpu_memory_bytes
 from perfmodel.arch import Arch
 from perfmodel.errors import ArchscaleInputError
 
@@ -49,8 +49,6 @@ def device_memory_bytes(device: str) -> int:
         import torch
 
         return int(torch.cuda.get_device_properties(0).total_memory)
-    from harness.metadata import cpu_memory_bytes
-
     return cpu_memory_bytes()
 
 

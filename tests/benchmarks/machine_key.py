@@ -9,7 +9,7 @@ import re
 
 from pytest_benchmark.utils import get_machine_id
 
-from harness.metadata import cpu_model, gpu_info
+from harness.sweep.metadata import cpu_model, gpu_info
 
 
 def machine_key() -> str:

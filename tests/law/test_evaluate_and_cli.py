@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from law.data_io import load_columns
 from law.evaluate import progressive_extrapolation
 

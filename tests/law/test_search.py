@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from law.chinchilla import ChinchillaLaw
 from law.conditional import ConditionalLaw, paper_law
 from law.search import Deployment, SearchSpace, enumerate_candidates, pareto_front, search

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from law.chinchilla import ChinchillaLaw
 from law.conditional import COEFFICIENTS, ConditionalLaw, fit_conditional, paper_law
 from law.data_io import load_columns

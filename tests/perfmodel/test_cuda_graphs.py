@@ -69,7 +69,7 @@ def test_a_decode_step_costs_what_its_captured_size_costs(engine):
 def test_the_cli_and_predict_override_the_engines_largest_graph(capsys):
     """--cuda-graph-max-batch 0 (graphs off, as SGLang's --disable-cuda-graph) drops the padding: 129 sequences cost
     what 129 cost, not what 136 do; the default pads."""
-    from harness.cli import main
+    from harness.cli.main import main
 
     arch, gpu = PRESETS["llama-3.2-1b"], get_gpu("h100-sxm")
     workload = {"batch_size": 129, "input_len": 128, "output_len": 64, "engine": "sglang"}

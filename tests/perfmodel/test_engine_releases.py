@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from harness.cli import main
-from harness.published import sweep_row_groups
-from harness.sweep_rows import predict_rows
+from harness.calibrate.published import sweep_row_groups
+from harness.cli.main import main
+from harness.sweep.rows import predict_rows
 from perfmodel import engine_releases, get_calibration, get_gpu
 from perfmodel.calibration import FITTED_FIELDS
 from perfmodel.engine_releases import parse_release, release_policy, release_table
@@ -157,9 +157,11 @@ def test_a_calibration_file_without_policy_fields_schedules_as_its_engine(tmp_pa
     a policy field the file states is kept."""
     from perfmodel.calibration import load_calibration_file
 
-    factors = ("compute_efficiency = 0.6\nmemory_efficiency = 0.7\nkernel_launch_overhead_s = 4e-6\n"
-               "step_overhead_s = 1e-3\ngpu_memory_utilization = 0.9\nworkspace_bytes = 2147483648\n"
-               "calibrated = true\n")
+    factors = (
+        "compute_efficiency = 0.6\nmemory_efficiency = 0.7\nkernel_launch_overhead_s = 4e-6\n"
+        "step_overhead_s = 1e-3\ngpu_memory_utilization = 0.9\nworkspace_bytes = 2147483648\n"
+        "calibrated = true\n"
+    )
     path = tmp_path / "old.toml"
     path.write_text(f"[h100-sxm.vllm]\n{factors}[h100-sxm.torch]\n{factors}chunked_prefill = true\n")
     tables = load_calibration_file(path)["h100-sxm"]

@@ -201,7 +201,8 @@ def test_vllm_runs_more_requests_than_fit_at_full_length():
     reserved = run(arch, vllm_like(paged_kv_admission=False), **workload)
     cal = vllm_like()
     kv_tokens = (gpu.memory_bytes * cal.gpu_memory_utilization - paged.weight_bytes[0] - cal.workspace_bytes) / (
-        paged.kv_bytes_per_token[0])
+        paged.kv_bytes_per_token[0]
+    )
     assert reserved.concurrency[0] == paged.max_concurrent_seqs[0] == int(kv_tokens // 1024)
     assert paged.concurrency[0] == int(kv_tokens / (512 + 511 / 2 + 8))
     assert 400 < reserved.concurrency[0] < 450 and 550 < paged.concurrency[0] < 600
