@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # a multi-GB CUDA build. Everything else then sees torch already satisfied.
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: install run test bench bench-save sweep calibrate-cpu calibrate-cpu-no-curve calibrate-cpu-drift-corrected gemm-curve-cpu \
+.PHONY: install run results test bench bench-save sweep calibrate-cpu calibrate-cpu-no-curve calibrate-cpu-drift-corrected gemm-curve-cpu \
         calibrate-cpu-with-grid search-check-cpu calibrate-gpu \
         calibrate-published lint format clean
 
@@ -22,16 +22,25 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job (no GPU needed): fit Chinchilla on the shipped Epoch data, then search around Llama-3.2-1B/3B for
-# H200 and A100-80GB at batch 128, in 4096 / out 1024; tables to stdout, JSON + PNG into results/; then renders
-# everything under results/ into results/REPORT.md (`archscale report`).
+# H200 and A100-80GB at batch 128, in 4096 / out 1024; tables to stdout, JSON + PNG into RUN_OUT (out/run, git-ignored),
+# so `make run` on a clean clone leaves `git status` clean.
 SEARCH_BASELINES := llama-3.2-1b llama-3.2-3b
 SEARCH_GPUS      := h200 a100-80gb
+RUN_OUT          ?= out/run
 run: install
 	$(BIN)/archscale fit chinchilla law/data/chinchilla_epoch.csv
+	@mkdir -p $(RUN_OUT)
 	@for base in $(SEARCH_BASELINES); do for gpu in $(SEARCH_GPUS); do echo; \
 	  $(BIN)/archscale search --baseline $$base --gpu $$gpu --batch-size 128 --input-len 4096 --output-len 1024 \
-	    --save results/search-$$base-$$gpu.json --plot results/search-$$base-$$gpu.png || exit $$?; \
+	    --save $(RUN_OUT)/search-$$base-$$gpu.json --plot $(RUN_OUT)/search-$$base-$$gpu.png || exit $$?; \
 	done; done
+	@echo; echo "Search outputs: $(RUN_OUT)/search-*.{json,png}"
+
+# The committed outputs of the main job: the same searches into results/, then results/REPORT.md rendered from
+# everything under results/ (`archscale report`). Run it on a clean commit after a change to the model, the law or
+# results/, and commit what it writes (tests/test_results_current.py fails while they are stale).
+results: install
+	$(MAKE) --no-print-directory run RUN_OUT=results
 	$(BIN)/archscale report
 
 test: install
@@ -70,8 +79,8 @@ sweep: install
 # A committed CPU study (results/): probe this machine, sweep the six small presets at batch 1-64 for two
 # (input, output) shapes (prefill-heavy, decode-heavy) CPU_PASS_COUNT times, calibrate on half of the configs (the
 # default split holds out every second config by name) and compare on all of them. About 45 minutes for five passes on
-# the 2-vCPU Xeon (CPU_NAME=cpu-xeon-2c), about 100 on the slower AMD EPYC VM (`make calibrate-cpu
-# CPU_NAME=cpu-epyc-2c`); resumes where it stopped. Name each machine: its files are its own.
+# the 2-vCPU Xeon (CPU_NAME=cpu-xeon-2c), about 90 for four on the slower AMD EPYC VM (`make calibrate-cpu
+# CPU_NAME=cpu-epyc-2c-interleaved-r4 CPU_PASS_COUNT=4`); resumes where it stopped. Name each run: its files are its own.
 CPU_NAME  ?= cpu-xeon-2c
 CPU_PROBE := results/hardware/$(CPU_NAME).toml
 CPU_SWEEP := results/sweeps/torch-$(CPU_NAME).jsonl
@@ -79,10 +88,11 @@ CPU_PASS_COUNT ?= 5
 CPU_PASSES := $(foreach pass,$(wordlist 2,$(CPU_PASS_COUNT),1 2 3 4 5 6 7 8 9),results/sweeps/torch-$(CPU_NAME)-pass$(pass).jsonl)
 CPU_CAL   := results/calibration/$(CPU_NAME).toml
 # Prefill in forwards of at most 2048 prompt tokens: on this CPU a forward of 8192 costs 10-25% more per token (its
-# elementwise ops 3x; results/cpu-prefill-8192/, `python -m harness.cli.profile_prefill`), which no per-token model holds.
+# elementwise ops 3x; results/compare/cpu-xeon-2c-prefill-op-profile.txt, `python -m harness.cli.profile_prefill`),
+# which no per-token model holds.
 # Interleaved: at each workload the configs run back to back, so the machine's drift (a shared VM's speed wanders by
-# tens of % over minutes) moves whole workloads, not single configs. The cpu-xeon-2c and cpu-epyc-2c studies ran in
-# config order (each config's curve first), from before --order.
+# tens of % over minutes) moves whole workloads, not single configs. The cpu-xeon-2c study ran in config order (each
+# config's curve first), from before --order.
 CPU_ORDER ?= interleaved
 CPU_GRID  := --device cpu --batch-size 1,2,4,8,16,32,64 --repeats 2 --max-prefill-tokens 2048 --hardware $(CPU_PROBE) \
              --order $(CPU_ORDER) --quiet

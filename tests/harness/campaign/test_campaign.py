@@ -27,7 +27,7 @@ from perfmodel.errors import ArchscaleInputError
 from perfmodel.hardware import get_gpu
 
 REPO = Path(__file__).resolve().parents[3]
-COMMITTED_SWEEP = REPO / "results" / "sweeps" / "torch-cpu-epyc-2c-interleaved.jsonl"
+COMMITTED_SWEEP = REPO / "results" / "sweeps" / "torch-cpu-epyc-2c-interleaved-r4.jsonl"
 PY = sys.executable
 
 
