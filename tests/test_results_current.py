@@ -14,18 +14,23 @@ from harness.report.build import build_report
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 SEARCHES = sorted(RESULTS.glob("search-*.json"))
-RUN_FIELDS = {"metadata", "plot"}  # who ran it, when, and where the plot went: not the search's answer
+RUN_FIELDS = {"metadata", "plot", "emitted_configs"}  # who ran it, when, where it wrote: not the answer
 
 
 def differences(committed, current, where: str = "") -> list[str]:
-    """Paths at which two JSON values differ; floats within 1e-9 relative are equal (another CPU's last bits)."""
+    """Paths at which two JSON values differ; floats within 1e-9, relative or absolute, are equal (another CPU's
+    last bits; a loss difference of two losses near 3 keeps about 1e-11 of them)."""
     if isinstance(committed, dict) and isinstance(current, dict):
         keys = sorted(set(committed) | set(current))
         return [d for k in keys for d in differences(committed.get(k), current.get(k), f"{where}.{k}")]
     if isinstance(committed, list) and isinstance(current, list) and len(committed) == len(current):
-        return [d for i, (a, b) in enumerate(zip(committed, current, strict=True)) for d in differences(a, b, f"{where}[{i}]")]
+        return [
+            d
+            for i, (a, b) in enumerate(zip(committed, current, strict=True))
+            for d in differences(a, b, f"{where}[{i}]")
+        ]
     if isinstance(committed, float) and isinstance(current, float):
-        return [] if math.isclose(committed, current, rel_tol=1e-9, abs_tol=1e-12) else [where]
+        return [] if math.isclose(committed, current, rel_tol=1e-9, abs_tol=1e-9) else [where]
     return [] if committed == current else [where]
 
 
