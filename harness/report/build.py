@@ -207,7 +207,7 @@ def _search_section(ctx: _Context) -> list[str]:
     lines = ["", "## Architecture search (predictions, not measurements)", ""]
     files = ctx.files("search-*.json")
     if not files:
-        return lines + ["No search result has been committed yet (`make run`, i.e. `archscale search ... --save "
+        return lines + ["No search result has been committed yet (`make results`, i.e. `archscale search ... --save "
                         "results/search-<baseline>-<gpu>.json`, writes them).", ""]  # fmt: skip
     for path in files:
         try:
