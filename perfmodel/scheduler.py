@@ -120,6 +120,70 @@ def continuous_ttft_steps(n_requests, input_len, output_len, max_running, step_t
     return out
 
 
+def continuous_ttft_s(n_requests, input_len, output_len, max_running, step_tokens, g, q, per_prompt, *, idle_step_s,
+                      decode_token_s, prompt_token_s, quantiles=(0.5, 0.99)):  # fmt: skip
+    """Mean and nearest-rank quantiles of TTFT in seconds. A request's first token comes at the end of the step that
+    finishes its prompt, after every step before it; each step costs `idle_step_s` (weights, fixed costs) plus each
+    decode token it carries (`decode_token_s`) and each prompt token (`prompt_token_s`).
+
+    Prompts: they go through in chunks of the budget T' left after the decodes, so the step that finishes request j's
+    prompt has finished min(s·T', the turn's prompts) of its turn's prompt tokens (s: the turn's steps so far), on
+    top of every earlier turn's. Decodes: while the first turn is admitted they ramp up from none (a request decodes
+    from the step after its prompt: Σ over its first s steps of (u − q + 1)/(I/T') = m(m + 1)/(2·I/T'), m = s − q),
+    then run at the slots' steady C·(O − 1)/G (a short last turn thins the run's mean, not what waiting requests see).
+    Where the budget binds, every step is full: request j's step has carried the prompts
+    up to its own, and decodes in the rest of the budget. Costing the steps before a first token at the run's mean
+    step instead (decode-only steps included) puts TTFT far below the prompt FLOPs ahead of a request."""
+    n = np.asarray(n_requests, dtype=np.float64)
+    i = np.asarray(input_len, dtype=np.float64)
+    c = np.minimum(np.asarray(max_running, dtype=np.float64), n)
+    a = np.asarray(per_prompt, dtype=np.float64)
+    tokens_per_request = (i + np.asarray(output_len) - 1) / np.asarray(step_tokens)
+    budget_bound = 1 / tokens_per_request < c / g
+    turns = np.ceil(n / c)
+    fuller = n - (turns - 1) * c
+    steps_mean, *steps_quantiles = continuous_ttft_steps(n, input_len, output_len, max_running, step_tokens, g, q,
+                                                          per_prompt, quantiles)  # fmt: skip
+    mean_turn = (fuller * turns * (turns - 1) / 2 + (c - fuller) * (turns - 1) * (turns - 2) / 2) / n
+    ramp_steps = np.floor((c - 1) * a) + q  # the first turn's admission: its last prompt's first token
+    steady_decodes = c * (np.asarray(output_len) - 1) / g
+
+    def ramp(m):  # decode tokens over a first-turn request's steps before its first token, m = s − q
+        return m * (m + 1) / (2 * a)
+
+    def decodes_before(s):
+        return np.where(s <= ramp_steps, ramp(np.maximum(s - q, 0)),
+                        ramp(ramp_steps - q) + steady_decodes * (s - ramp_steps))  # fmt: skip
+
+    def budget_ttft_s(s, prompts):
+        return (
+            s * idle_step_s
+            + prompts * i * prompt_token_s
+            + np.maximum(s * step_tokens - prompts * i, 0) * decode_token_s
+        )
+
+    # Slots: the first turn's c requests (m = floor(k·I/T'), its spread taken as uniform) and the later ones.
+    first_m = _floor_ramp_sum(c, a) / c
+    first_decodes = (first_m**2 + (c * a) ** 2 / 12 + first_m) / (2 * a)
+    later_steps = (n * steps_mean - c * (first_m + q)) / np.maximum(n - c, 1)
+    decodes_mean = (c * first_decodes + (n - c) * decodes_before(np.maximum(later_steps, ramp_steps))) / n
+    # prompts done by a first token: the first turn's, then the later requests' (all earlier turns, and their own
+    # turn's up to the step; `in_turn`: the mean steps from a turn's start to the first token)
+    later = np.maximum(n - c, 1)
+    later_in_turn = (n * (steps_mean - g * mean_turn) - c * (first_m + q)) / later
+    later_prompts = n * mean_turn / later * c + np.minimum(later_in_turn / a, c)
+    prompts_mean = np.minimum(n, (c * np.minimum((first_m + q) / a, c) + (n - c) * later_prompts) / n)
+    slot_mean = steps_mean * idle_step_s + decodes_mean * decode_token_s + prompts_mean * i * prompt_token_s
+    out = [np.where(budget_bound, budget_ttft_s(steps_mean, (n + 1) / 2), slot_mean)]
+    for quantile, steps_j in zip(quantiles, steps_quantiles, strict=True):
+        j = np.maximum(np.ceil(quantile * n) - 1, 0)
+        turn = np.floor(j / c)
+        prompts_j = np.maximum(np.minimum(n, turn * c + np.minimum((steps_j - turn * g) / a, c)), j + 1)
+        slot_j = steps_j * idle_step_s + decodes_before(steps_j) * decode_token_s + prompts_j * i * prompt_token_s
+        out.append(np.where(budget_bound, budget_ttft_s(steps_j, j + 1), slot_j))
+    return out
+
+
 def _floor_ramp_sum(count, per_prompt):
     """Σ_{k < count} floor(k · a), a = per_prompt = A + f (A its integer part): A·count(count − 1)/2 exactly, plus
     Σ floor(k·f) = Σ_{v=1}^{V} (count − ceil(v/f)), V = floor(f(count − 1)), with ceil(v/f) taken as v/f + 1/2."""
@@ -197,20 +261,42 @@ def continuous_run(shape, n_requests, max_running, input_len, output_len, gpu, c
     rest = steps - with_prompts
     total_s = with_prompts * prompt_s + rest * decode_s
     step_s = total_s / steps  # the mean step: TPOT, and the unit of the TTFT counts
-    compute_s = with_prompts * prompt_compute + rest * decode_compute
-    # A first token never comes after the run's last step (the counts are in whole steps, the run's total not).
-    mean, p50, p99 = (
-        np.minimum(x, steps)
-        for x in continuous_ttft_steps(n_requests, input_len, output_len, max_running, step_tokens, g, q, per_prompt)
+    # What a first token waits for: the steps before it, each with its fixed costs (an empty step), its decodes and its
+    # prompt tokens, costed at the slots' steady decodes (what waiting requests see; a short last turn thins only the
+    # run's mean). While prompts wait, every step is full (T' prompt tokens beside the decodes): a prompt token costs
+    # what it adds to such a step over a decode-only one.
+    steady = running * (output_len - 1) / g
+    idle_s = _step(shape, 0.0 * steady, 0.0 * steady, *args)[0]
+    steady_s = _step(shape, steady, 0.0 * steady, *args)[0]
+    decode_token_s = np.maximum(steady_s - idle_s, 0.0) / np.maximum(steady, 1e-30)
+    full_prompts = np.minimum(1 / per_prompt, running)  # prompts' worth in a full step
+    full_s = _step(shape, steady, full_prompts, *args)[0]
+    prompt_token_s = np.maximum(full_s - steady_s, 0.0) / (full_prompts * input_len)
+    ttft_steps = (n_requests, input_len, output_len, max_running, step_tokens, g, q, per_prompt)
+    ttft_mean_s, ttft_p50_s, ttft_p99_s = (
+        np.minimum(x, total_s)  # a first token never comes after the run's end
+        for x in continuous_ttft_s(
+            *ttft_steps, idle_step_s=idle_s, decode_token_s=decode_token_s, prompt_token_s=prompt_token_s
+        )  # fmt: skip
     )
-    # every request of the first turn has its token (where the budget binds, before the last step in any case)
+    # every request of the first turn has its token (where the budget binds, before the last step in any case): its
+    # steps, and all its prompts
     first_turn_steps = np.minimum(np.floor((running - 1) * per_prompt) + q, steps)
-    compute_bound = compute_s > (total_s - steps * cal.step_overhead_s) / 2
+    first_turn_s = np.minimum(
+        first_turn_steps * idle_s
+        + np.maximum(first_turn_steps - q, 0) * (first_turn_steps - q + 1) / (2 * per_prompt) * decode_token_s
+        + running * input_len * prompt_token_s,
+        total_s,
+    )
+    # Each phase's bound from its own steps: the prompts' from the steps that carry them, the decodes' from the rest.
+    prefill_compute_bound = prompt_compute > (prompt_s - cal.step_overhead_s) / 2
+    decode_compute_bound = decode_compute > (decode_s - cal.step_overhead_s) / 2
     # The fields of the static schedule's timing (perfmodel/estimator.py): "prefill" is the first turn's prompts.
     return {
-        "total_s": total_s, "ttft_s": mean * step_s, "ttft_p50_s": p50 * step_s, "ttft_p99_s": p99 * step_s,
-        "tpot_s": step_s, "prefill_s": first_turn_steps * step_s, "decode_s": total_s - first_turn_steps * step_s,
-        "occupancy": occupancy, "prefill_compute_bound": compute_bound, "decode_compute_bound": compute_bound,
+        "total_s": total_s, "ttft_s": ttft_mean_s, "ttft_p50_s": ttft_p50_s, "ttft_p99_s": ttft_p99_s,
+        "tpot_s": step_s, "prefill_s": first_turn_s, "decode_s": total_s - first_turn_s,
+        "occupancy": occupancy, "prefill_compute_bound": prefill_compute_bound,
+        "decode_compute_bound": decode_compute_bound,
         "prefill_ops": {k: with_prompts * v + rest * decode_prefill[k] for k, v in prompt_prefill.items()},
         "decode_ops": {k: with_prompts * v + rest * decode_decode[k] for k, v in prompt_decode.items()},
         "op_classes": op_classes | {"attention": "attention", "communication": "communication"},
