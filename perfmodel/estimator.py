@@ -48,7 +48,7 @@ from perfmodel.occupancy import decode_attention_occupancy
 from perfmodel.operators import decode_attention, dense_ops, prefill_attention
 from perfmodel.parallel import shard, tp_compatible
 from perfmodel.roofline import communication_time, forward_times
-from perfmodel.scheduler import continuous_run, continuous_steps, paged_steps
+from perfmodel.scheduler import continuous_run, engine_schedule
 
 
 def sum_max_affine(first, count, a1, b1, a2, b2):
@@ -266,20 +266,12 @@ def estimate(
         # otherwise requests stagger over mixed steps, the first ones decoding while later prompts are still being
         # prefilled. A turn of C prompts is admitted in one step when (C − 1)·I/T' < 1 (I/T': steps per prompt).
         n_requests = batch_size.astype(np.float64)
-        schedule = continuous_steps(n_requests, input_len, output_len, concurrency, max_prefill_tokens)
-        staggered = schedule[3] * (concurrency - 1) >= 1
-        running = concurrency
-        if cal.paged_kv_admission:  # the KV, not full-length reservation, bounds how many run (vLLM)
-            kv_bound = batch_size > max_concurrent  # more requests than run at full length...
-            cap = np.where(max_num_seqs > 0, max_num_seqs, n_requests)
-            kv_bound &= max_concurrent < np.minimum(cap, n_requests)  # ...and the KV, not the cap, is why
-            if np.any(kv_bound):
-                kv_tokens = np.maximum(kv_capacity_bytes, 0.0) / kv_bytes_per_token
-                *paged, paged_running = paged_steps(n_requests, input_len, output_len, cap, max_prefill_tokens,
-                                                    kv_tokens, cal.kv_block_tokens)  # fmt: skip
-                schedule = tuple(np.where(kv_bound, p, s) for p, s in zip(paged, schedule, strict=True))
-                running = np.where(kv_bound, np.maximum(paged_running, 1.0), concurrency)
-                staggered |= kv_bound
+        kv_tokens = np.maximum(kv_capacity_bytes, 0.0) / kv_bytes_per_token
+        *schedule, running, staggered = engine_schedule(
+            n_requests, input_len, output_len, max_prefill_tokens, full_length_slots=max_concurrent,
+            max_num_seqs=max_num_seqs, kv_tokens=kv_tokens, block_tokens=cal.kv_block_tokens,
+            paged=cal.paged_kv_admission,
+        )  # fmt: skip
         if np.any(staggered):
             run = continuous_run(shape, n_requests, running, input_len, output_len, gpu, cal, peak_flops_per_s,
                                  kv_dtype_bytes, max_prefill_tokens, tp, schedule)  # fmt: skip

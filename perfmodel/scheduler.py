@@ -95,6 +95,31 @@ def paged_steps(n_requests, input_len, output_len, max_num_seqs, step_tokens, kv
     return steps, g, by_running[2], by_running[3], running
 
 
+def engine_schedule(n_requests, input_len, output_len, step_tokens, *, full_length_slots, max_num_seqs, kv_tokens,
+                    block_tokens, paged):  # fmt: skip
+    """The schedule a continuous-batching engine runs, as `estimate()` predicts it: (steps, G, q, I/T', running,
+    staggered). `full_length_slots`: the requests that run at once with their full length reserved (the KV's and the
+    engine's cap, max_num_seqs, where it is set; 0 = none); `paged` (vLLM): where more requests are queued than that
+    and the KV, not the cap, is why, KV blocks are taken as tokens are computed and `paged_steps` applies.
+    `staggered`: the requests do not go in lockstep turns (a turn's prompts take more than one step)."""
+    n = np.asarray(n_requests, dtype=np.float64)
+    slots = np.asarray(full_length_slots, dtype=np.float64)
+    concurrency = np.maximum(np.minimum(n, slots), 1.0)
+    schedule = continuous_steps(n, input_len, output_len, concurrency, step_tokens)
+    staggered = schedule[3] * (concurrency - 1) >= 1
+    running = concurrency
+    if paged:
+        cap = np.where(np.asarray(max_num_seqs) > 0, max_num_seqs, n)
+        kv_bound = (n > slots) & (slots < np.minimum(cap, n))  # more queued than fit at full length, for want of KV
+        if np.any(kv_bound):
+            *by_blocks, paged_running = paged_steps(n, input_len, output_len, cap, step_tokens, kv_tokens,
+                                                    block_tokens)  # fmt: skip
+            schedule = tuple(np.where(kv_bound, b, s) for b, s in zip(by_blocks, schedule, strict=True))
+            running = np.where(kv_bound, np.maximum(paged_running, 1.0), concurrency)
+            staggered = staggered | kv_bound
+    return (*schedule, running, staggered)
+
+
 def continuous_ttft_steps(n_requests, input_len, output_len, max_running, step_tokens, g, q, per_prompt,
                           quantiles=(0.5, 0.99)):  # fmt: skip
     """Mean and nearest-rank quantiles of TTFT in steps: request j waits floor(k·I/T') + (j // C)·G steps for its

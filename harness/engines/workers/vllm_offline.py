@@ -94,7 +94,57 @@ def read_config(llm, spec: dict) -> dict:
     found = read_attributes(root, CONFIG_PATHS) if root is not None else {}
     if os.environ.get("VLLM_ATTENTION_BACKEND"):  # older versions choose the backend by environment variable
         found["attention_backend_env"] = os.environ["VLLM_ATTENTION_BACKEND"]
+    if os.environ.get("VLLM_CPU_KVCACHE_SPACE"):  # the CPU build's KV cache, GiB
+        found["cpu_kvcache_space_gib"] = os.environ["VLLM_CPU_KVCACHE_SPACE"]
     return found
+
+
+class StepTrace:
+    """vLLM's own statistics of every engine step, as its stat loggers receive them (`StatLoggerManager.record`,
+    vllm/v1/metrics/loggers.py; `SchedulerStats` and `IterationStats`, vllm/v1/metrics/stats.py): requests running
+    and waiting, KV cache usage, and with `enable_logging_iteration_details` the step's prompt (context) and decode
+    (generation) requests and tokens and its time in the engine core; preemptions and first tokens from the
+    iteration's stats. Reads the manager the engine built (stats are on: disable_log_stats=False); None where this
+    version has none. vLLM calls these interfaces unstable: a field a version lacks is left out."""
+
+    SCHEDULER = {"running": "num_running_reqs", "waiting": "num_waiting_reqs", "kv_usage": "kv_cache_usage",
+                 "step": "step_counter"}  # fmt: skip
+    DETAILS = {"prompt_requests": "num_ctx_requests", "prompt_tokens": "num_ctx_tokens",
+               "decode_requests": "num_generation_requests", "decode_tokens": "num_generation_tokens",
+               "core_ms": "elapsed_ms"}  # fmt: skip
+    ITERATION = {"time": "iteration_timestamp", "generated_tokens": "num_generation_tokens",
+                 "preempted": "num_preempted_reqs"}  # fmt: skip
+
+    def __init__(self, llm):
+        self.steps: list[dict] | None = None
+        manager = getattr(getattr(llm, "llm_engine", None), "logger_manager", None)
+        if manager is None or not hasattr(manager, "record"):
+            return
+        self.steps = []
+        original = manager.record
+
+        def record(scheduler_stats=None, iteration_stats=None, *args, **kwargs):
+            self.steps.append(self.step(scheduler_stats, iteration_stats))
+            return original(scheduler_stats, iteration_stats, *args, **kwargs)
+
+        manager.record = record
+
+    @classmethod
+    def step(cls, scheduler_stats, iteration_stats) -> dict:
+        step = read_attributes(scheduler_stats, cls.SCHEDULER) if scheduler_stats is not None else {}
+        details = getattr(scheduler_stats, "iteration_details", None)
+        if details is not None:
+            step.update(read_attributes(details, cls.DETAILS))
+        if iteration_stats is not None:
+            step.update(read_attributes(iteration_stats, cls.ITERATION))
+            step["first_tokens"] = len(getattr(iteration_stats, "time_to_first_tokens_iter", []) or [])
+        return step
+
+    def take(self) -> list[dict] | None:
+        if self.steps is None:
+            return None
+        steps, self.steps = self.steps, []
+        return steps
 
 
 def shutdown(llm) -> None:
@@ -105,4 +155,4 @@ def shutdown(llm) -> None:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv, engine_name="vllm", version=version, build=build, generate=generate,
-                          read_config=read_config, shutdown=shutdown))  # fmt: skip
+                          read_config=read_config, shutdown=shutdown, trace=StepTrace))  # fmt: skip

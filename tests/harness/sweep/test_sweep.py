@@ -171,7 +171,8 @@ def exit_code(argv) -> int:
         ),
     ],
 )
-def test_bad_sweep_arguments_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+def test_bad_sweep_arguments_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.setattr("harness.engines.external.REPO_ROOT", tmp_path)  # no .venv-vllm: vLLM is missing here
     grid = ["--batch-size", "1", "--input-len", "8", "--output-len", "2", "--out", str(tmp_path / "s.jsonl")]
     assert exit_code(["sweep", *grid[:-2], *argv, grid[-2], grid[-1]]) == 2
     err = capsys.readouterr().err.strip()
