@@ -97,8 +97,9 @@ def paged_steps(n_requests, input_len, output_len, max_num_seqs, step_tokens, kv
 
 def engine_schedule(n_requests, input_len, output_len, step_tokens, *, full_length_slots, max_num_seqs, kv_tokens,
                     block_tokens, paged):  # fmt: skip
-    """The schedule a continuous-batching engine runs, as `estimate()` predicts it: (steps, G, q, I/T', running,
-    staggered). `full_length_slots`: the requests that run at once with their full length reserved (the KV's and the
+    """The schedule a continuous-batching engine runs, as `estimate()` costs it where requests stagger: (steps, G, q,
+    I/T', running, staggered); where they go in lockstep turns (not `staggered`) `estimate()` costs static waves, whose
+    step count is the same. `full_length_slots`: the requests that run at once with their full length reserved (the KV's and the
     engine's cap, max_num_seqs, where it is set; 0 = none); `paged` (vLLM): where more requests are queued than that
     and the KV, not the cap, is why, KV blocks are taken as tokens are computed and `paged_steps` applies.
     `staggered`: the requests do not go in lockstep turns (a turn's prompts take more than one step)."""
@@ -189,7 +190,7 @@ def continuous_ttft_s(n_requests, input_len, output_len, max_running, step_token
 
     # Slots: the first turn's c requests (m = floor(k·I/T'), its spread taken as uniform) and the later ones.
     first_m = _floor_ramp_sum(c, a) / c
-    first_decodes = (first_m**2 + (c * a) ** 2 / 12 + first_m) / (2 * a)
+    first_decodes = (first_m**2 + a**2 * (c**2 - 1) / 12 + first_m) / (2 * a)  # E[m²] = mean² + variance
     later_steps = (n * steps_mean - c * (first_m + q)) / np.maximum(n - c, 1)
     decodes_mean = (c * first_decodes + (n - c) * decodes_before(np.maximum(later_steps, ramp_steps))) / n
     # prompts done by a first token: the first turn's, then the later requests' (all earlier turns, and their own

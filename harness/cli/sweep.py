@@ -53,7 +53,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--order", choices=POINT_ORDERS, default="config",
                    help="the order points are measured in: config (each config's curve first; default) or "
                         "interleaved (at each workload every config back to back: fair comparisons of configs on a "
-                        "machine whose speed drifts)")  # fmt: skip
+                        "machine whose speed drifts); vLLM and SGLang serve each config's points with one engine, "
+                        "config by config, whatever the order")  # fmt: skip
     p.add_argument("--hardware", type=Path, default=None, help="hardware TOML to predict for (from archscale probe)")
     p.add_argument("--gpu", default=None, help="datasheet GPU to predict for (default: the GPU found, or on CPU the "
                                               "local probe file if there is one)")  # fmt: skip

@@ -225,8 +225,9 @@ class ExternalEngine:
 
     # ---- points ----
     def run(self, arch: Arch, workload: Workload, options: EngineOptions) -> Measurement:
-        """One point, in an engine of its own."""
-        return next(iter(self.run_points(arch, [workload], options)))
+        """One point, in an engine of its own (run to its end: the engine gets its graceful shutdown)."""
+        (measurement,) = self.run_points(arch, [workload], options)
+        return measurement
 
     def run_points(self, arch: Arch, workloads: list[Workload], options: EngineOptions) -> Iterator[Measurement]:
         """Every workload on one engine built once (`LLM()` takes over a minute on a CPU), yielding each point's
@@ -246,21 +247,32 @@ class ExternalEngine:
                 spec = self.build_spec(arch, pending, options, model_dir, folder)
                 (folder / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
                 results = [Path(point["result_path"]) for point in spec["points"]]
-                served = 0
                 served_by = serve_worker(python, WORKERS / self.worker, folder / "spec.json", folder / "worker.log",
                                          timeout, results, self.worker_env(options))  # fmt: skip
-                for index, text, outcome in served_by:
-                    measurement = measurement_from(self.name, pending[index], text, outcome)
-                    measurement.engine_kwargs = spec["engine_kwargs"]
-                    yield measurement
-                    served = index + 1
-                    if text is not None and json.loads(text).get("phase") == "build":
-                        for workload in pending[served:]:  # the same engine would fail the same way
-                            failed = measurement_from(self.name, workload, text, outcome)
-                            failed.engine_kwargs = spec["engine_kwargs"]
-                            yield failed
-                        return
+                # closed here, inside the folder's `with`: a caller that stops early (Ctrl-C) has the worker killed
+                # before its folder goes
+                with contextlib.closing(served_by):
+                    served = yield from self._measurements(served_by, pending, spec)
+                if served is None:  # the engine could not be built: every point failed alike
+                    return
                 pending = pending[served:]
+
+    def _measurements(self, served_by, pending: list[Workload], spec: dict):
+        """Yields the measurement of each point the worker served; returns how many it served, None where it could
+        not build the engine (then every pending point has had its failure)."""
+        served = 0
+        for index, text, outcome in served_by:
+            measurement = measurement_from(self.name, pending[index], text, outcome)
+            measurement.engine_kwargs = spec["engine_kwargs"]
+            yield measurement
+            served = index + 1
+            if text is not None and json.loads(text).get("phase") == "build":
+                for workload in pending[served:]:  # the same engine would fail the same way
+                    failed = measurement_from(self.name, workload, text, outcome)
+                    failed.engine_kwargs = spec["engine_kwargs"]
+                    yield failed
+                return None
+        return served
 
 
 def write_model_dir(arch: Arch, dtype: str, path: Path) -> Path:
@@ -298,11 +310,20 @@ def _status(text: str) -> str | None:
     return None
 
 
-def _kill_group(pid: int) -> None:
-    """SIGKILL the worker's process group (its session: the engine's helper processes too), if any is left."""
-    if hasattr(os, "killpg"):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+def _kill_group(pid: int, wait_s: float = 10.0) -> None:
+    """SIGKILL the worker's process group (its session: the engine's helper processes too), if any is left, and wait
+    (up to `wait_s`) until none is: a helper still alive would hold the device's memory as the next worker starts."""
+    if not hasattr(os, "killpg"):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)  # anyone left in the group?
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
 
 
 def serve_worker(python: str, worker: Path, spec_path: Path, log_path: Path, timeout_s: float,

@@ -10,6 +10,7 @@ point and hardware, the engine options, and the run metadata. Schema: results/RE
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import itertools
@@ -218,7 +219,8 @@ def engine_groups(points: list[SweepPoint]) -> list[list[SweepPoint]]:
 
 
 def run_group(points: list[SweepPoint]):
-    """Rows of points one engine serves, each as it finishes (`run_point` for a group of one)."""
+    """Rows of points one engine serves, each as it finishes (`run_point` for a group of one). A served point's
+    `point_wall_s` is its own time in the engine (warm-up and timed runs), plus the engine's build for the first."""
     if len(points) == 1:
         yield run_point(points[0])
         return
@@ -226,15 +228,16 @@ def run_group(points: list[SweepPoint]):
 
     engine, first = get_engine(points[0].engine), points[0]
     started, done = time.perf_counter(), 0
+    measurements = engine.run_points(first.arch, [p.workload for p in points], first.options)
     try:
-        measurements = engine.run_points(first.arch, [p.workload for p in points], first.options)
-        for point, measurement in zip(points, measurements, strict=False):
-            row = point_row(point, measurement.to_dict(), started)
-            if row.get("engine_point_s") is not None:  # its own time in the engine (the next ran meanwhile)
-                fresh = row.get("engine_points_before") == 0
-                row["point_wall_s"] = row["engine_point_s"] + ((row.get("engine_init_s") or 0.0) if fresh else 0.0)
-            yield row
-            started, done = time.perf_counter(), done + 1
+        with contextlib.closing(measurements):  # stopped early (an error, Ctrl-C): the engine is killed at once
+            for point, measurement in zip(points, measurements, strict=True):  # one per point, or an error
+                row = point_row(point, measurement.to_dict(), started)
+                if row.get("engine_point_s") is not None:  # its own time in the engine (the next ran meanwhile)
+                    fresh = row.get("engine_points_before") == 0
+                    row["point_wall_s"] = row["engine_point_s"] + ((row.get("engine_init_s") or 0.0) if fresh else 0.0)
+                yield row
+                started, done = time.perf_counter(), done + 1
     except ArchscaleInputError:
         raise  # a mistake in the sweep's own arguments: stop, do not write error rows for every point
     except Exception as exc:  # the adapter itself failed: the points it did not serve are rows saying so

@@ -73,6 +73,10 @@ class LLM:
                                               num_preempted_reqs=0, time_to_first_tokens_iter=[0.01] * n * (step == 0))
             self.llm_engine.logger_manager.record(scheduler_stats=stats, iteration_stats=iteration)
 
+    def reset_prefix_cache(self):
+        record({"reset_prefix_cache": True})
+        return True
+
     def generate(self, prompts, sampling_params=None, use_tqdm=True):
         misbehave("generate", len(prompts))
         arrival = time.time()

@@ -7,12 +7,14 @@ it too (as `harness.engines.workers.offline_common`) to build and check the same
 A worker is `ENGINE_PYTHON <engine>_offline.py SPEC.json`; SPEC (written by harness.engines.external) holds the model
 directory, the engine's keyword arguments, the sampling parameters, the seed, the repeats and the points (each its
 workload, warm-up and result file). `main` builds the engine once and serves every point: one untimed warm-up, then
-`repeats` timed runs, each a single `generate` call over all the requests (queued at once, as both engines' offline benchmarks do: vLLM
-`vllm/benchmarks/throughput.py::run_vllm` and SGLang `sglang/benchmark/offline_throughput.py::throughput_test_once`
-time exactly that call with `time.perf_counter`). Each run gets fresh prompts from its own seed, so the engines'
-prefix caches (vLLM's prefix caching, SGLang's radix cache) never serve a timed prompt from the warm-up or an
-earlier run. A point's result (per run: wall time, every request's prompt and output length and, where the engine
-exposes it, its first-token time) is written as one JSON object to the point's `result_path`, not printed: the engines log to
+`repeats` timed runs, each a single `generate` call over all the requests (queued at once, as both engines' offline
+benchmarks do: vLLM `vllm/benchmarks/throughput.py::run_vllm` and SGLang
+`sglang/benchmark/offline_throughput.py::throughput_test_once` time exactly that call with `time.perf_counter`). Each
+run gets fresh prompts from its own seed, and the engine's prefix cache (vLLM's prefix caching, SGLang's radix
+cache) is emptied before the warm-up and every run, so no timed prompt is ever served from it, not even by an earlier
+point of the same engine (whose prompts share the seeds). A point's result (per run: wall time, every request's
+prompt and output length and, where the engine exposes it, its first-token time) is written as one JSON object to the
+point's `result_path`, not printed: the engines log to
 stdout and stderr from several processes, which could interleave with a printed line.
 
     python offline_common.py probe ENGINE [--gpu]
@@ -170,12 +172,16 @@ def write_result(path: str | Path, result: dict) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str], *, engine_name: str, version, build, generate, read_config, shutdown, trace=None) -> int:
+def main(
+    argv: list[str], *, engine_name: str, version, build, generate, read_config, shutdown, trace=None, reset_cache=None
+) -> int:
     """The worker: `version()` → str, `build(spec)` → engine, `generate(engine, prompts, output_len, spec)` → one
     dict per request in order ({"prompt_len", "output_len", "first_token_wall"}), `read_config(engine, spec)` → the
     engine arguments in effect, `shutdown(engine)`; `trace(engine)` (optional) → an object whose `take()` returns the
     engine's own per-step records since the last call (None where the engine gives none): each timed run keeps its
-    steps.
+    steps; `reset_cache(engine)` (optional) empties the engine's prefix cache. One engine serves several points whose
+    prompts come from the same seeds (a point's prompts are a prefix of a longer point's), so the cache is emptied
+    before every warm-up and timed run: no prompt is ever served from it.
 
     One engine serves every point of SPEC's `points`, in order: each gets its warm-up and timed runs, and its result
     (status ok, oom or error) is written to its own `result_path` as soon as it is measured. A point that fails ends
@@ -197,7 +203,7 @@ def main(argv: list[str], *, engine_name: str, version, build, generate, read_co
     for served, point in enumerate(spec["points"]):
         result = {**common, "points_served_before": served}
         try:
-            result.update(measure_point(engine, generate, point, spec, tracer))
+            result.update(measure_point(engine, generate, point, spec, tracer, reset_cache))
         except Exception as exc:  # the point failed: say how, in its result; a fresh worker serves the rest
             result.update(_failed(exc))
         write_result(point["result_path"], result)
@@ -208,18 +214,25 @@ def main(argv: list[str], *, engine_name: str, version, build, generate, read_co
     return 0
 
 
-def measure_point(engine, generate, point: dict, spec: dict, tracer=None) -> dict:
-    """One point on a built engine: an untimed warm-up, then `repeats` timed runs, each with fresh prompts (and,
-    with a `tracer`, the engine's steps of that run)."""
+def measure_point(engine, generate, point: dict, spec: dict, tracer=None, reset_cache=None) -> dict:
+    """One point on a built engine: an untimed warm-up, then `repeats` timed runs, each with fresh prompts and an
+    empty prefix cache (and, with a `tracer`, the engine's steps of that run)."""
+
+    def empty_cache():
+        if reset_cache is not None:
+            reset_cache(engine)
+
     started = time.perf_counter()
     result = {}
     warm = point["warmup"]
     if warm["num_requests"] > 0:
+        empty_cache()
         prompts = make_prompts(warm["num_requests"], warm["input_len"], spec["vocab"], warm["seed"])
         result["warmup_s"] = timed_run(engine, generate, prompts, warm["output_len"], spec)["elapsed_s"]
     runs = []
     for repeat in range(spec["repeats"]):
         prompts = make_prompts(point["batch_size"], point["input_len"], spec["vocab"], spec["seed"] + repeat)
+        empty_cache()
         if tracer is not None:
             tracer.take()  # what came before (the warm-up, an earlier point) is not this run's
         runs.append(timed_run(engine, generate, prompts, point["output_len"], spec))

@@ -85,10 +85,16 @@ def read_config(engine, spec: dict) -> dict:
     return {key: jsonable(values[key]) for key in CONFIG_KEYS if key in values}
 
 
+def reset_cache(engine) -> None:
+    """SGLang's radix (prefix) cache emptied (`Engine.flush_cache`, between runs: nothing is running)."""
+    if hasattr(engine, "flush_cache"):
+        engine.flush_cache()
+
+
 def shutdown(engine) -> None:
     engine.shutdown()
 
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv, engine_name="sglang", version=version, build=build, generate=generate,
-                          read_config=read_config, shutdown=shutdown))  # fmt: skip
+                          read_config=read_config, shutdown=shutdown, reset_cache=reset_cache))  # fmt: skip

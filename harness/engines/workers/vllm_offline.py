@@ -147,6 +147,12 @@ class StepTrace:
         return steps
 
 
+def reset_cache(llm) -> None:
+    """vLLM's prefix cache emptied (`LLM.reset_prefix_cache`, between runs: nothing is running)."""
+    if hasattr(llm, "reset_prefix_cache"):
+        llm.reset_prefix_cache()
+
+
 def shutdown(llm) -> None:
     core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
     if core is not None and hasattr(core, "shutdown"):
@@ -155,4 +161,5 @@ def shutdown(llm) -> None:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv, engine_name="vllm", version=version, build=build, generate=generate,
-                          read_config=read_config, shutdown=shutdown, trace=StepTrace))  # fmt: skip
+                          read_config=read_config, shutdown=shutdown, trace=StepTrace,
+                          reset_cache=reset_cache))  # fmt: skip

@@ -390,8 +390,13 @@ def test_one_engine_serves_a_configs_points_each_with_its_own_warm_up(tmp_path, 
         served = [r for r in rows if r["config"] == config]
         assert sorted(r["engine_points_before"] for r in served) == [0, 1, 2, 3]
         assert len({r["engine_init_s"] for r in served}) == 1  # the same engine's build, on every row
-    calls = [json.loads(line) for line in fake_engines.read_text().splitlines() if "prompts" in line]
-    assert len(calls) == 8 * 2  # per point: its own warm-up, then one timed run
+    calls = [json.loads(line) for line in fake_engines.read_text().splitlines()]
+    generates = [c for c in calls if "prompts" in c]
+    assert len(generates) == 8 * 2  # per point: its own warm-up, then one timed run
+    # the points share seeds (a point's prompts are a prefix of a longer point's): the prefix cache is emptied before
+    # every generate, so none is served from it
+    kinds = ["reset" if "reset_prefix_cache" in c else "generate" for c in calls if "prompts" in c or "reset" in str(c)]
+    assert kinds == ["reset", "generate"] * 16
 
 
 @pytest.mark.parametrize(("mode", "status"), [("oom-generate-b3", "oom"), ("crash-generate-b3", "error")])
