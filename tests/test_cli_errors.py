@@ -205,6 +205,10 @@ CASES = [
     (["sweep", "{garbage}", *SWEEP[1:], "--dry-run"], None, "cannot read config"),
     # calibrate and compare: results JSONL and sweep rows
     (["calibrate", "{corrupt.jsonl}", "--gpu", "h200", "--out", "{cal.toml}"], "cal.toml", ":2: corrupt results line"),
+    (["schedule", "{missing}.jsonl"], None, "does not exist"),
+    (["schedule", "{dir}"], None, "is a directory"),
+    (["schedule", "{corrupt.jsonl}"], None, ":2: corrupt results line"),
+    (["schedule", "{badarch.jsonl}"], None, "'arch' must be a JSON object"),
     (["calibrate", "{arrayrow.jsonl}", "--gpu", "h200", "--out", "{cal.toml}"], "cal.toml", "not a JSON object"),
     (["calibrate", "{badarch.jsonl}", "--gpu", "h200", "--out", "{cal.toml}"], "cal.toml", "'arch' must be a JSON object"),
     (["calibrate", "{nanmeasure.jsonl}", "--gpu", "h200", "--out", "{cal.toml}"], "cal.toml", "'ttft_s' must be a finite"),

@@ -22,6 +22,9 @@ def run(args) -> int:
     from harness.sweep.results_io import check_sweep_files, read_jsonl
     from perfmodel.errors import ArchscaleInputError
 
+    for path in args.sweeps:
+        if not path.is_file():
+            raise ArchscaleInputError(f"sweep file {path} " + ("is a directory" if path.is_dir() else "does not exist"))
     check_sweep_files(args.sweeps)
     rows = [row for path in args.sweeps for row in read_jsonl(path)]
     checks = check_schedules(rows)
