@@ -98,11 +98,11 @@ def paged_steps(n_requests, input_len, output_len, max_num_seqs, step_tokens, kv
 def engine_schedule(n_requests, input_len, output_len, step_tokens, *, full_length_slots, max_num_seqs, kv_tokens,
                     block_tokens, paged):  # fmt: skip
     """The schedule a continuous-batching engine runs, as `estimate()` costs it where requests stagger: (steps, G, q,
-    I/T', running, staggered); where they go in lockstep turns (not `staggered`) `estimate()` costs static waves, whose
-    step count is the same. `full_length_slots`: the requests that run at once with their full length reserved (the KV's and the
-    engine's cap, max_num_seqs, where it is set; 0 = none); `paged` (vLLM): where more requests are queued than that
-    and the KV, not the cap, is why, KV blocks are taken as tokens are computed and `paged_steps` applies.
-    `staggered`: the requests do not go in lockstep turns (a turn's prompts take more than one step)."""
+    I/T', running, staggered); where they go in lockstep turns (not `staggered`: a turn's prompts fit one step)
+    `estimate()` costs static waves, whose step count is the same. `full_length_slots`: the requests that run at once
+    with their full length reserved (the KV's and the engine's cap, max_num_seqs, where it is set; 0 = none); `paged`
+    (vLLM): where more requests are queued than that and the KV, not the cap, is why, KV blocks are taken as tokens
+    are computed and `paged_steps` applies."""
     n = np.asarray(n_requests, dtype=np.float64)
     slots = np.asarray(full_length_slots, dtype=np.float64)
     concurrency = np.maximum(np.minimum(n, slots), 1.0)
