@@ -17,7 +17,7 @@ and whatever is left of it (the engines' helper processes) is killed when it exi
 interrupted. A point's warm-up is min(batch, 16) requests of its prompt length and min(output, 16) output tokens
 (after SGLang's offline benchmark, which warms up with 16 short requests); its timed runs are each one `generate`
 call over all `batch_size` requests queued at once: random token-id prompts of exactly `input_len` ids from the
-sweep's seed (fresh ids each run, so no prefix cache serves them), greedy, `ignore_eos` with the maximum output
+sweep's seed (fresh ids each run, the prefix cache emptied before each: none serves them), greedy, `ignore_eos` with the maximum output
 `output_len` (so nothing but that maximum ends a request). See the workers' docstrings for what each follows in the
 engines' benchmark code.
 
