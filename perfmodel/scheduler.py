@@ -121,22 +121,34 @@ def engine_schedule(n_requests, input_len, output_len, step_tokens, *, full_leng
     return (*schedule, running, staggered)
 
 
+def _turns(n_requests, max_running):
+    """(n, C, turns, F, mean turn): N requests in turns of C = min(max_running, N) slots, the last turn's F fuller
+    slots serving one request more, and the mean over requests of their turn index (slot k's requests have turns
+    0..m_k − 1)."""
+    n = np.asarray(n_requests, dtype=np.float64)
+    c = np.minimum(np.asarray(max_running, dtype=np.float64), n)
+    turns = np.ceil(n / c)
+    fuller = n - (turns - 1) * c
+    mean_turn = (fuller * turns * (turns - 1) / 2 + (c - fuller) * (turns - 1) * (turns - 2) / 2) / n
+    return n, c, turns, fuller, mean_turn
+
+
+def _budget_bound(input_len, output_len, step_tokens, c, g):
+    """(steps per request's tokens at the budget, (I + O − 1)/T; whether the budget, not the slots, sets the pace)."""
+    tokens_per_request = (np.asarray(input_len) + np.asarray(output_len) - 1) / np.asarray(step_tokens)
+    return tokens_per_request, 1 / tokens_per_request < c / g
+
+
 def continuous_ttft_steps(n_requests, input_len, output_len, max_running, step_tokens, g, q, per_prompt,
                           quantiles=(0.5, 0.99)):  # fmt: skip
     """Mean and nearest-rank quantiles of TTFT in steps: request j waits floor(k·I/T') + (j // C)·G steps for its
     slot, then q prefill steps; where the budget binds, its prompt finishes at (j + 1)(I + O − 1)/T steps
     (the tokens of the requests before it)."""
-    n = np.asarray(n_requests, dtype=np.float64)
-    c = np.minimum(np.asarray(max_running, dtype=np.float64), n)
-    tokens_per_request = (np.asarray(input_len) + np.asarray(output_len) - 1) / np.asarray(step_tokens)
-    turns = np.ceil(n / c)
-    fuller = n - (turns - 1) * c
+    n, c, turns, fuller, mean_turn = _turns(n_requests, max_running)
+    tokens_per_request, budget_bound = _budget_bound(input_len, output_len, step_tokens, c, g)
     # Σ over requests of the slot start: each slot k < fuller serves `turns` requests, the others turns − 1.
     mean_start = (_floor_ramp_sum(fuller, per_prompt) * turns
                   + (_floor_ramp_sum(c, per_prompt) - _floor_ramp_sum(fuller, per_prompt)) * (turns - 1)) / n  # fmt: skip
-    # Σ over requests of g·turn index: slot k's requests have turns 0..m_k−1.
-    mean_turn = (fuller * turns * (turns - 1) / 2 + (c - fuller) * (turns - 1) * (turns - 2) / 2) / n
-    budget_bound = 1 / tokens_per_request < c / g
     mean = mean_start + g * mean_turn + q
     out = [np.where(budget_bound, (n + 1) / 2 * tokens_per_request + 0.5, mean)]
     for quantile in quantiles:
@@ -160,17 +172,12 @@ def continuous_ttft_s(n_requests, input_len, output_len, max_running, step_token
     Where the budget binds, every step is full: request j's step has carried the prompts
     up to its own, and decodes in the rest of the budget. Costing the steps before a first token at the run's mean
     step instead (decode-only steps included) puts TTFT far below the prompt FLOPs ahead of a request."""
-    n = np.asarray(n_requests, dtype=np.float64)
     i = np.asarray(input_len, dtype=np.float64)
-    c = np.minimum(np.asarray(max_running, dtype=np.float64), n)
     a = np.asarray(per_prompt, dtype=np.float64)
-    tokens_per_request = (i + np.asarray(output_len) - 1) / np.asarray(step_tokens)
-    budget_bound = 1 / tokens_per_request < c / g
-    turns = np.ceil(n / c)
-    fuller = n - (turns - 1) * c
+    n, c, _, _, mean_turn = _turns(n_requests, max_running)
+    _, budget_bound = _budget_bound(input_len, output_len, step_tokens, c, g)
     steps_mean, *steps_quantiles = continuous_ttft_steps(n, input_len, output_len, max_running, step_tokens, g, q,
                                                           per_prompt, quantiles)  # fmt: skip
-    mean_turn = (fuller * turns * (turns - 1) / 2 + (c - fuller) * (turns - 1) * (turns - 2) / 2) / n
     ramp_steps = np.floor((c - 1) * a) + q  # the first turn's admission: its last prompt's first token
     steady_decodes = c * (np.asarray(output_len) - 1) / g
 
@@ -191,11 +198,11 @@ def continuous_ttft_s(n_requests, input_len, output_len, max_running, step_token
     # Slots: the first turn's c requests (m = floor(k·I/T'), its spread taken as uniform) and the later ones.
     first_m = _floor_ramp_sum(c, a) / c
     first_decodes = (first_m**2 + a**2 * (c**2 - 1) / 12 + first_m) / (2 * a)  # E[m²] = mean² + variance
-    later_steps = (n * steps_mean - c * (first_m + q)) / np.maximum(n - c, 1)
+    later = np.maximum(n - c, 1)
+    later_steps = (n * steps_mean - c * (first_m + q)) / later
     decodes_mean = (c * first_decodes + (n - c) * decodes_before(np.maximum(later_steps, ramp_steps))) / n
     # prompts done by a first token: the first turn's, then the later requests' (all earlier turns, and their own
     # turn's up to the step; `in_turn`: the mean steps from a turn's start to the first token)
-    later = np.maximum(n - c, 1)
     later_in_turn = (n * (steps_mean - g * mean_turn) - c * (first_m + q)) / later
     later_prompts = n * mean_turn / later * c + np.minimum(later_in_turn / a, c)
     prompts_mean = np.minimum(n, (c * np.minimum((first_m + q) / a, c) + (n - c) * later_prompts) / n)
@@ -226,10 +233,7 @@ def prompt_steps(n_requests, max_running, q, per_prompt, steps):
     """Steps that carry prompt tokens: a turn's admissions keep the stagger of the first turn (slot k at floor(k·I/T')
     steps in), so each full turn has floor((C − 1)·I/T') + q of them, the last (fuller slots) floor((F − 1)·I/T') + q;
     the other steps only decode."""
-    n = np.asarray(n_requests, dtype=np.float64)
-    c = np.minimum(np.asarray(max_running, dtype=np.float64), n)
-    turns = np.ceil(n / c)
-    fuller = n - (turns - 1) * c
+    _, c, turns, fuller, _ = _turns(n_requests, max_running)
     per_turn = np.floor((c - 1) * per_prompt) + q
     return np.minimum(steps, (turns - 1) * per_turn + np.floor((fuller - 1) * per_prompt) + q)
 

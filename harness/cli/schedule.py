@@ -19,14 +19,10 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from harness.calibrate.schedule_check import check_schedules, format_schedule_checks
-    from harness.sweep.results_io import check_sweep_files, read_jsonl
+    from harness.sweep.rows import load_sweeps
     from perfmodel.errors import ArchscaleInputError
 
-    for path in args.sweeps:
-        if not path.is_file():
-            raise ArchscaleInputError(f"sweep file {path} " + ("is a directory" if path.is_dir() else "does not exist"))
-    check_sweep_files(args.sweeps)
-    rows = [row for path in args.sweeps for row in read_jsonl(path)]
+    rows = load_sweeps(args.sweeps).rows  # every file checked as calibrate and compare check them
     checks = check_schedules(rows)
     if not checks:
         raise ArchscaleInputError("no row carries its engine's scheduler trace with the settings it ran with "
